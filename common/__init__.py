@@ -1,0 +1,1 @@
+"""Code shared by every stage: presets, artifact paths and atomic writes, the training loop."""

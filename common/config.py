@@ -1,0 +1,84 @@
+"""Presets are data: one TOML file per preset under `presets/`, one table per stage.
+
+Every stage CLI takes `--preset NAME` (or a path to a .toml file) and `--set stage.field=value`
+to override single fields; the resolved config is written next to the stage's outputs.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import os
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PRESET_DIR = PROJECT_ROOT / "presets"
+DEFAULT_ARTIFACTS = Path(os.environ.get("GUITAR_ARTIFACTS", PROJECT_ROOT / "artifacts"))
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def load_preset(name_or_path: str) -> dict:
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = PRESET_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise SystemExit(f"preset {name_or_path!r} not found ({path}); known presets: {', '.join(preset_names())}")
+    with open(path, "rb") as f:
+        cfg = tomllib.load(f)
+    cfg.setdefault("name", path.stem)
+    return cfg
+
+
+def _parse_value(text: str):
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
+    """`stage.field=value` pairs; the field must exist in the preset, so typos fail loudly."""
+    cfg = copy.deepcopy(cfg)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects stage.field=value, got {item!r}")
+        *parents, leaf = key.strip().split(".")
+        node = cfg
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise SystemExit(f"--set {key}: no table {part!r} in preset {cfg.get('name')!r}")
+            node = node[part]
+        if leaf not in node:
+            known = ", ".join(sorted(node))
+            raise SystemExit(f"--set {key}: unknown field {leaf!r} (known: {known})")
+        node[leaf] = _parse_value(raw.strip())
+    return cfg
+
+
+def stage_parser(description: str, default_preset: str = "full") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--preset", default=os.environ.get("PRESET", default_preset),
+                        help=f"preset name ({', '.join(preset_names())}) or path to a .toml file")
+    parser.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
+                        help="root folder of all stage artifacts (default: %(default)s)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="STAGE.FIELD=VALUE",
+                        help="override one preset field, e.g. --set teacher.max_epochs=3 (repeatable)")
+    return parser
+
+
+def resolve_config(args: argparse.Namespace) -> dict:
+    return apply_overrides(load_preset(args.preset), args.overrides)
