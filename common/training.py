@@ -1,0 +1,215 @@
+"""The recipe's training loop, shared by teacher, student baseline and distillation.
+
+One `model.fit` with Keras callbacks: a "step" is one Keras epoch of `steps_per_epoch` batches,
+validation after each, early stopping on validation loss, the best snapshot by validation
+accuracy, and BackupAndRestore so that the same command resumes an interrupted run.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from common.artifacts import atomic_path, write_text
+from dataset.augment import AugmentedBatches
+
+MONITOR_BEST = "val_accuracy"
+MONITOR_STOP = "val_loss"  # what the write-up's EarlyStopping watched
+
+
+def recipe_optimizer(cfg: dict) -> keras.optimizers.Optimizer:
+    """SGD with Nesterov momentum and the legacy Keras `decay`: lr / (1 + decay * iterations)."""
+    schedule = keras.optimizers.schedules.InverseTimeDecay(
+        initial_learning_rate=float(cfg["learning_rate"]), decay_steps=1, decay_rate=float(cfg["decay"]))
+    return keras.optimizers.SGD(learning_rate=schedule, momentum=float(cfg["momentum"]),
+                                nesterov=bool(cfg["nesterov"]))
+
+
+def configure_runtime(cfg: dict) -> dict:
+    """Mixed precision and data parallelism; call before building the model."""
+    info = {"backend": keras.backend.backend(), "mixed_precision": bool(cfg.get("mixed_precision"))}
+    keras.utils.set_random_seed(int(cfg["seed"]))
+    if info["mixed_precision"]:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    devices = keras.distribution.list_devices() if info["backend"] == "jax" else []
+    info["devices"] = [str(d) for d in devices] or ["cpu"]
+    if len(devices) > 1:
+        if int(cfg["batch_size"]) % len(devices):
+            raise SystemExit(f"batch_size {cfg['batch_size']} is not divisible by the {len(devices)} devices")
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    return info
+
+
+def read_history(path: Path) -> list[dict]:
+    if not Path(path).exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def write_history(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def best_epoch(rows: list[dict]) -> dict | None:
+    """The row with the highest validation accuracy; the earliest one on ties."""
+    return max(rows, key=lambda r: (r[MONITOR_BEST], -r["epoch"])) if rows else None
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """history.csv rewritten atomically after every step, with throughput; keeps earlier rows on resume."""
+
+    def __init__(self, path: Path, rows: list[dict], images_per_step: int):
+        super().__init__()
+        self.path, self.rows, self.images_per_step = Path(path), rows, images_per_step
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        self._train_seconds = time.perf_counter() - self._start
+
+    def on_epoch_end(self, epoch, logs=None):
+        train_seconds = getattr(self, "_train_seconds", time.perf_counter() - self._start)
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
+               "train_images_per_s": self.images_per_step / max(train_seconds, 1e-9),
+               "seconds": time.perf_counter() - self._start}
+        self.rows.append(row)
+        write_history(self.path, self.rows)
+
+
+class BestSnapshot(keras.callbacks.Callback):
+    """Save the weights of the best step (validation accuracy), atomically; resumes its best value."""
+
+    def __init__(self, path: Path, rows: list[dict], weights_of=None):
+        super().__init__()
+        self.path = Path(path)
+        best = best_epoch(rows)
+        self.best = best[MONITOR_BEST] if best else -np.inf
+        self.weights_of = weights_of  # e.g. the student inside a Distiller
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = float((logs or {}).get(MONITOR_BEST, -np.inf))
+        if value > self.best:
+            self.best = value
+            with atomic_path(self.path) as tmp:
+                (self.weights_of or self.model).save_weights(tmp)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras' EarlyStopping whose patience counter survives a restart (rebuilt from history.csv)."""
+
+    def __init__(self, rows: list[dict], **kwargs):
+        super().__init__(**kwargs)
+        self._rows = rows
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        for row in self._rows:
+            value = row[self.monitor]
+            if self.best is None or self._is_improvement(value, self.best):
+                self.best, self.wait = value, 0
+            else:
+                self.wait += 1
+
+
+def completed_epochs(backup_dir: Path) -> int:
+    meta = Path(backup_dir) / "training_metadata.json"
+    if meta.exists():
+        return int(json.loads(meta.read_text())["epoch"])
+    return 0
+
+
+def fit_recipe(model: keras.Model, train: tuple, val: tuple, cfg: dict, out_dir: Path,
+               weights_of: keras.Model | None = None) -> list[dict]:
+    """Train with the recipe; returns the full history (resumed rows included).
+
+    `train` and `val` are (uint8 images, int labels). `weights_of` is the model whose weights are
+    the product (defaults to `model`). Writes history.csv, best.weights.h5 and backup/ in out_dir.
+    """
+    out_dir = Path(out_dir)
+    backup_dir = out_dir / "backup"
+    done = completed_epochs(backup_dir)
+    rows = [r for r in read_history(out_dir / "history.csv") if r["epoch"] <= done]
+    steps = int(cfg["steps_per_epoch"])
+    feed = AugmentedBatches(*train, batch_size=int(cfg["batch_size"]), seed=int(cfg["seed"]),
+                            start_batch=done * steps)
+    val_x, val_y = np.asarray(val[0], dtype=np.float32), np.asarray(val[1])
+    if done:
+        print(f"resuming from {backup_dir}: {done} of at most {cfg['max_epochs']} steps done")
+    callbacks = [
+        HistoryWriter(out_dir / "history.csv", rows, steps * int(cfg["batch_size"])),
+        BestSnapshot(out_dir / "best.weights.h5", rows, weights_of=weights_of),
+        ResumableEarlyStopping(rows, monitor=MONITOR_STOP, patience=int(cfg["patience"]), verbose=1),
+        # Last, so a step counts as done only once history and best snapshot are written.
+        keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False),
+    ]
+    if done < int(cfg["max_epochs"]) and not _stopped_early(rows, cfg):
+        model.fit(feed, steps_per_epoch=steps, epochs=int(cfg["max_epochs"]), initial_epoch=done,
+                  validation_data=(val_x, val_y), batch_size=int(cfg["batch_size"]),
+                  callbacks=callbacks, verbose=int(os.environ.get("KERAS_VERBOSE", 1)))
+    return rows
+
+
+def _stopped_early(rows: list[dict], cfg: dict) -> bool:
+    """Whether the recorded history already triggered early stopping (a finished run re-invoked)."""
+    best, wait = np.inf, 0
+    for row in rows:
+        if row[MONITOR_STOP] < best:
+            best, wait = row[MONITOR_STOP], 0
+        else:
+            wait += 1
+    return wait >= int(cfg["patience"])
+
+
+def plot_curves(rows: list[dict], path: Path, title: str) -> Path:
+    """Accuracy and loss per step, train and validation, like the write-up's figure."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("accuracy", "loss")):
+        ax.plot(epochs, [r[metric] for r in rows], marker="o", label=f"train {metric}")
+        ax.plot(epochs, [r[f"val_{metric}"] for r in rows], marker="o", label=f"validation {metric}")
+        ax.set_xlabel("step (1 step = steps_per_epoch mini-batches)")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def predict_probabilities(model: keras.Model, images, batch_size: int = 64) -> np.ndarray:
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = np.asarray(images[start:start + batch_size], dtype=np.float32)
+        out.append(np.asarray(model.predict_on_batch(batch), dtype=np.float32))
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.argmax(probs, axis=1) == labels)) if len(labels) else float("nan")
+
+
+def save_model(model: keras.Model, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return Path(path)

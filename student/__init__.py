@@ -1,0 +1,2 @@
+"""The student: a shallow Network-in-Network."""
+from student.model import build_nin_student  # noqa: F401

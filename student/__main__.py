@@ -1,0 +1,36 @@
+"""`python -m student`: the NiN student trained from labels alone (the no-distillation baseline)."""
+from __future__ import annotations
+
+from common.config import resolve_config, stage_parser
+from common.progress import console
+from common.stage import finish_training, prepare_run_dir
+from common.training import configure_runtime, fit_recipe, recipe_optimizer
+from dataset.cache import load_split
+from dataset.manifest import load_data_info
+from student.model import build_nin_student
+
+
+def main(argv=None):
+    parser = stage_parser("Train the NiN student from labels alone: the baseline distillation must beat.")
+    parser.add_argument("--fresh", action="store_true", help="discard an earlier or interrupted run and start over")
+    parser.add_argument("--max-steps", type=int, help="cap on steps (epochs of steps_per_epoch batches)")
+    args = parser.parse_args(argv)
+    cfg = resolve_config(args)
+    if args.max_steps:
+        cfg["student"]["max_epochs"] = args.max_steps
+    scfg = cfg["student"]
+    out = prepare_run_dir(args.artifacts, "student", cfg, args.fresh, keys=("data", "student"))
+    info = load_data_info(args.artifacts)
+    runtime = configure_runtime(scfg)
+    splits = {s: load_split(info, s) for s in ("train", "val", "test") if info.split_rows(s)}
+    model = build_nin_student(len(info.classes), info.image_size, tuple(scfg["widths"]), float(scfg["dropout"]))
+    model.compile(optimizer=recipe_optimizer(scfg), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    console.print(f"student baseline (no distillation): NiN {scfg['widths']}, {model.count_params():,} parameters, "
+                  f"{len(splits['train'][0])} training photos, backend {runtime['backend']}")
+    rows = fit_recipe(model, splits["train"], splits["val"], scfg, out)
+    finish_training(model, rows, splits, out, cfg, "nin_student_no_kd", f"NiN student, labels only ({cfg['name']})",
+                    runtime, classes=info.classes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""`python -m teacher`: fine-tune ResNet50 on the manifest's split with the write-up's recipe."""
+from __future__ import annotations
+
+import time
+
+from common.config import resolve_config, stage_parser
+from common.progress import console
+from common.stage import finish_training, prepare_run_dir
+from common.training import configure_runtime, fit_recipe, recipe_optimizer
+from dataset.cache import load_split
+from dataset.manifest import load_data_info
+from teacher.model import build_teacher
+
+
+def main(argv=None):
+    parser = stage_parser("Fine-tune the ResNet50 teacher with the write-up's recipe (resumable).")
+    parser.add_argument("--fresh", action="store_true", help="discard an earlier or interrupted run and start over")
+    parser.add_argument("--max-steps", type=int, help="cap on steps (epochs of steps_per_epoch batches)")
+    parser.add_argument("--weights", help='"imagenet", "none" or a local no-top ResNet50 weights file')
+    args = parser.parse_args(argv)
+    cfg = resolve_config(args)
+    if args.max_steps:
+        cfg["teacher"]["max_epochs"] = args.max_steps
+    if args.weights:
+        cfg["teacher"]["weights"] = args.weights
+    tcfg = cfg["teacher"]
+    start = time.perf_counter()
+    out = prepare_run_dir(args.artifacts, "teacher", cfg, args.fresh, keys=("data", "teacher"))
+    info = load_data_info(args.artifacts)
+    runtime = configure_runtime(tcfg)
+    splits = {s: load_split(info, s) for s in ("train", "val", "test") if info.split_rows(s)}
+
+    model = build_teacher(len(info.classes), info.image_size, tcfg["weights"])
+    model.compile(optimizer=recipe_optimizer(tcfg), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    console.print(f"teacher: ResNet50 from {tcfg['weights'] or 'scratch'}, {model.count_params():,} parameters, "
+                  f"{len(splits['train'][0])} training photos at {info.image_size}px, backend {runtime['backend']}")
+    rows = fit_recipe(model, splits["train"], splits["val"], tcfg, out)
+
+    finish_training(model, rows, splits, out, cfg, "resnet50_teacher", f"ResNet50 teacher ({cfg['name']} preset)",
+                    runtime, extra={"weights": tcfg["weights"]}, classes=info.classes)
+    console.print(f"teacher wall time {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

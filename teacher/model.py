@@ -1,0 +1,49 @@
+"""ResNet50 + Flatten + Dense softmax, as the write-up built it, with ImageNet preprocessing inside."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="guitar_distill")
+class CaffePreprocess(keras.layers.Layer):
+    """keras.applications.resnet50.preprocess_input as a layer: RGB 0..255 -> BGR minus ImageNet mean.
+
+    Built from slices and a concat (not a reverse op) so that it converts and quantises everywhere.
+    """
+
+    def call(self, inputs):
+        x = keras.ops.cast(inputs, self.compute_dtype)
+        bgr = keras.ops.concatenate([x[..., 2:3], x[..., 1:2], x[..., 0:1]], axis=-1)
+        return bgr - keras.ops.convert_to_tensor(IMAGENET_BGR_MEAN, dtype=self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def build_teacher(num_classes: int, input_size: int = 224, weights: str | None = None) -> keras.Model:
+    """`weights`: "imagenet" (Keras download), None/"none" (from scratch) or a local weights file
+    for the no-top ResNet50 (e.g. resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5)."""
+    if weights in ("none", "None", ""):
+        weights = None
+    if weights not in (None, "imagenet"):
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"ResNet50 weights file not found: {path}")
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = CaffePreprocess(name="preprocess")(inputs)
+    try:
+        base = keras.applications.ResNet50(include_top=False, weights=weights, input_tensor=x)
+    except (ValueError, OSError) as e:
+        if weights in (None, "imagenet"):
+            raise
+        raise ValueError(f"{weights}: not no-top ResNet50 weights for a {input_size}px input ({e})") from e
+    x = keras.layers.Flatten(name="flatten")(base.output)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="resnet50_teacher")
+
+
+LAST_CONV_LAYER = "conv5_block3_out"
