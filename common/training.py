@@ -109,20 +109,38 @@ class BestSnapshot(keras.callbacks.Callback):
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """Keras' EarlyStopping whose patience counter survives a restart (rebuilt from history.csv)."""
+    """Keras' EarlyStopping on a loss whose patience counter survives a restart (rebuilt from history.csv)."""
 
     def __init__(self, rows: list[dict], **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(mode="min", **kwargs)
         self._rows = rows
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         for row in self._rows:
             value = row[self.monitor]
-            if self.best is None or self._is_improvement(value, self.best):
+            if self.best is None or value < self.best - abs(self.min_delta):
                 self.best, self.wait = value, 0
             else:
                 self.wait += 1
+
+
+class ReseedEachStep(keras.callbacks.Callback):
+    """Seed dropout's random state from (seed, step) at the start of every step.
+
+    Keras' weight files do not hold SeedGenerator state, so without this a resumed run would draw
+    other dropout masks than the uninterrupted run it continues.
+    """
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        states = [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
+        for k, var in enumerate(states):
+            value = np.random.default_rng([self.seed, epoch, k]).integers(0, 2**31 - 1)
+            var.assign(np.array([value, 0], dtype=keras.backend.standardize_dtype(var.dtype)))
 
 
 def completed_epochs(backup_dir: Path) -> int:
@@ -150,6 +168,7 @@ def fit_recipe(model: keras.Model, train: tuple, val: tuple, cfg: dict, out_dir:
     if done:
         print(f"resuming from {backup_dir}: {done} of at most {cfg['max_epochs']} steps done")
     callbacks = [
+        ReseedEachStep(int(cfg["seed"])),
         HistoryWriter(out_dir / "history.csv", rows, steps * int(cfg["batch_size"])),
         BestSnapshot(out_dir / "best.weights.h5", rows, weights_of=weights_of),
         ResumableEarlyStopping(rows, monitor=MONITOR_STOP, patience=int(cfg["patience"]), verbose=1),
@@ -159,7 +178,7 @@ def fit_recipe(model: keras.Model, train: tuple, val: tuple, cfg: dict, out_dir:
     if done < int(cfg["max_epochs"]) and not _stopped_early(rows, cfg):
         model.fit(feed, steps_per_epoch=steps, epochs=int(cfg["max_epochs"]), initial_epoch=done,
                   validation_data=(val_x, val_y), batch_size=int(cfg["batch_size"]),
-                  callbacks=callbacks, verbose=int(os.environ.get("KERAS_VERBOSE", 1)))
+                  callbacks=callbacks, shuffle=False, verbose=int(os.environ.get("KERAS_VERBOSE", 1)))
     return rows
 
 

@@ -1,0 +1,59 @@
+"""Fixtures: a few real photos copied from ../shared/guitars, and smoke artifacts built once."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from common.config import PROJECT_ROOT
+
+SHARED_PHOTOS = PROJECT_ROOT.parent / "shared" / "guitars"
+SMOKE_CLASSES = ("ES", "FlyingV", "Telecaster")
+PHOTOS_PER_CLASS = 10  # the smoke split takes 6 train, 2 val, 2 test
+
+
+def real_photos(label: str, count: int) -> list[Path]:
+    if not SHARED_PHOTOS.is_dir():
+        pytest.fail(f"the shared photos are missing: {SHARED_PHOTOS}")
+    return sorted((SHARED_PHOTOS / label).glob("*.jpg"))[:count]
+
+
+def copy_photos(dest: Path, classes=SMOKE_CLASSES, per_class=PHOTOS_PER_CLASS) -> Path:
+    for label in classes:
+        (dest / label).mkdir(parents=True, exist_ok=True)
+        # Every 7th photo: spread over the folder, and clear of the shared set's duplicate pairs.
+        for src in real_photos(label, per_class * 7)[::7][:per_class]:
+            shutil.copy(src, dest / label / src.name)
+    return dest
+
+
+@pytest.fixture
+def photo_source(tmp_path) -> Path:
+    return copy_photos(tmp_path / "photos")
+
+
+def run_stage(module: str, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "KERAS_VERBOSE": "2", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    result = subprocess.run([sys.executable, "-m", module, *args], cwd=PROJECT_ROOT, env=full_env,
+                            capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise AssertionError(f"python -m {module} {' '.join(args)} failed ({result.returncode}):\n"
+                             f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def smoke_artifacts(tmp_path_factory) -> Path:
+    """data -> teacher -> student -> distill on the smoke preset, once per test session."""
+    root = tmp_path_factory.mktemp("smoke")
+    source = copy_photos(root / "photos")
+    artifacts = root / "artifacts"
+    common = ("--preset", "smoke", "--artifacts", str(artifacts))
+    run_stage("dataset", *common, "--source", str(source))
+    for stage in ("teacher", "student", "distill"):
+        run_stage(stage, *common)
+    return artifacts

@@ -1,0 +1,70 @@
+"""Augmentation and the batch feeder, under TensorFlow here and under JAX in a subprocess."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import real_photos
+from dataset.augment import AugmentedBatches
+from edge.images import load_for_model
+
+FEEDER_CHECK = """
+import numpy as np, keras, sys
+sys.path.insert(0, "tests")
+from conftest import real_photos
+from edge.images import load_for_model
+from dataset.augment import AugmentedBatches
+images = np.stack([load_for_model(p, 48) for p in real_photos("ES", 6)])
+feed = AugmentedBatches(images, np.arange(6), batch_size=4, seed=3)
+x, y = feed[0]
+assert x.shape == (4, 48, 48, 3) and x.dtype == np.float32, x.shape
+assert 0 <= x.min() and x.max() <= 255
+assert np.array_equal(feed[0][0], x)
+print(keras.backend.backend(), float(x.mean()))
+"""
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.stack([load_for_model(p, 48) for p in real_photos("ES", 6)])
+
+
+def test_batches_are_seeded_pure_functions_of_the_index(images):
+    feed = AugmentedBatches(images, np.arange(6), batch_size=4, seed=3)
+    x0, y0 = feed[0]
+    assert x0.shape == (4, 48, 48, 3) and x0.dtype == np.float32 and y0.shape == (4,)
+    assert 0.0 <= x0.min() and x0.max() <= 255.0
+    again = AugmentedBatches(images, np.arange(6), batch_size=4, seed=3)
+    assert np.array_equal(again[0][0], x0)
+    assert not np.array_equal(feed[1][0][:2], x0[:2])
+    resumed = AugmentedBatches(images, np.arange(6), batch_size=4, seed=3, start_batch=5)
+    assert np.array_equal(resumed[0][0], feed[5][0])
+    other_seed = AugmentedBatches(images, np.arange(6), batch_size=4, seed=4)
+    assert not np.array_equal(other_seed[0][0], x0)
+
+
+def test_every_photo_is_seen_once_per_pass(images):
+    feed = AugmentedBatches(images, np.arange(6), batch_size=4, seed=0, augment=False)
+    seen = np.concatenate([feed[i][1] for i in range(3)])  # 12 = two passes of 6
+    assert sorted(seen[:6]) == list(range(6)) and sorted(seen[6:]) == list(range(6))
+    x, y = feed[0]
+    assert np.array_equal(x, images[y].astype(np.float32))  # no augmentation: the photos themselves
+
+
+def test_augmentation_changes_geometry_not_range(images):
+    feed = AugmentedBatches(images, np.arange(6), batch_size=6, seed=1)
+    x, y = feed[0]
+    assert not np.array_equal(x, images[y].astype(np.float32))
+    assert abs(x.mean() - images.mean()) < 40  # 'nearest' fill: no black borders dragging the mean
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_feeder_runs_under_backend(backend):
+    pytest.importorskip(backend)
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", FEEDER_CHECK], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[0] == backend

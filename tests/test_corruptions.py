@@ -1,0 +1,34 @@
+"""Corruptions: shapes, dtypes, seeding, and that severity means more damage."""
+import numpy as np
+import pytest
+
+from conftest import real_photos
+from dataset.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from edge.images import load_for_model
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return load_for_model(real_photos("Jazzmaster", 1)[0], 96)
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_corruption_contract(photo, name):
+    damage = []
+    for severity in SEVERITIES:
+        out = corrupt(name, photo, severity, seed=5)
+        assert out.shape == photo.shape and out.dtype == np.uint8
+        assert np.array_equal(out, corrupt(name, photo, severity, seed=5))  # seeded
+        damage.append(np.abs(out.astype(int) - photo).mean())
+    assert damage[0] > 0
+    assert damage[-1] > damage[0]
+    assert np.array_equal(photo, load_for_model(real_photos("Jazzmaster", 1)[0], 96))  # input untouched
+
+
+def test_bad_arguments(photo):
+    with pytest.raises(ValueError, match="severity"):
+        corrupt("doodle", photo, 0, seed=0)
+    with pytest.raises(ValueError, match="uint8"):
+        corrupt("doodle", photo.astype(np.float32), 1, seed=0)
+    with pytest.raises(ValueError, match="unknown corruption"):
+        corrupt("fog", photo, 1, seed=0)

@@ -1,0 +1,125 @@
+"""The teacher builder and the shared recipe loop (early stopping, best snapshot, resume)."""
+import keras
+import numpy as np
+import pytest
+
+from common.training import BestSnapshot, ResumableEarlyStopping, best_epoch, fit_recipe, read_history, recipe_optimizer
+from conftest import real_photos
+from edge.images import load_for_model
+from teacher.model import LAST_CONV_LAYER, build_teacher
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def photos():
+    x = np.stack([load_for_model(p, SIZE) for c in ("ES", "SG") for p in real_photos(c, 8)])
+    return x.astype(np.float32), np.repeat([0, 1], 8)
+
+
+def bare_resnet(weights=None):
+    return keras.applications.ResNet50(include_top=False, weights=weights, input_shape=(SIZE, SIZE, 3))
+
+
+def test_builder_shape_and_parameters():
+    model = build_teacher(11, SIZE)
+    assert model.output_shape == (None, 11)
+    assert model.count_params() == bare_resnet().count_params() + 2048 * 11 + 11
+    assert all(layer.trainable for layer in model.layers)
+
+
+def test_local_weights_and_preprocessing_inside(tmp_path, photos):
+    source = bare_resnet()
+    path = tmp_path / "resnet50_notop.weights.h5"
+    source.save_weights(path)
+    teacher = build_teacher(3, SIZE, weights=str(path))
+    features = keras.Model(teacher.inputs, teacher.get_layer(LAST_CONV_LAYER).output)
+    raw = photos[0][:4]
+    manual = source.predict(keras.applications.resnet50.preprocess_input(raw.copy()), verbose=0)
+    np.testing.assert_allclose(features.predict(raw, verbose=0), manual, rtol=1e-4, atol=1e-4)
+    uint8 = teacher.predict(raw.astype(np.uint8), verbose=0)
+    np.testing.assert_allclose(uint8, teacher.predict(raw, verbose=0), atol=1e-6)
+
+
+def test_bad_weights_files_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.h5"):
+        build_teacher(3, SIZE, weights=str(tmp_path / "nope.h5"))
+    garbage = tmp_path / "garbage.weights.h5"
+    garbage.write_bytes(b"not hdf5 at all")
+    with pytest.raises(ValueError, match="garbage.weights.h5"):
+        build_teacher(3, SIZE, weights=str(garbage))
+
+
+def test_training_on_real_photos_lowers_the_loss(photos):
+    keras.utils.set_random_seed(0)
+    model = build_teacher(2, SIZE)
+    # The recipe's optimiser at a tenth of its rate: from scratch on one batch, 0.01 oscillates.
+    cfg = {"learning_rate": 0.001, "momentum": 0.9, "nesterov": True, "decay": 1e-6}
+    model.compile(optimizer=recipe_optimizer(cfg), loss="sparse_categorical_crossentropy")
+    x, y = photos
+    losses = [float(model.train_on_batch(x, y)) for _ in range(12)]
+    assert np.mean(losses[-3:]) < losses[0] / 2, losses
+
+
+def test_early_stopping_and_best_snapshot_on_scripted_history(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.stop_training = False
+    history = [(0.50, 1.0), (0.70, 0.8), (0.70, 0.9), (0.65, 0.85), (0.80, 0.95), (0.90, 0.99)]
+    stop = ResumableEarlyStopping([], monitor="val_loss", patience=3)
+    best = BestSnapshot(tmp_path / "best.weights.h5", [])
+    for cb in (stop, best):
+        cb.set_model(model)
+        cb.on_train_begin()
+    stopped_at = None
+    for epoch, (acc, loss) in enumerate(history):
+        for cb in (stop, best):
+            cb.on_epoch_end(epoch, {"val_accuracy": acc, "val_loss": loss})
+        if model.stop_training:
+            stopped_at = epoch + 1
+            break
+    assert stopped_at == 5  # best val_loss at step 2, three steps without improvement
+    assert best.best == 0.80 and (tmp_path / "best.weights.h5").exists()
+    rows = [{"epoch": i + 1, "val_accuracy": a, "val_loss": v} for i, (a, v) in enumerate(history[:4])]
+    assert best_epoch(rows)["epoch"] == 2  # ties go to the earlier step
+    resumed = ResumableEarlyStopping(rows, monitor="val_loss", patience=3)
+    resumed.set_model(model)
+    resumed.on_train_begin()
+    assert resumed.wait == 2 and resumed.best == 0.8
+
+
+def _student(seed=0):
+    from student.model import build_nin_student
+    keras.utils.set_random_seed(seed)
+    model = build_nin_student(2, SIZE, (8, 8, 8), dropout=0.5)
+    model.compile(optimizer=recipe_optimizer(CFG), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+CFG = {"learning_rate": 0.01, "momentum": 0.9, "nesterov": True, "decay": 1e-6, "steps_per_epoch": 3,
+       "batch_size": 4, "max_epochs": 4, "patience": 20, "seed": 11}
+
+
+def test_resume_after_a_kill_mid_run_matches_an_uninterrupted_run(tmp_path, photos, monkeypatch):
+    train = (photos[0].astype(np.uint8), photos[1])
+    val = (photos[0][::2].astype(np.uint8), photos[1][::2])
+    straight = fit_recipe(_student(), train, val, CFG, tmp_path / "straight")
+
+    from dataset.augment import AugmentedBatches
+    real_getitem = AugmentedBatches.__getitem__
+
+    def killed(self, i):
+        if self.start_batch + i == 7:  # in the middle of step 3
+            raise KeyboardInterrupt("simulated kill")
+        return real_getitem(self, i)
+
+    monkeypatch.setattr(AugmentedBatches, "__getitem__", killed)
+    with pytest.raises(BaseException, match="simulated kill"):  # TF wraps it in its own error
+        fit_recipe(_student(), train, val, CFG, tmp_path / "resumed")
+    assert len(read_history(tmp_path / "resumed" / "history.csv")) == 2
+    monkeypatch.setattr(AugmentedBatches, "__getitem__", real_getitem)
+    # A fresh process would build a fresh model with other initial weights: the backup wins.
+    resumed = fit_recipe(_student(seed=99), train, val, CFG, tmp_path / "resumed")
+    assert [r["epoch"] for r in resumed] == [1, 2, 3, 4]
+    for a, b in zip(straight, resumed):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), (a, b)
