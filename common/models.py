@@ -25,8 +25,11 @@ def logits_model(model: keras.Model) -> keras.Model:
     raise ValueError(f"{model.name}: last layer {last.name} is not a softmax")
 
 
-def load_stage_model(artifacts: Path, stage: str, hint: str) -> keras.Model:
+def load_model_file(path: Path) -> keras.Model:
     import teacher.model  # noqa: F401  registers the teacher's preprocessing layer
 
-    path = require(Path(artifacts) / stage / "model.keras", f"{stage} model", hint)
     return keras.saving.load_model(path, compile=False)
+
+
+def load_stage_model(artifacts: Path, stage: str, hint: str) -> keras.Model:
+    return load_model_file(require(Path(artifacts) / stage / "model.keras", f"{stage} model", hint))

@@ -1,0 +1,54 @@
+"""Run a model file in its own runtime: onnxruntime, ai-edge-litert, or Keras. Same call for all."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge.predict import TFLiteClassifier
+
+
+class OnnxClassifier:
+    def __init__(self, path, num_threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = num_threads
+            options.inter_op_num_threads = 1
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0]
+        self.size = int(self.input.shape[1])
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        dtype = np.uint8 if self.input.type == "tensor(uint8)" else np.float32
+        return self.session.run(None, {self.input.name: np.asarray(images).astype(dtype)})[0].astype(np.float32)
+
+
+class KerasClassifier:
+    def __init__(self, path, num_threads: int | None = None):
+        from common.models import load_model_file
+
+        self.path = Path(path)
+        self.model = load_model_file(path)
+        self.size = int(self.model.input_shape[1])
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict_on_batch(np.asarray(images, dtype=np.float32)), dtype=np.float32)
+
+
+def open_classifier(path, num_threads: int | None = None):
+    suffix = Path(path).suffix
+    if suffix == ".onnx":
+        return OnnxClassifier(path, num_threads)
+    if suffix == ".tflite":
+        return TFLiteClassifier(path, num_threads)
+    if suffix == ".keras":
+        return KerasClassifier(path, num_threads)
+    raise ValueError(f"{path}: unknown model format {suffix!r}")
+
+
+def predict_all(classifier, images, batch_size: int = 32) -> np.ndarray:
+    return np.concatenate([classifier.predict(np.asarray(images[i:i + batch_size]))
+                           for i in range(0, len(images), batch_size)])

@@ -1,0 +1,110 @@
+"""`python -m export`: teacher and student to ONNX and TFLite, each file checked against Keras."""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common.artifacts import read_json, sha256_file, stage_dir, write_json, write_text
+from common.config import resolve_config, stage_parser
+from common.models import load_stage_model
+from common.progress import console
+from common.training import predict_probabilities
+from dataset.cache import load_split
+from dataset.manifest import load_data_info
+from export.bundle import build_bundle, golden_photos
+from export.convert import (TFLITE_PRECISIONS, balanced_subset, export_onnx, export_saved_model, onnx_int8,
+                            tflite_from_saved_model, write_tflite)
+from export.parity import gate, measure, parity_table
+from export.qat import qat_tflite
+
+MODELS = {"teacher": ("teacher", "make teacher  (python -m teacher)"),
+          "student": ("distill", "make distill  (python -m distill)")}
+QUANTISED = {"onnx_int8", "tflite_fp16", "tflite_dynamic_int8", "tflite_int8", "tflite_qat_int8"}
+
+
+def model_json(path: Path, fmt: str, size: int, classes: list[str], source: dict, input_dtype: str) -> dict:
+    return {
+        "file": path.name, "format": fmt,
+        "input": {"shape": [None if fmt.startswith("onnx") else 1, size, size, 3], "dtype": input_dtype,
+                  "range": [0, 255], "layout": "NHWC, RGB"},
+        "output": {"shape": [None, len(classes)], "meaning": "class probabilities in labels.txt order"},
+        "classes": classes,
+        "preprocessing": "inside the graph: feed RGB pixels 0..255 resized (squashed) to the input size; "
+                         "no mean subtraction or scaling by the caller",
+        "source_run": source, "sha256": sha256_file(path),
+    }
+
+
+def main(argv=None):
+    parser = stage_parser("Export teacher and student to ONNX and TFLite (fp32, fp16, int8) with a parity gate.")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    args = parser.parse_args(argv)
+    cfg = resolve_config(args)
+    ecfg = cfg["export"]
+    start = time.perf_counter()
+    out = stage_dir(args.artifacts, "export")
+    write_json(out / "config.json", cfg)
+    info = load_data_info(args.artifacts)
+    train_x, train_y = load_split(info, "train")
+    val_x, val_y = load_split(info, "val")
+    calibration = np.asarray(train_x[balanced_subset(train_y, int(ecfg["calibration_per_class"]),
+                                                     int(cfg["data"]["seed"]))])
+    results, files = {}, {}
+    for name in args.models:
+        stage, hint = MODELS[name]
+        model = load_stage_model(args.artifacts, stage, hint)
+        source = {"stage": stage, "preset": cfg["name"], **{k: v for k, v in read_json(
+            args.artifacts / stage / "metrics.json").items() if k.endswith("accuracy") or k == "best_step"}}
+        console.print(f"[{name}] SavedModel, then ONNX and TFLite ({len(calibration)} calibration photos)")
+        saved = export_saved_model(model, out / "saved_model" / name)
+        paths = {"onnx_fp32": export_onnx(model, out / name / "onnx_fp32" / "model.onnx", int(ecfg["onnx_opset"]))}
+        paths["onnx_int8"] = onnx_int8(paths["onnx_fp32"], out / name / "onnx_int8" / "model.onnx", calibration)
+        for precision in TFLITE_PRECISIONS:
+            fmt = f"tflite_{precision}"
+            console.print(f"[{name}] {fmt}")
+            paths[fmt] = write_tflite(out / name / fmt / "model.tflite",
+                                      tflite_from_saved_model(saved, precision, calibration))
+        if name == "student":
+            console.print(f"[{name}] quantisation-aware training against the teacher's soft targets")
+            teacher = load_stage_model(args.artifacts, "teacher", MODELS["teacher"][1])
+            soft = predict_probabilities(teacher, train_x)
+            paths["tflite_qat_int8"] = write_tflite(
+                out / name / "tflite_qat_int8" / "model.tflite",
+                qat_tflite(model, cfg["student"], np.asarray(train_x), soft, ecfg, int(cfg["data"]["seed"])))
+        keras_probs = predict_probabilities(model, val_x)
+        for fmt, path in paths.items():
+            dtype = "uint8" if fmt in ("tflite_int8", "tflite_qat_int8") else "float32"
+            write_json(path.with_name("model.json"), model_json(path, fmt, info.image_size, info.classes, source, dtype))
+            write_text(path.with_name("labels.txt"), "\n".join(info.classes) + "\n")
+            results[(name, fmt)] = measure(path, val_x, val_y, keras_probs)
+            results[(name, fmt)].update(file=str(path.relative_to(out)), bytes=path.stat().st_size)
+            files[(name, fmt)] = path
+            console.print(f"[{name}] {fmt}: agreement {results[(name, fmt)]['agreement']:.4f}, "
+                          f"accuracy change {results[(name, fmt)]['accuracy_change']:+.4f}")
+    write_json(out / "parity.json", {f"{m}/{f}": r for (m, f), r in results.items()})
+    write_text(out / "parity.md", parity_table(results))
+    for (name, fmt), r in results.items():
+        gate(f"{name}/{fmt}", files[(name, fmt)], r, float(ecfg["parity_min_agreement"]), fmt not in QUANTISED)
+
+    if "student" in args.models:
+        # Ship the int8 model that holds accuracy best on validation: QAT or post-training.
+        best_fmt = max(("tflite_qat_int8", "tflite_int8"), key=lambda f: (results[("student", f)]["accuracy"],
+                                                                          f == "tflite_int8"))
+        chosen = files[("student", best_fmt)]
+        meta = read_json(chosen.with_name("model.json"))
+        meta["validation"] = results[("student", best_fmt)]
+        bundle = build_bundle(stage_dir(args.artifacts, "edge") / "guitar-student", chosen, meta, info.classes,
+                              golden_photos(info.split_rows("val"), info.source, info.classes,
+                                            int(ecfg["golden_images"]), int(cfg["data"]["seed"])))
+        console.print(f"edge bundle ({best_fmt}): {bundle} and {bundle}.tar.gz")
+    shutil.rmtree(out / "saved_model", ignore_errors=True)
+    console.print(parity_table(results))
+    console.print(f"export done in {time.perf_counter() - start:.0f} s: {out}/<model>/<format>/, "
+                  f"parity in {out / 'parity.json'} and {out / 'parity.md'}")
+
+
+if __name__ == "__main__":
+    main()
