@@ -1,0 +1,147 @@
+"""Export on smoke models: every format, the parity gate, the edge bundle and its predictor."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import real_photos, run_stage
+from export.parity import ParityError, gate, measure
+
+FORMATS = {"teacher": ["onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_fp16", "tflite_dynamic_int8", "tflite_int8"]}
+FORMATS["student"] = FORMATS["teacher"] + ["tflite_qat_int8"]
+
+
+@pytest.fixture(scope="module")
+def exported(smoke_artifacts):
+    run_stage("export", "--preset", "smoke", "--artifacts", str(smoke_artifacts))
+    return smoke_artifacts
+
+
+def test_every_format_written_and_within_its_gate(exported):
+    parity = json.loads((exported / "export" / "parity.json").read_text())
+    for model, formats in FORMATS.items():
+        for fmt in formats:
+            folder = exported / "export" / model / fmt
+            assert (folder / "labels.txt").read_text().split() == ["ES", "FlyingV", "Telecaster"]
+            meta = json.loads((folder / "model.json").read_text())
+            assert meta["format"] == fmt and len(meta["sha256"]) == 64
+            r = parity[f"{model}/{fmt}"]
+            assert r["images"] == 6
+            if fmt in ("onnx_fp32", "tflite_fp32"):
+                assert r["agreement"] >= 0.999 and r["max_prob_diff"] < 1e-3
+        assert parity[f"{model}/onnx_fp32"]["batch_max_diff"] < 1e-4
+    assert json.loads((exported / "export" / "student" / "tflite_int8" / "model.json").read_text())["input"]["dtype"] == "uint8"
+    assert "| student | tflite_qat_int8 |" in (exported / "export" / "parity.md").read_text()
+
+
+def test_gate_catches_a_preprocessing_mismatch(exported):
+    from dataset.cache import load_split
+    from dataset.manifest import load_data_info
+    info = load_data_info(exported)
+    x, y = load_split(info, "val")
+    model = exported / "export" / "student" / "tflite_fp32" / "model.tflite"
+    from common.runtimes import open_classifier, predict_all
+    reference = predict_all(open_classifier(model), x)
+    # What a caller who scales pixels to 0..1 (a preprocessing mismatch) would compare against:
+    wrong = predict_all(open_classifier(model), np.asarray(x, np.float32) / 255.0)
+    result = measure(model, x, y, wrong)
+    if result["agreement"] < 0.999:
+        with pytest.raises(ParityError, match="tflite_fp32"):
+            gate("student/tflite_fp32", model, result, 0.999, is_fp32=True)
+    # And a shuffled reference is always caught, whatever the smoke model predicts.
+    shuffled = reference[:, ::-1].copy()
+    result = measure(model, x, y, shuffled)
+    with pytest.raises(ParityError, match="argmax agreement"):
+        gate("student/tflite_fp32", model, result, 0.999, is_fp32=True)
+    gate("student/tflite_int8", model, result, 0.999, is_fp32=False)  # quantised files only report
+
+
+def bundle(exported):
+    return exported / "edge" / "guitar-student"
+
+
+def predict(exported, *args, python=sys.executable, cwd=None):
+    script = bundle(exported) / "predict.py"
+    return subprocess.run([python, str(script), *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def test_bundle_contents_and_predictions(exported):
+    b = bundle(exported)
+    for name in ("model.tflite", "labels.txt", "model.json", "predict.py", "images.py", "README.md",
+                 "golden/expected.json"):
+        assert (b / name).exists(), name
+    assert (b.parent / "guitar-student.tar.gz").stat().st_size > 1000
+    photo = real_photos("ES", 1)[0]
+    result = predict(exported, str(photo), "--json", "--top-k", "2")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out[0]["file"] == str(photo) and len(out[0]["top"]) == 2
+    assert sum(p for _, p in out[0]["top"]) <= 1.01
+
+
+def test_bad_inputs_are_reported_and_others_still_processed(exported, tmp_path):
+    good = tmp_path / "good.jpg"
+    shutil.copy(real_photos("FlyingV", 1)[0], good)
+    (tmp_path / "text.jpg").write_text("hello")
+    (tmp_path / "cut.jpg").write_bytes(good.read_bytes()[:1500])
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+    alpha = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    alpha.save(tmp_path / "alpha.png")
+    Image.new("L", (7000, 7000)).save(tmp_path / "huge.png")
+    result = predict(exported, str(tmp_path), "--json")
+    assert result.returncode == 1
+    by_file = {os.path.basename(r["file"]): r for r in json.loads(result.stdout)}
+    assert "top" in by_file["good.jpg"] and "top" in by_file["alpha.png"]
+    assert by_file["text.jpg"]["error"] == "not an image"
+    assert by_file["cut.jpg"]["error"].startswith("truncated or corrupt")
+    assert by_file["dot.png"]["error"].startswith("too small")
+    assert by_file["huge.png"]["error"].startswith("too many pixels")
+
+
+def test_bad_model_files(exported, tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle(exported), copy)
+    photo = str(real_photos("SG", 1)[0])
+    script = str(copy / "predict.py")
+    run = lambda *a: subprocess.run([sys.executable, script, *a], capture_output=True, text=True)  # noqa: E731
+    missing = run(photo, "--model", str(copy / "nope.tflite"))
+    assert missing.returncode == 2 and "nope.tflite: model file not found" in missing.stderr
+    (copy / "model.tflite").write_bytes((copy / "model.tflite").read_bytes()[:-10] + b"0123456789")
+    tampered = run(photo)
+    assert tampered.returncode == 2 and "sha256 does not match" in tampered.stderr
+    (copy / "model.json").unlink()
+    (copy / "model.tflite").write_bytes(b"garbage" * 100)
+    corrupt = run(photo)
+    assert corrupt.returncode == 2 and "not a valid TFLite model" in corrupt.stderr
+
+
+def test_edge_predict_module_in_the_project(exported):
+    model = bundle(exported) / "model.tflite"
+    result = subprocess.run([sys.executable, "-m", "edge.predict", str(real_photos("SG", 1)[0]), "--model", str(model)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "%" in result.stdout
+
+
+def test_selftest_in_a_minimal_environment(exported, tmp_path):
+    """The bundle runs where only ai-edge-litert, numpy and pillow are installed."""
+    venv = tmp_path / "edge-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    import importlib.metadata as md
+    pins = [f"{d}=={md.version(d)}" for d in ("ai-edge-litert", "numpy", "pillow")]
+    install = subprocess.run([str(python), "-m", "pip", "install", "-q", *pins], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr[-2000:]
+    listed = subprocess.run([str(python), "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True).stdout
+    assert "tensorflow" not in listed and "keras" not in listed
+    target = tmp_path / "guitar-student"
+    shutil.copytree(bundle(exported), target)
+    result = subprocess.run([str(python), str(target / "predict.py"), "--selftest"], capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "failed" in result.stdout and " 0 failed" in result.stdout
