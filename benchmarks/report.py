@@ -1,0 +1,105 @@
+"""`python -m benchmarks.report`: reports/README.md, the side-by-side table and its plots."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from common.artifacts import atomic_path, read_json, require, write_text
+from common.config import PROJECT_ROOT, resolve_config, stage_parser
+from common.progress import console
+from benchmarks.hardware import header_markdown
+
+
+def side_by_side(latency: dict, accuracy: dict) -> list[dict]:
+    rows = {}
+    for r in latency["results"]:
+        row = rows.setdefault((r["model"], r["fmt"]), {"model": r["model"], "fmt": r["fmt"], "runtime": r["runtime"],
+                                                       "size_mb": r["size_mb"], "parameters": r["parameters"]})
+        row[f"p50_ms_{r['threads']}"] = r["p50_ms"]
+    for key, m in accuracy["results"].items():
+        model, fmt = key.split("/")
+        if (model, fmt) in rows:
+            rows[(model, fmt)].update(top1=m["top1"], agreement=m["agreement_with_teacher"])
+    return list(rows.values())
+
+
+def side_by_side_table(rows: list[dict], threads: list[int]) -> str:
+    head = "| model | format | runtime | top-1 | agreement with teacher | size MB | parameters | " + \
+           " | ".join(f"p50 ms, {t} thread{'s' if t > 1 else ''}" for t in threads) + " |"
+    lines = [head, "|---|---|---|---:|---:|---:|---:|" + "---:|" * len(threads)]
+    for r in rows:
+        agree = f"{r['agreement']:.3f}" if r.get("agreement") is not None else "-"
+        top1 = f"{r['top1']:.3f}" if "top1" in r else "-"
+        lines.append(f"| {r['model']} | {r['fmt']} | {r['runtime']} | {top1} | {agree} | {r['size_mb']:.2f} | "
+                     f"{r['parameters']:,} | " + " | ".join(f"{r.get(f'p50_ms_{t}', float('nan')):.2f}" for t in threads) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_accuracy_vs_latency(rows: list[dict], threads: int, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for model, marker in (("teacher", "s"), ("student", "o")):
+        pts = [r for r in rows if r["model"] == model and "top1" in r and f"p50_ms_{threads}" in r]
+        ax.scatter([r[f"p50_ms_{threads}"] for r in pts], [r["top1"] for r in pts], marker=marker, s=60, label=model)
+        for r in pts:
+            ax.annotate(r["fmt"], (r[f"p50_ms_{threads}"], r["top1"]), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"p50 latency, batch 1, {threads} thread(s) [ms, log scale]")
+    ax.set_ylabel("top-1 accuracy (test split)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    ax.set_title("accuracy vs latency: teacher and student in every format")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = stage_parser("Write reports/README.md from the latency and accuracy benchmarks.")
+    parser.add_argument("--reports", type=Path, default=PROJECT_ROOT / "reports")
+    args = parser.parse_args(argv)
+    cfg = resolve_config(args)
+    bench = args.artifacts / "bench"
+    latency = read_json(require(bench / "latency.json", "latency results", "python -m benchmarks.latency"))
+    accuracy = read_json(require(bench / "accuracy.json", "accuracy results", "python -m benchmarks.accuracy"))
+    reports = args.reports
+    (reports / "figures").mkdir(parents=True, exist_ok=True)
+    rows = side_by_side(latency, accuracy)
+    threads = latency["threads"]
+    plot_accuracy_vs_latency(rows, threads[0], reports / "figures" / "accuracy_vs_latency.png")
+    copied = []
+    for sub, names in (("confusion", ("teacher_keras.png", "student_keras.png", "student_tflite_int8.png")),
+                       ("misclassified", ("student_tflite_int8.png",))):
+        for name in names:
+            if (bench / sub / name).exists():
+                shutil.copy(bench / sub / name, reports / "figures" / f"{sub}_{name}")
+                copied.append(f"{sub}_{name}")
+    for stage in ("teacher", "distill"):
+        if (args.artifacts / stage / "curves.png").exists():
+            shutil.copy(args.artifacts / stage / "curves.png", reports / "figures" / f"curves_{stage}.png")
+            copied.append(f"curves_{stage}.png")
+    parity = args.artifacts / "export" / "parity.md"
+    text = [f"# guitar-distill: side-by-side report ({cfg['name']} preset)\n",
+            f"Hardware:\n\n{header_markdown(latency['hardware'])}",
+            f"Accuracy on the {accuracy['split']} split ({accuracy['images']} photos); latency at batch 1.\n",
+            "## Teacher and student, every format\n", side_by_side_table(rows, threads),
+            "![accuracy vs latency](figures/accuracy_vs_latency.png)\n",
+            "## Commands\n", f"- `{latency['command']}` ({latency['seconds']:.0f} s)", f"- `{accuracy['command']}`",
+            f"- `python -m benchmarks.report --preset {cfg['name']}`\n"]
+    if parity.exists():
+        text += ["## Export parity (validation split)\n", parity.read_text()]
+    text += ["## Figures\n"] + [f"![{name}](figures/{name})" for name in copied]
+    write_text(reports / "README.md", "\n".join(text) + "\n")
+    write_text(reports / "latency.md", (bench / "latency.md").read_text())
+    write_text(reports / "accuracy.md", (bench / "accuracy.md").read_text())
+    console.print(side_by_side_table(rows, threads))
+    console.print(f"report: {reports / 'README.md'} with {len(copied) + 1} figures in {reports / 'figures'}")
+
+
+if __name__ == "__main__":
+    main()
