@@ -1,0 +1,75 @@
+"""Benchmark harness logic on known numbers and on the smoke models (no timings asserted)."""
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks.accuracy import classification_metrics, expected_calibration_error
+from benchmarks.latency import flag_int8, latency_table, summarize
+from benchmarks.models import find_model_files
+from benchmarks.report import side_by_side, side_by_side_table
+from conftest import run_stage
+
+
+def test_percentiles_on_known_samples():
+    s = summarize(list(range(1, 101)))  # 1..100 ms
+    assert s["runs"] == 100 and s["p50_ms"] == pytest.approx(50.5) and s["p90_ms"] == pytest.approx(90.1)
+    assert s["p99_ms"] == pytest.approx(99.01) and s["mean_ms"] == pytest.approx(50.5)
+    assert s["images_per_s"] == pytest.approx(1000 / 50.5)
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+def test_int8_flag_and_tables():
+    base = {"runtime": "litert-xnnpack", "p90_ms": 1, "p99_ms": 1, "mean_ms": 1, "images_per_s": 1, "cold_start_ms": 1,
+            "peak_rss_mib": 1, "size_mb": 1, "parameters": 10, "macs": 1e6, "roofline_pct": 1, "batch_images_per_s": None}
+    rows = [dict(base, model="student", fmt="tflite_fp32", threads=1, p50_ms=2.0),
+            dict(base, model="student", fmt="tflite_int8", threads=1, p50_ms=3.0),
+            dict(base, model="student", fmt="tflite_dynamic_int8", threads=1, p50_ms=1.0)]
+    flag_int8(rows)
+    assert [r["int8_not_faster"] for r in rows] == [False, True, False]
+    table = latency_table(rows)
+    assert table.count("\n") == 5 and "int8 not faster than fp32" in table
+    latency = {"results": [dict(r, threads=t) for r in rows for t in (1, 2)]}
+    accuracy = {"results": {"student/tflite_int8": {"top1": 0.5, "agreement_with_teacher": 0.75}}}
+    merged = side_by_side(latency, accuracy)
+    assert len(merged) == 3 and merged[1]["top1"] == 0.5 and "p50_ms_2" in merged[1]
+    assert "| student | tflite_int8 | litert-xnnpack | 0.500 | 0.750 |" in side_by_side_table(merged, [1, 2])
+
+
+def test_classification_metrics_and_ece():
+    probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.2, 0.7]])
+    labels = np.array([0, 1, 1, 2])
+    m = classification_metrics(probs, labels, ["a", "b", "c"])
+    assert m["top1"] == 0.75 and m["top3"] == 1.0
+    assert m["confusion"] == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
+    assert m["per_class"]["a"]["precision"] == 0.5 and m["per_class"]["b"]["recall"] == 0.5
+    perfect = np.eye(3)[[0, 1, 2]]
+    assert expected_calibration_error(perfect, np.array([0, 1, 2])) == 0.0
+    assert expected_calibration_error(np.full((2, 2), 0.5) + [[0.4, -0.4], [0.4, -0.4]], np.array([1, 1])) == pytest.approx(0.9)
+
+
+def test_missing_models_are_reported_not_fatal(tmp_path):
+    found, missing = find_model_files(tmp_path)
+    assert found == [] and any("teacher/keras" in m for m in missing)
+
+
+def test_benchmarks_on_smoke_models(smoke_artifacts, tmp_path):
+    # The export test module may not have run in this session: export what the benchmarks read.
+    if not (smoke_artifacts / "export" / "parity.json").exists():
+        run_stage("export", "--preset", "smoke", "--artifacts", str(smoke_artifacts), "--models", "student")
+    common = ("--preset", "smoke", "--artifacts", str(smoke_artifacts))
+    run_stage("benchmarks.latency", *common, "--models", "student", "--formats", "keras", "tflite_fp32", "tflite_int8",
+              "onnx_fp32", "--threads", "1", "--runs", "5")
+    latency = json.loads((smoke_artifacts / "bench" / "latency.json").read_text())
+    assert {r["fmt"] for r in latency["results"]} == {"keras", "tflite_fp32", "tflite_int8", "onnx_fp32"}
+    for r in latency["results"]:
+        assert r["runs"] >= 5 and r["p50_ms"] > 0 and r["peak_rss_mib"] > 0 and r["parameters"] > 0
+        assert r["macs"] > 0 and r["roofline_pct"] > 0
+    assert latency["hardware"]["cores"] >= 1 and latency["hardware"]["peak_gflops_fp32"]["1"] > 0
+    run_stage("benchmarks.accuracy", *common, "--models", "student")
+    run_stage("benchmarks.report", *common, "--reports", str(tmp_path / "reports"))
+    report = (tmp_path / "reports" / "README.md").read_text()
+    assert "| student | tflite_int8 |" in report and "GFLOP/s" in report
+    assert (tmp_path / "reports" / "figures" / "accuracy_vs_latency.png").stat().st_size > 1000
+    assert (smoke_artifacts / "bench" / "confusion" / "student_keras.png").exists()
