@@ -82,3 +82,17 @@ def stage_parser(description: str, default_preset: str = "full") -> argparse.Arg
 
 def resolve_config(args: argparse.Namespace) -> dict:
     return apply_overrides(load_preset(args.preset), args.overrides)
+
+
+def training_config(description: str, stage: str, argv=None, extra_args=None):
+    """Parse a training stage's CLI: the common flags plus --fresh and --max-steps; returns (args, cfg)."""
+    parser = stage_parser(description)
+    parser.add_argument("--fresh", action="store_true", help="discard an earlier or interrupted run and start over")
+    parser.add_argument("--max-steps", type=int, help="cap on steps (epochs of steps_per_epoch batches)")
+    if extra_args:
+        extra_args(parser)
+    args = parser.parse_args(argv)
+    cfg = resolve_config(args)
+    if args.max_steps:
+        cfg[stage]["max_epochs"] = args.max_steps
+    return args, cfg

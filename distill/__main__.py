@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from common.artifacts import read_json
-from common.config import resolve_config, stage_parser
+from common.config import training_config
 from common.models import load_stage_model
 from common.progress import console
 from common.stage import finish_training, prepare_run_dir
@@ -16,13 +16,7 @@ from student.model import build_nin_student
 
 
 def main(argv=None):
-    parser = stage_parser("Distil the ResNet50 teacher into the NiN student (resumable).")
-    parser.add_argument("--fresh", action="store_true", help="discard an earlier or interrupted run and start over")
-    parser.add_argument("--max-steps", type=int, help="cap on steps (epochs of steps_per_epoch batches)")
-    args = parser.parse_args(argv)
-    cfg = resolve_config(args)
-    if args.max_steps:
-        cfg["student"]["max_epochs"] = args.max_steps
+    args, cfg = training_config("Distil the ResNet50 teacher into the NiN student (resumable).", "student", argv)
     scfg, dcfg = cfg["student"], cfg["distill"]
     out = prepare_run_dir(args.artifacts, "distill", cfg, args.fresh, keys=("data", "student", "distill"))
     info = load_data_info(args.artifacts)

@@ -1,7 +1,7 @@
 """`python -m student`: the NiN student trained from labels alone (the no-distillation baseline)."""
 from __future__ import annotations
 
-from common.config import resolve_config, stage_parser
+from common.config import training_config
 from common.progress import console
 from common.stage import finish_training, prepare_run_dir
 from common.training import configure_runtime, fit_recipe, recipe_optimizer
@@ -11,13 +11,7 @@ from student.model import build_nin_student
 
 
 def main(argv=None):
-    parser = stage_parser("Train the NiN student from labels alone: the baseline distillation must beat.")
-    parser.add_argument("--fresh", action="store_true", help="discard an earlier or interrupted run and start over")
-    parser.add_argument("--max-steps", type=int, help="cap on steps (epochs of steps_per_epoch batches)")
-    args = parser.parse_args(argv)
-    cfg = resolve_config(args)
-    if args.max_steps:
-        cfg["student"]["max_epochs"] = args.max_steps
+    args, cfg = training_config("Train the NiN student from labels alone: the baseline distillation must beat.", "student", argv)
     scfg = cfg["student"]
     out = prepare_run_dir(args.artifacts, "student", cfg, args.fresh, keys=("data", "student"))
     info = load_data_info(args.artifacts)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from common.config import resolve_config, stage_parser
+from common.config import training_config
 from common.progress import console
 from common.stage import finish_training, prepare_run_dir
 from common.training import configure_runtime, fit_recipe, recipe_optimizer
@@ -13,14 +13,11 @@ from teacher.model import build_teacher
 
 
 def main(argv=None):
-    parser = stage_parser("Fine-tune the ResNet50 teacher with the write-up's recipe (resumable).")
-    parser.add_argument("--fresh", action="store_true", help="discard an earlier or interrupted run and start over")
-    parser.add_argument("--max-steps", type=int, help="cap on steps (epochs of steps_per_epoch batches)")
-    parser.add_argument("--weights", help='"imagenet", "none" or a local no-top ResNet50 weights file')
-    args = parser.parse_args(argv)
-    cfg = resolve_config(args)
-    if args.max_steps:
-        cfg["teacher"]["max_epochs"] = args.max_steps
+    def weights_flag(parser):
+        parser.add_argument("--weights", help='"imagenet", "none" or a local no-top ResNet50 weights file')
+
+    args, cfg = training_config("Fine-tune the ResNet50 teacher with the write-up's recipe (resumable).",
+                                "teacher", argv, weights_flag)
     if args.weights:
         cfg["teacher"]["weights"] = args.weights
     tcfg = cfg["teacher"]
