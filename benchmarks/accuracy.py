@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.models import find_model_files
-from common.artifacts import atomic_path, stage_dir, write_json, write_text
+from common.artifacts import stage_dir, write_json, write_text
+from common.plots import pyplot, save_figure
 from common.config import resolve_config, stage_parser
 from common.progress import console, progress_bar
 from common.runtimes import open_classifier, predict_all
@@ -47,9 +48,7 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[
 
 
 def plot_confusion(confusion, classes: list[str], title: str, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     confusion = np.asarray(confusion)
     fig, ax = plt.subplots(figsize=(7, 6))
@@ -64,15 +63,11 @@ def plot_confusion(confusion, classes: list[str], title: str, path: Path) -> Non
     ax.set_ylabel("true")
     ax.set_title(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def plot_gallery(paths, labels, preds, probs, classes, title: str, path: Path, limit: int = 24) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from edge.images import load_rgb
 
     wrong = np.flatnonzero(preds != labels)[:limit]
@@ -86,9 +81,7 @@ def plot_gallery(paths, labels, preds, probs, classes, title: str, path: Path, l
         ax.set_title(f"true {classes[labels[i]]}\npred {classes[preds[i]]} {probs[i].max():.0%}", fontsize=8)
     fig.suptitle(f"{title}: {len(np.flatnonzero(preds != labels))} misclassified" + (" (none)" if not len(wrong) else ""))
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=80)
 
 
 def main(argv=None):

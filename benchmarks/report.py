@@ -4,7 +4,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from common.artifacts import atomic_path, read_json, require, write_text
+from common.artifacts import read_json, require, write_text
+from common.plots import pyplot, save_figure
 from common.config import PROJECT_ROOT, resolve_config, stage_parser
 from common.progress import console
 from benchmarks.hardware import header_markdown
@@ -36,9 +37,7 @@ def side_by_side_table(rows: list[dict], threads: list[int]) -> str:
 
 
 def plot_accuracy_vs_latency(rows: list[dict], threads: int, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for model, marker in (("teacher", "s"), ("student", "o")):
@@ -54,9 +53,7 @@ def plot_accuracy_vs_latency(rows: list[dict], threads: int, path: Path) -> None
     ax.legend()
     ax.set_title("accuracy vs latency: teacher and student in every format")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def main(argv=None):

@@ -28,6 +28,12 @@ class OnnxClassifier:
 
 class KerasClassifier:
     def __init__(self, path, num_threads: int | None = None):
+        import keras
+
+        if num_threads and keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+            tf.config.threading.set_intra_op_parallelism_threads(num_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
         from common.models import load_model_file
 
         self.path = Path(path)

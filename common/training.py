@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from common.artifacts import atomic_path, write_text
+from common.plots import pyplot, save_figure
 from dataset.augment import AugmentedBatches
 
 MONITOR_BEST = "val_accuracy"
@@ -195,9 +196,7 @@ def _stopped_early(rows: list[dict], cfg: dict) -> bool:
 
 def plot_curves(rows: list[dict], path: Path, title: str) -> Path:
     """Accuracy and loss per step, train and validation, like the write-up's figure."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     epochs = [r["epoch"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -210,10 +209,7 @@ def plot_curves(rows: list[dict], path: Path, title: str) -> Path:
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=100)
 
 
 def predict_probabilities(model: keras.Model, images, batch_size: int = 64) -> np.ndarray:

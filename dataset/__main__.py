@@ -10,7 +10,7 @@ from rich.table import Table
 from common.artifacts import stage_dir, write_json, write_text
 from common.config import PROJECT_ROOT, resolve_config, stage_parser
 from common.progress import console, progress_bar
-from dataset.cache import build_split_cache
+from dataset.cache import build_split_cache, cache_is_current
 from dataset.dedup import find_duplicates
 from dataset.manifest import Row, load_data_info, manifest_path, write_manifest
 from dataset.scan import find_classes, list_files, scan
@@ -121,9 +121,10 @@ def main(argv=None):
         t0 = time.perf_counter()
         for split in SPLITS:
             if info.split_rows(split):
+                built = not cache_is_current(info, split, info.image_size)
                 path = build_split_cache(info, split, info.image_size)
                 cache_bytes += path.stat().st_size
-                cached += len(info.split_rows(split))
+                cached += len(info.split_rows(split)) if built else 0
         cache_seconds = time.perf_counter() - t0
     metrics = {**stats, "cache_bytes": cache_bytes, "cache_seconds": round(cache_seconds, 2),
                "seconds": round(time.perf_counter() - start, 2)}
@@ -145,10 +146,10 @@ def main(argv=None):
                   f"{stats['near_duplicate_pairs']} near-identical pairs, {stats['duplicate_groups']} groups; "
                   f"label conflicts: {stats['label_conflict_groups']} groups, {stats['label_conflict_photos']} photos "
                   f"({'excluded' if cfg['data']['exclude_label_conflicts'] else 'kept'})")
-    if cached:
-        rate = cached / cache_seconds if cache_seconds > 0 else float("inf")
-        console.print(f"cache: {cache_bytes / 2**20:.1f} MiB in {out / 'cache'} "
-                      f"({cached} images, {cache_seconds:.1f} s, {rate:.0f} images/s when built)")
+    if cache_bytes:
+        built = f"{cached} photos decoded in {cache_seconds:.1f} s ({cached / max(cache_seconds, 1e-9):.0f} photos/s)" \
+            if cached else "up to date, nothing decoded"
+        console.print(f"cache: {cache_bytes / 2**20:.1f} MiB in {out / 'cache'}; {built}")
     console.print(f"manifest: {manifest_path(args.artifacts)}; summary: {out / 'summary.json'}; "
                   f"took {metrics['seconds']:.1f} s")
 

@@ -26,12 +26,17 @@ def cache_paths(info: DataInfo, split: str, size: int) -> tuple[Path, Path]:
     return base.with_suffix(".npy"), base.with_suffix(".json")
 
 
+def cache_is_current(info: DataInfo, split: str, size: int) -> bool:
+    array_path, key_path = cache_paths(info, split, size)
+    return array_path.exists() and key_path.exists() and read_json(key_path).get("key") == _cache_key(info, split, size)
+
+
 def build_split_cache(info: DataInfo, split: str, size: int, workers: int = 4) -> Path:
     """Decode and resize every photo of `split`; returns the .npy path. Skips work when up to date."""
     array_path, key_path = cache_paths(info, split, size)
-    key = _cache_key(info, split, size)
-    if array_path.exists() and key_path.exists() and read_json(key_path).get("key") == key:
+    if cache_is_current(info, split, size):
         return array_path
+    key = _cache_key(info, split, size)
     rows = info.split_rows(split)
     with atomic_path(array_path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(rows), size, size, 3))
