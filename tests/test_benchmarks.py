@@ -73,3 +73,17 @@ def test_benchmarks_on_smoke_models(smoke_artifacts, tmp_path):
     assert "| student | tflite_int8 |" in report and "GFLOP/s" in report
     assert (tmp_path / "reports" / "figures" / "accuracy_vs_latency.png").stat().st_size > 1000
     assert (smoke_artifacts / "bench" / "confusion" / "student_keras.png").exists()
+
+
+def test_student_size_benchmark_runs_and_applies_the_rule(tmp_path):
+    run_stage("benchmarks.student_size", "--preset", "smoke", "--size", "32", "--candidates", "8,8,8", "4,8,16",
+              "--repeats", "1", "--out", str(tmp_path))
+    result = json.loads((tmp_path / "student_size.json").read_text())
+    teacher, *students = result["rows"]
+    assert teacher["model"] == "resnet50_teacher" and len(students) == 2
+    for s in students:
+        assert s["param_ratio"] == pytest.approx(teacher["parameters"] / s["parameters"])
+        assert s["qualifies"] == (s["param_ratio"] >= 30 and s["latency_ratio"] >= 30)
+        assert s["size_mb"] < teacher["size_mb"]
+    assert students[0]["parameters"] != students[1]["parameters"]
+    assert "| nin_student | [4, 8, 16] |" in (tmp_path / "student_size.md").read_text()
