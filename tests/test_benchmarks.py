@@ -87,3 +87,13 @@ def test_student_size_benchmark_runs_and_applies_the_rule(tmp_path):
         assert s["size_mb"] < teacher["size_mb"]
     assert students[0]["parameters"] != students[1]["parameters"]
     assert "| nin_student | [4, 8, 16] |" in (tmp_path / "student_size.md").read_text()
+
+
+def test_train_rate_benchmark(photo_source, tmp_path):
+    run_stage("benchmarks.train_rate", "--preset", "smoke", "--batches", "1", "--source", str(photo_source),
+              "--out", str(tmp_path))
+    result = json.loads((tmp_path / "train_rate.json").read_text())
+    assert result["image_size"] == 32 and set(result["results"]) == {"teacher", "student"}
+    for r in result["results"].values():
+        assert r["train_step_images_per_s"] > 0 and r["hours_for_36_steps"] > 0
+    assert "| teacher |" in (tmp_path / "train_rate.md").read_text()

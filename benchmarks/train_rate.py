@@ -1,0 +1,97 @@
+"""`python -m benchmarks.train_rate`: training images/s of the seed recipe on this machine.
+
+A few mini-batches of real photos through the recipe (augmenting feeder, SGD step) for the
+teacher and the student, after one warm-up batch that pays for graph building; then what a
+full run would cost at that rate (the write-up stopped after 36 steps of 1000 batches).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from common.artifacts import environment_info, write_json, write_text
+from common.config import PROJECT_ROOT, resolve_config, stage_parser
+from common.progress import console, progress_bar
+from common.training import recipe_optimizer
+from dataset.augment import AugmentedBatches
+from dataset.scan import find_classes, list_files
+from edge.images import load_for_model
+
+WRITEUP_STEPS = 36
+
+
+def timed_batches(model, feed: AugmentedBatches, batches: int, advance) -> dict:
+    x, y = feed[0]
+    model.train_on_batch(x, y)  # warm-up: tracing and compilation
+    advance()
+    data_s = step_s = 0.0
+    for i in range(1, batches + 1):
+        t0 = time.perf_counter()
+        x, y = feed[i]
+        t1 = time.perf_counter()
+        model.train_on_batch(x, y)
+        t2 = time.perf_counter()
+        data_s, step_s = data_s + t1 - t0, step_s + t2 - t1
+        advance()
+    images = batches * feed.batch_size
+    return {"batches": batches, "batch_size": feed.batch_size, "train_step_images_per_s": images / step_s,
+            "with_augmentation_images_per_s": images / (step_s + data_s), "augmentation_s_per_batch": data_s / batches}
+
+
+def main(argv=None):
+    parser = stage_parser("Training images/s of the recipe on this machine, teacher and student.", default_preset="seed")
+    parser.add_argument("--batches", type=int, default=3, help="timed mini-batches per model (default: %(default)s)")
+    parser.add_argument("--source", type=Path, help="photo folder (default: the preset's)")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "reports")
+    args = parser.parse_args(argv)
+    cfg = resolve_config(args)
+    from dataset.__main__ import resolve_source
+    from student.model import build_nin_student
+    from teacher.model import build_teacher
+
+    size = int(cfg["data"]["image_size"])
+    source = resolve_source(cfg["data"]["source"], args.source)
+    classes = find_classes(source, cfg["data"].get("classes") or None)
+    every = list_files(source, classes)
+    files = every[:: max(1, len(every) // 96)][:96]  # spread over all classes
+    images = np.stack([load_for_model(source / rel, size) for rel, _ in files])
+    labels = np.array([classes.index(label) for _, label in files])
+    results = {}
+    models = {"teacher": (cfg["teacher"], lambda: build_teacher(len(classes), size, None)),
+              "student": (cfg["student"], lambda: build_nin_student(len(classes), size, tuple(cfg["student"]["widths"]),
+                                                                   float(cfg["student"]["dropout"])))}
+    with progress_bar(len(models) * (args.batches + 1), f"training rate at {size}px") as advance:
+        for name, (mcfg, build) in models.items():
+            model = build()
+            model.compile(optimizer=recipe_optimizer(mcfg), loss="sparse_categorical_crossentropy")
+            feed = AugmentedBatches(images, labels, int(mcfg["batch_size"]), int(mcfg["seed"]))
+            r = timed_batches(model, feed, args.batches, advance)
+            images_per_step = int(mcfg["steps_per_epoch"]) * r["batch_size"]
+            r["hours_per_step"] = images_per_step / r["with_augmentation_images_per_s"] / 3600
+            r[f"hours_for_{WRITEUP_STEPS}_steps"] = r["hours_per_step"] * WRITEUP_STEPS
+            r["parameters"] = model.count_params()
+            results[name] = r
+    command = "python -m " + " ".join(["benchmarks.train_rate", *(argv or sys.argv[1:])])
+    env = environment_info()
+    write_json(args.out / "train_rate.json", {"command": command, "preset": cfg["name"], "image_size": size,
+                                              "backend": keras.backend.backend(), "environment": env,
+                                              "results": results})
+    lines = [f"# Training rate, {cfg['name']} recipe at {size} px ({keras.backend.backend()} backend)\n",
+             f"Command: `{command}`  \nHardware: {env['processor']}, {env['cpu_count']} cores, no GPU\n",
+             "| model | parameters | batch | train step images/s | with augmentation images/s | hours per step "
+             f"(1000 batches) | hours for {WRITEUP_STEPS} steps |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['parameters']:,} | {r['batch_size']} | {r['train_step_images_per_s']:.2f} | "
+                     f"{r['with_augmentation_images_per_s']:.2f} | {r['hours_per_step']:.2f} | "
+                     f"{r[f'hours_for_{WRITEUP_STEPS}_steps']:.1f} |")
+    write_text(args.out / "train_rate.md", "\n".join(lines) + "\n")
+    console.print("\n".join(lines[2:]))
+    console.print(f"written: {args.out / 'train_rate.md'}, {args.out / 'train_rate.json'}")
+
+
+if __name__ == "__main__":
+    main()
