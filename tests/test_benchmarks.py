@@ -97,3 +97,15 @@ def test_train_rate_benchmark(photo_source, tmp_path):
     for r in result["results"].values():
         assert r["train_step_images_per_s"] > 0 and r["hours_for_36_steps"] > 0
     assert "| teacher |" in (tmp_path / "train_rate.md").read_text()
+
+
+def test_cache_build_benchmark_decodes_from_scratch(photo_source, tmp_path):
+    from benchmarks.cache_build import main as cache_build
+    from dataset.__main__ import main as data_main
+    artifacts = tmp_path / "art"
+    data_main(["--preset", "smoke", "--source", str(photo_source), "--artifacts", str(artifacts)])
+    cache_build(["--preset", "smoke", "--artifacts", str(artifacts), "--sizes", "32", "--workers", "1", "2",
+                 "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "cache_build.json").read_text())["rows"]
+    assert [(r["size"], r["workers"], r["photos"]) for r in rows] == [(32, 1, 18), (32, 2, 18)]
+    assert all(r["photos_per_s"] > 0 for r in rows)
