@@ -26,9 +26,11 @@ distill: teacher student  ## NiN student distilled from the teacher
 export: distill   ## ONNX and TFLite, every precision, parity-checked; the edge bundle
 	$(PYTHON) -m export $(STAGE_ARGS)
 
-bench: export     ## latency and accuracy side by side; reports/README.md
+bench: export     ## latency, accuracy, robustness, Grad-CAM; reports/README.md
 	$(PYTHON) -m benchmarks.latency $(STAGE_ARGS)
 	$(PYTHON) -m benchmarks.accuracy $(STAGE_ARGS)
+	$(PYTHON) -m benchmarks.robustness $(STAGE_ARGS)
+	$(PYTHON) -m benchmarks.gradcam $(STAGE_ARGS) --corrupt doodle
 	$(PYTHON) -m benchmarks.report $(STAGE_ARGS)
 
 all: bench        ## the whole pipeline on the full presets (wants a GPU)

@@ -9,6 +9,7 @@ from common.plots import pyplot, save_figure
 from common.config import PROJECT_ROOT, resolve_config, stage_parser
 from common.progress import console
 from benchmarks.hardware import header_markdown
+from benchmarks.robustness import robustness_table
 
 
 def side_by_side(latency: dict, accuracy: dict) -> list[dict]:
@@ -80,6 +81,12 @@ def main(argv=None):
         if (args.artifacts / stage / "curves.png").exists():
             shutil.copy(args.artifacts / stage / "curves.png", reports / "figures" / f"curves_{stage}.png")
             copied.append(f"curves_{stage}.png")
+    robustness = bench / "robustness.json"
+    if robustness.exists():
+        shutil.copy(bench / "robustness.png", reports / "figures" / "robustness.png")
+    grids = sorted((bench / "gradcam").glob("grid_00*.png"))
+    for grid in grids:
+        shutil.copy(grid, reports / "figures" / f"gradcam_{grid.name}")
     parity = args.artifacts / "export" / "parity.md"
     text = [f"# guitar-distill: side-by-side report ({cfg['name']} preset)\n",
             f"Hardware:\n\n{header_markdown(latency['hardware'])}",
@@ -88,6 +95,28 @@ def main(argv=None):
             "![accuracy vs latency](figures/accuracy_vs_latency.png)\n",
             "## Commands\n", f"- `{latency['command']}` ({latency['seconds']:.0f} s)", f"- `{accuracy['command']}`",
             f"- `python -m benchmarks.report --preset {cfg['name']}`\n"]
+    if robustness.exists():
+        rob = read_json(robustness)
+        text += [f"## Robustness ({rob['images']} {rob['split']} photos)\n", robustness_table(rob["results"]),
+                 f"Command: `{rob['command']}`\n", "![robustness](figures/robustness.png)\n"]
+    agreement = sorted((bench / "gradcam").glob("agreement*.json"))
+    if agreement:
+        cam = read_json(agreement[-1])
+        o = cam["overall"]
+        lines = [f"## Where they look: Grad-CAM, teacher vs student ({len(cam['photos'])} photos)\n",
+                 f"Command: `{cam['command']}`\n",
+                 f"Mean agreement of the two maps: correlation {o['correlation']:.3f}, IoU of the top-20 % "
+                 f"region {o['iou_top20']:.3f}."]
+        lines += [f"After {k[:-len('_correlation')]}: correlation {v:.3f}." for k, v in o.items()
+                  if k.endswith("_correlation") and k != "correlation"]
+        lines += ["", "| class | correlation | IoU top-20 % |", "|---|---:|---:|"]
+        lines += [f"| {c} | {v['correlation']:.3f} | {v['iou_top20']:.3f} |" for c, v in cam["per_class"].items()]
+        text += lines + [""] + [f"![grad-cam](figures/gradcam_{g.name})" for g in grids] + [""]
+    others = [(name, title) for name, title in (("student_size.md", "student size"), ("train_rate.md", "training rate"),
+                                                ("cache_build.md", "decode-cache build rate"))
+              if (reports / name).exists()]
+    if others:
+        text += ["## Stage benchmarks\n"] + [f"- [{title}]({name})" for name, title in others] + [""]
     if parity.exists():
         text += ["## Export parity (validation split)\n", parity.read_text()]
     text += ["## Figures\n"] + [f"![{name}](figures/{name})" for name in copied]
