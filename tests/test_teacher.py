@@ -123,3 +123,15 @@ def test_resume_after_a_kill_mid_run_matches_an_uninterrupted_run(tmp_path, phot
     for a, b in zip(straight, resumed):
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), (a, b)
+
+
+def test_mixed_precision_keeps_probabilities_in_float32(photos):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_teacher(2, SIZE)
+        assert model.get_layer("conv1_conv").compute_dtype == "float16"
+        probs = model.predict(photos[0][:2], verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert probs.dtype == np.float32 and np.all(np.isfinite(probs))
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-3)
