@@ -18,7 +18,7 @@ from common.config import PROJECT_ROOT, resolve_config, stage_parser
 from common.progress import console, progress_bar
 from common.training import recipe_optimizer
 from dataset.augment import AugmentedBatches
-from dataset.scan import find_classes, list_files
+from dataset.scan import find_classes, list_files, resolve_source
 from edge.images import load_for_model
 
 WRITEUP_STEPS = 36
@@ -49,7 +49,6 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "reports")
     args = parser.parse_args(argv)
     cfg = resolve_config(args)
-    from dataset.__main__ import resolve_source
     from student.model import build_nin_student
     from teacher.model import build_teacher
 

@@ -8,20 +8,13 @@ from pathlib import Path
 from rich.table import Table
 
 from common.artifacts import stage_dir, write_json, write_text
-from common.config import PROJECT_ROOT, resolve_config, stage_parser
+from common.config import resolve_config, stage_parser
 from common.progress import console, progress_bar
 from dataset.cache import build_split_cache, cache_is_current
 from dataset.dedup import find_duplicates
 from dataset.manifest import Row, load_data_info, manifest_path, write_manifest
-from dataset.scan import find_classes, list_files, scan
+from dataset.scan import find_classes, list_files, resolve_source, scan
 from dataset.split import SPLITS, split_groups
-
-
-def resolve_source(cfg_source: str, cli_source: Path | None) -> Path:
-    if cli_source:
-        return cli_source.resolve()
-    path = Path(cfg_source)
-    return (path if path.is_absolute() else PROJECT_ROOT / path).resolve()
 
 
 def build_manifest(source: Path, cfg: dict, progress=True):

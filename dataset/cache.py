@@ -38,18 +38,16 @@ def build_split_cache(info: DataInfo, split: str, size: int, workers: int = 4) -
         return array_path
     key = _cache_key(info, split, size)
     rows = info.split_rows(split)
+    paths = [info.source / r.path for r in rows]
     with atomic_path(array_path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(rows), size, size, 3))
-
-        def decode(i):
-            out[i] = load_for_model(info.source / rows[i].path, size)
-
         # Pillow releases the GIL while decoding and resizing, so threads scale here.
         with progress_bar(len(rows), f"decoding {split} at {size}px") as advance, ThreadPoolExecutor(workers) as pool:
-            for _ in pool.map(decode, range(len(rows))):
+            for i, pixels in enumerate(pool.map(load_for_model, paths, [size] * len(paths))):
+                out[i] = pixels
                 advance()
         out.flush()
-        del out
+        del out  # close the map before the rename
     write_json(key_path, {"key": key, "split": split, "size": size, "count": len(rows)})
     return array_path
 

@@ -11,6 +11,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
+from common.config import PROJECT_ROOT
 from edge.images import ImageRejected, load_rgb
 
 THUMB_SIZE = 16
@@ -33,6 +34,14 @@ class Rejection:
     label: str
     reason: str
     detail: str
+
+
+def resolve_source(cfg_source: str, cli_source: Path | None) -> Path:
+    """The photo folder: the command line's, else the preset's (relative to the project root)."""
+    if cli_source:
+        return Path(cli_source).resolve()
+    path = Path(cfg_source)
+    return (path if path.is_absolute() else PROJECT_ROOT / path).resolve()
 
 
 def _visible(name: str) -> bool:

@@ -10,6 +10,7 @@ from dataset.__main__ import main as data_main
 from dataset.cache import build_split_cache, cache_paths, load_split
 from dataset.download import extract_images
 from dataset.manifest import load_data_info, read_manifest
+from edge.images import load_for_model
 
 
 def run_data(source, artifacts, *extra):
@@ -94,8 +95,8 @@ def test_cache_is_built_once_and_rebuilt_on_change(photo_source, tmp_path):
     assert path.stat().st_mtime_ns != stamp
     rebuilt, _ = load_split(info, "train")
     first = next(r for r in info.rows if r.split == "train")
-    with Image.open(info.source / first.path) as im:
-        assert rebuilt[0].shape == before.shape and not np.array_equal(rebuilt[0], np.zeros_like(before))
+    assert np.array_equal(rebuilt[0], load_for_model(info.source / first.path, 32))
+    assert before.shape == rebuilt[0].shape
 
 
 def test_download_extracts_and_renames(tmp_path, photo_source):
