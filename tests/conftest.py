@@ -57,3 +57,10 @@ def smoke_artifacts(tmp_path_factory) -> Path:
     for stage in ("teacher", "student", "distill"):
         run_stage(stage, *common)
     return artifacts
+
+
+@pytest.fixture(scope="session")
+def exported(smoke_artifacts) -> Path:
+    """The smoke models exported in every format, with the edge bundle, once per test session."""
+    run_stage("export", "--preset", "smoke", "--artifacts", str(smoke_artifacts))
+    return smoke_artifacts

@@ -54,10 +54,8 @@ def test_missing_models_are_reported_not_fatal(tmp_path):
     assert found == [] and any("teacher/keras" in m for m in missing)
 
 
-def test_benchmarks_on_smoke_models(smoke_artifacts, tmp_path):
-    # The export test module may not have run in this session: export what the benchmarks read.
-    if not (smoke_artifacts / "export" / "parity.json").exists():
-        run_stage("export", "--preset", "smoke", "--artifacts", str(smoke_artifacts), "--models", "student")
+def test_benchmarks_on_smoke_models(exported, tmp_path):
+    smoke_artifacts = exported
     common = ("--preset", "smoke", "--artifacts", str(smoke_artifacts))
     run_stage("benchmarks.latency", *common, "--models", "student", "--formats", "keras", "tflite_fp32", "tflite_int8",
               "onnx_fp32", "--threads", "1", "--runs", "5")

@@ -9,17 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import real_photos, run_stage
+from conftest import real_photos
 from export.parity import ParityError, gate, measure
 
 FORMATS = {"teacher": ["onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_fp16", "tflite_dynamic_int8", "tflite_int8"]}
 FORMATS["student"] = FORMATS["teacher"] + ["tflite_qat_int8"]
-
-
-@pytest.fixture(scope="module")
-def exported(smoke_artifacts):
-    run_stage("export", "--preset", "smoke", "--artifacts", str(smoke_artifacts))
-    return smoke_artifacts
 
 
 def test_every_format_written_and_within_its_gate(exported):
