@@ -25,16 +25,29 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
 
 
-def load_preset(name_or_path: str) -> dict:
+def load_preset(name_or_path: str, _seen: tuple[Path, ...] = ()) -> dict:
+    """A preset file; `base = "other"` inherits every field of that preset and states only changes."""
     path = Path(name_or_path)
     if path.suffix != ".toml":
         path = PRESET_DIR / f"{name_or_path}.toml"
     if not path.is_file():
         raise SystemExit(f"preset {name_or_path!r} not found ({path}); known presets: {', '.join(preset_names())}")
+    if path.resolve() in _seen:
+        raise SystemExit(f"preset {path}: `base` chain loops back to itself")
     with open(path, "rb") as f:
         cfg = tomllib.load(f)
-    cfg.setdefault("name", path.stem)
+    name, base = cfg.get("name", path.stem), cfg.pop("base", None)
+    if base:
+        cfg = _merge(load_preset(base, (*_seen, path.resolve())), cfg)
+    cfg["name"] = name
     return cfg
+
+
+def _merge(base: dict, changes: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def _parse_value(text: str):

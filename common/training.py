@@ -25,21 +25,102 @@ MONITOR_STOP = "val_loss"  # what the write-up's EarlyStopping watched
 
 
 def recipe_optimizer(cfg: dict) -> keras.optimizers.Optimizer:
-    """SGD with Nesterov momentum and the legacy Keras `decay`: lr / (1 + decay * iterations)."""
-    schedule = keras.optimizers.schedules.InverseTimeDecay(
-        initial_learning_rate=float(cfg["learning_rate"]), decay_steps=1, decay_rate=float(cfg["decay"]))
-    return keras.optimizers.SGD(learning_rate=schedule, momentum=float(cfg["momentum"]),
-                                nesterov=bool(cfg["nesterov"]))
+    """The preset's optimiser and learning-rate schedule.
+
+    optimizer "sgd" (momentum, Nesterov) or "adamw"; schedule "inverse_time" (the write-up's legacy
+    Keras `decay`: lr / (1 + decay * iterations)) or "cosine" (linear warmup over `warmup_epochs`,
+    then cosine to zero at `max_epochs`). Weight decay is decoupled and spares BN and biases.
+    """
+    lr = float(cfg["learning_rate"])
+    schedule_name = cfg.get("schedule", "inverse_time")
+    if schedule_name == "inverse_time":
+        schedule = keras.optimizers.schedules.InverseTimeDecay(
+            initial_learning_rate=lr, decay_steps=1, decay_rate=float(cfg["decay"]))
+    elif schedule_name == "cosine":
+        steps = int(cfg["steps_per_epoch"])
+        warmup = int(round(float(cfg.get("warmup_epochs", 0)) * steps))
+        total = int(cfg["max_epochs"]) * steps
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if warmup else lr, decay_steps=max(total - warmup, 1),
+            warmup_target=lr if warmup else None, warmup_steps=warmup)
+    else:
+        raise SystemExit(f"unknown schedule {schedule_name!r} (inverse_time or cosine)")
+    weight_decay = float(cfg.get("weight_decay", 0.0)) or None
+    name = cfg.get("optimizer", "sgd")
+    if name == "sgd":
+        opt = keras.optimizers.SGD(learning_rate=schedule, momentum=float(cfg["momentum"]),
+                                   nesterov=bool(cfg["nesterov"]), weight_decay=weight_decay)
+    elif name == "adamw":
+        opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay or 0.0)
+    else:
+        raise SystemExit(f"unknown optimizer {name!r} (sgd or adamw)")
+    if weight_decay:
+        opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return opt
+
+
+def recipe_loss(cfg: dict) -> keras.losses.Loss:
+    """Sparse cross-entropy on probabilities, with the preset's label smoothing."""
+    smoothing = float(cfg.get("label_smoothing", 0.0))
+    if not smoothing:
+        return keras.losses.SparseCategoricalCrossentropy()
+    return SmoothedSparseCrossentropy(smoothing)
+
+
+@keras.saving.register_keras_serializable(package="guitar_distill")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Keras' label smoothing (CategoricalCrossentropy) for integer labels."""
+
+    def __init__(self, label_smoothing: float, name: str = "smoothed_sparse_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        one_hot = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32"), y_pred.shape[-1])
+        return keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def cpu_has_bfloat16() -> bool:
+    """AVX512-BF16 or AMX: the CPU multiplies bfloat16 natively (elsewhere it is emulated and slow)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def precision_policy(setting, accelerators: bool) -> tuple[str, str]:
+    """The Keras dtype policy for a preset's `mixed_precision` (false, true/"float16", "bfloat16"),
+    and why: bfloat16 falls back to float32 on a CPU without native bfloat16 arithmetic."""
+    if setting in (False, None, "", "false", "float32"):
+        return "float32", "as the preset asks"
+    if setting in (True, "float16"):
+        return "mixed_float16", "as the preset asks"
+    if setting == "bfloat16":
+        if accelerators or cpu_has_bfloat16():
+            return "mixed_bfloat16", "native bfloat16 on this machine"
+        return "float32", "bfloat16 asked for, but this CPU has no AVX512-BF16/AMX: float32 instead"
+    raise SystemExit(f"mixed_precision {setting!r}: use false, \"float16\" or \"bfloat16\"")
 
 
 def configure_runtime(cfg: dict) -> dict:
-    """Mixed precision and data parallelism; call before building the model."""
-    info = {"backend": keras.backend.backend(), "mixed_precision": bool(cfg.get("mixed_precision"))}
+    """Precision policy and data parallelism; call before building the model."""
+    backend = keras.backend.backend()
     keras.utils.set_random_seed(int(cfg["seed"]))
-    if info["mixed_precision"]:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    devices = keras.distribution.list_devices() if info["backend"] == "jax" else []
-    info["devices"] = [str(d) for d in devices] or ["cpu"]
+    devices = keras.distribution.list_devices() if backend == "jax" else []
+    accelerators = any("cpu" not in str(d).lower() for d in devices)
+    if backend == "tensorflow":
+        import tensorflow as tf
+        accelerators = bool(tf.config.list_physical_devices("GPU"))
+    policy, why = precision_policy(cfg.get("mixed_precision"), accelerators)
+    keras.mixed_precision.set_global_policy(policy)
+    if policy != "float32" or cfg.get("mixed_precision"):
+        print(f"precision: {policy} ({why})")
+    info = {"backend": backend, "mixed_precision": policy != "float32", "dtype_policy": policy,
+            "devices": [str(d) for d in devices] or ["cpu"]}
     if len(devices) > 1:
         if int(cfg["batch_size"]) % len(devices):
             raise SystemExit(f"batch_size {cfg['batch_size']} is not divisible by the {len(devices)} devices")
@@ -152,11 +233,13 @@ def completed_epochs(backup_dir: Path) -> int:
 
 
 def fit_recipe(model: keras.Model, train: tuple, val: tuple, cfg: dict, out_dir: Path,
-               weights_of: keras.Model | None = None) -> list[dict]:
+               weights_of: keras.Model | None = None, batch_targets=None) -> list[dict]:
     """Train with the recipe; returns the full history (resumed rows included).
 
-    `train` and `val` are (uint8 images, int labels). `weights_of` is the model whose weights are
-    the product (defaults to `model`). Writes history.csv, best.weights.h5 and backup/ in out_dir.
+    `train` and `val` are (uint8 images, labels); val's labels may be a tuple (labels, extra).
+    `batch_targets[g]` is added to global training batch g's targets (offline distillation).
+    `weights_of` is the model whose weights are the product (defaults to `model`).
+    Writes history.csv, best.weights.h5 and backup/ in out_dir.
     """
     out_dir = Path(out_dir)
     backup_dir = out_dir / "backup"
@@ -164,8 +247,8 @@ def fit_recipe(model: keras.Model, train: tuple, val: tuple, cfg: dict, out_dir:
     rows = [r for r in read_history(out_dir / "history.csv") if r["epoch"] <= done]
     steps = int(cfg["steps_per_epoch"])
     feed = AugmentedBatches(*train, batch_size=int(cfg["batch_size"]), seed=int(cfg["seed"]),
-                            start_batch=done * steps)
-    val_x, val_y = np.asarray(val[0], dtype=np.float32), np.asarray(val[1])
+                            start_batch=done * steps, batch_targets=batch_targets)
+    val_x, val_y = np.asarray(val[0], dtype=np.float32), val[1]
     if done:
         print(f"resuming from {backup_dir}: {done} of at most {cfg['max_epochs']} steps done")
     callbacks = [

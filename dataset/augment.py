@@ -35,7 +35,7 @@ class AugmentedBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, images, labels, batch_size: int, seed: int, augment: bool = True,
-                 start_batch: int = 0, **kwargs):
+                 start_batch: int = 0, batch_targets=None, **kwargs):
         super().__init__(**kwargs)
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -44,6 +44,8 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.images, self.labels = images, np.asarray(labels)
         self.batch_size, self.seed, self.start_batch = int(batch_size), int(seed), int(start_batch)
         self.layers = seed_augmentation() if augment else []
+        # Optional per-batch extra targets (a teacher's stored logits): batch g yields (x, (y, targets[g])).
+        self.batch_targets = batch_targets
         self._perm_cache: tuple[int, np.ndarray] | None = None
 
     @property
@@ -76,4 +78,8 @@ class AugmentedBatches(keras.utils.PyDataset):
         x[order] = self.images[idx[order]]
         if self.layers:
             x = augment_batch(self.layers, x, seed=self.seed * 1_000_003 + g)
-        return x.astype(np.float32), self.labels[idx]
+        if self.batch_targets is None:
+            return x.astype(np.float32), self.labels[idx]
+        if g >= len(self.batch_targets):
+            raise IndexError(f"batch {g} is past the {len(self.batch_targets)} batches of stored targets")
+        return x.astype(np.float32), (self.labels[idx], np.asarray(self.batch_targets[g]))

@@ -22,26 +22,39 @@ def distillation_loss(labels, student_logits, teacher_logits, temperature: float
 
 
 class Distiller(keras.Model):
-    """Trains `student` against labels and a frozen `teacher`; `call` is the student's logits.
+    """Trains `student` against labels and a teacher's logits; `call` is the student's logits.
 
-    The teacher sees the same (augmented) batch as the student, in inference mode.
+    Online: `teacher` is a frozen Keras model that sees the same (augmented) batch as the student,
+    in inference mode. Offline: `teacher` is None and the targets carry the teacher's stored logits,
+    y = (labels, teacher_logits). Both give the same loss on the same batch.
     """
 
-    def __init__(self, student: keras.Model, teacher: keras.Model, temperature: float,
+    def __init__(self, student: keras.Model, teacher: keras.Model | None, temperature: float,
                  hard_weight: float, soft_weight: float, **kwargs):
         super().__init__(**kwargs)
         self.student = student
         self.student_logits = logits_model(student)
-        teacher.trainable = False
-        self.teacher_logits = logits_model(teacher)
-        self.teacher_logits.trainable = False
+        self.teacher_logits = None
+        if teacher is not None:
+            teacher.trainable = False
+            self.teacher_logits = logits_model(teacher)
+            self.teacher_logits.trainable = False
         self.temperature, self.hard_weight, self.soft_weight = temperature, hard_weight, soft_weight
 
     def call(self, x, training=False):
         return self.student_logits(x, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        teacher_logits = ops.stop_gradient(self.teacher_logits(x, training=False))
-        loss = distillation_loss(y, y_pred, teacher_logits, self.temperature, self.hard_weight, self.soft_weight)
+        if isinstance(y, (tuple, list)):
+            y, teacher_logits = y
+        elif self.teacher_logits is None:
+            raise ValueError("offline distillation needs targets (labels, teacher_logits); no teacher model given")
+        else:
+            teacher_logits = self.teacher_logits(x, training=False)
+        loss = distillation_loss(y, y_pred, ops.stop_gradient(teacher_logits), self.temperature,
+                                 self.hard_weight, self.soft_weight)
         # Keras adds regularisation losses here too; the student has none, but keep the contract.
         return loss + ops.sum(self.losses) if self.losses else loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y[0] if isinstance(y, (tuple, list)) else y, y_pred, sample_weight)

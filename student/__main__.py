@@ -1,10 +1,10 @@
-"""`python -m student`: the NiN student trained from labels alone (the no-distillation baseline)."""
+"""`python -m student`: the NiN trained from labels alone, the no-distillation baseline (artifacts/baseline/)."""
 from __future__ import annotations
 
 from common.config import training_config
 from common.progress import console
 from common.stage import finish_training, prepare_run_dir
-from common.training import configure_runtime, fit_recipe, recipe_optimizer
+from common.training import configure_runtime, fit_recipe, recipe_loss, recipe_optimizer
 from dataset.cache import load_split
 from dataset.manifest import load_data_info
 from student.model import build_nin_student
@@ -13,12 +13,12 @@ from student.model import build_nin_student
 def main(argv=None):
     args, cfg = training_config("Train the NiN student from labels alone: the baseline distillation must beat.", "student", argv)
     scfg = cfg["student"]
-    out = prepare_run_dir(args.artifacts, "student", cfg, args.fresh, keys=("data", "student"))
+    out = prepare_run_dir(args.artifacts, "baseline", cfg, args.fresh, keys=("data", "student"))
     info = load_data_info(args.artifacts)
     runtime = configure_runtime(scfg)
     splits = {s: load_split(info, s) for s in ("train", "val", "test") if info.split_rows(s)}
     model = build_nin_student(len(info.classes), info.image_size, tuple(scfg["widths"]), float(scfg["dropout"]))
-    model.compile(optimizer=recipe_optimizer(scfg), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=recipe_optimizer(scfg), loss=recipe_loss(scfg), metrics=["accuracy"])
     console.print(f"student baseline (no distillation): NiN {scfg['widths']}, {model.count_params():,} parameters, "
                   f"{len(splits['train'][0])} training photos, backend {runtime['backend']}")
     rows = fit_recipe(model, splits["train"], splits["val"], scfg, out)

@@ -6,7 +6,7 @@ import time
 from common.config import training_config
 from common.progress import console
 from common.stage import finish_training, prepare_run_dir
-from common.training import configure_runtime, fit_recipe, recipe_optimizer
+from common.training import configure_runtime, fit_recipe, recipe_loss, recipe_optimizer
 from dataset.cache import load_split
 from dataset.manifest import load_data_info
 from teacher.model import build_teacher
@@ -27,9 +27,11 @@ def main(argv=None):
     runtime = configure_runtime(tcfg)
     splits = {s: load_split(info, s) for s in ("train", "val", "test") if info.split_rows(s)}
 
-    model = build_teacher(len(info.classes), info.image_size, tcfg["weights"])
-    model.compile(optimizer=recipe_optimizer(tcfg), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model = build_teacher(len(info.classes), info.image_size, tcfg["weights"],
+                          zero_init_residual=bool(tcfg.get("zero_init_residual", False)))
+    model.compile(optimizer=recipe_optimizer(tcfg), loss=recipe_loss(tcfg), metrics=["accuracy"])
     console.print(f"teacher: ResNet50 from {tcfg['weights'] or 'scratch'}, {model.count_params():,} parameters, "
+                  f"{tcfg.get('optimizer', 'sgd')} {tcfg.get('schedule', 'inverse_time')} lr {tcfg['learning_rate']}, "
                   f"{len(splits['train'][0])} training photos at {info.image_size}px, backend {runtime['backend']}")
     rows = fit_recipe(model, splits["train"], splits["val"], tcfg, out)
 

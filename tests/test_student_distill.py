@@ -70,3 +70,63 @@ def test_smoke_distillation_on_real_photos(smoke_artifacts):
         assert 0.0 <= metrics[key] <= 1.0
     for name in ("model.keras", "best.weights.h5", "history.csv", "curves.png", "config.json", "labels.txt"):
         assert (smoke_artifacts / "distill" / name).exists()
+
+
+def test_online_and_offline_distillation_give_the_same_loss():
+    """The stored log-probabilities of a teacher stand in for its logits: same loss on the same batch."""
+    from distill.distiller import Distiller
+    from distill.teacher_logits import log_probabilities
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2)(keras.layers.Rescaling(1 / 255)(inputs))
+    teacher = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(keras.layers.Flatten()(x)))
+    student = build_nin_student(5, 16, (4, 8, 8))
+    images = np.random.default_rng(0).uniform(0, 255, (6, 16, 16, 3)).astype(np.float32)
+    labels = np.array([0, 1, 2, 3, 4, 0])
+    online = Distiller(student, teacher, 4.0, 0.3, 0.7)
+    offline = Distiller(student, None, 4.0, 0.3, 0.7)
+    stored = log_probabilities(teacher.predict(images, verbose=0))
+    y_pred = online(images)
+    loss_online = float(online.compute_loss(images, labels, y_pred))
+    loss_offline = float(offline.compute_loss(images, (labels, stored), offline(images)))
+    assert loss_online == pytest.approx(loss_offline, rel=1e-5)
+    # and the soft term is really there: a confident other teacher gives another loss
+    confident = (10 * np.eye(5)[[4, 3, 2, 1, 0, 4]]).astype(np.float32)
+    assert float(offline.compute_loss(images, (labels, confident), y_pred)) > loss_offline + 0.5
+    with pytest.raises(ValueError, match="offline distillation needs targets"):
+        offline.compute_loss(images, labels, y_pred)
+
+
+def test_offline_distillation_stores_the_teachers_answers_for_the_stream(smoke_artifacts, tmp_path):
+    import shutil
+
+    from common.runtimes import open_classifier
+    from conftest import run_stage
+    from dataset.augment import AugmentedBatches
+    from dataset.cache import load_split
+    from dataset.manifest import load_data_info
+    from distill.teacher_logits import log_probabilities
+
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(smoke_artifacts, artifacts, ignore=shutil.ignore_patterns("distill", "export", "edge"))
+    common = ("--preset", "smoke", "--artifacts", str(artifacts), "--set", "distill.teacher_logits=offline")
+    first = run_stage("distill", *common).stdout
+    assert "teacher logits: " in first and "batches 0..3" in first  # 2 epochs x 2 batches
+    metrics = json.loads((artifacts / "distill" / "metrics.json").read_text())
+    assert metrics["teacher_logits"] == "offline" and metrics["steps_run"] == 2
+
+    folder = artifacts / "data" / "cache" / "teacher_logits"
+    stream = np.load(folder / "stream.npy")
+    info = load_data_info(artifacts)
+    feed = AugmentedBatches(*load_split(info, "train"), batch_size=8, seed=1337)
+    teacher = open_classifier(artifacts / "teacher" / "model.keras")
+    for g in (0, 3):
+        np.testing.assert_allclose(stream[g], log_probabilities(teacher.predict(feed[g][0])), atol=1e-4)
+
+    # A rerun reuses the stored logits; a longer run only adds the missing batches.
+    again = run_stage("distill", *common, "--fresh", "--max-steps", "3").stdout
+    assert "batches 4..5" in again and "batches 0.." not in again
+    # Another teacher file invalidates them.
+    other = run_stage("distill", *common, "--fresh", "--set", f"distill.teacher={artifacts / 'baseline' / 'model.keras'}")
+    assert "made for another teacher or stream: rebuilding" in other.stdout
