@@ -3,10 +3,11 @@ PRESET ?= full
 ARTIFACTS ?= artifacts
 PYTHON ?= .venv/bin/python
 STAGE_ARGS = --preset $(PRESET) --artifacts $(ARTIFACTS)
+DEMO_ARGS = --preset demo --artifacts $(ARTIFACTS)/demo
 
-.PHONY: setup data teacher student distill export bench demo all test clean
+.PHONY: setup data teacher baseline student distill export bench demo cpu release all test clean
 
-setup:            ## .venv in the project root with pinned dependencies (dev and jax extras)
+setup:            ## .venv in the project root with the dependencies' ranges (dev and jax extras)
 	python3 -m venv .venv
 	.venv/bin/pip install --upgrade pip
 	.venv/bin/pip install -e ".[dev,jax]"
@@ -14,29 +15,46 @@ setup:            ## .venv in the project root with pinned dependencies (dev and
 data:             ## scan, validate, de-duplicate, split, decode cache
 	$(PYTHON) -m dataset $(STAGE_ARGS)
 
-teacher: data     ## ResNet50 teacher, the write-up's recipe
+teacher: data     ## ResNet50 teacher with the preset's recipe (resumable)
 	$(PYTHON) -m teacher $(STAGE_ARGS)
 
-student: data     ## NiN student from labels alone (the no-distillation baseline)
+baseline: data    ## NiN trained from labels alone: the no-distillation baseline (artifacts/baseline)
 	$(PYTHON) -m student $(STAGE_ARGS)
 
-distill: teacher student  ## NiN student distilled from the teacher
+student: baseline
+
+distill: teacher baseline  ## NiN student distilled from the teacher (offline logits on the cpu preset)
 	$(PYTHON) -m distill $(STAGE_ARGS)
 
 export: distill   ## ONNX and TFLite, every precision, parity-checked; the edge bundle
 	$(PYTHON) -m export $(STAGE_ARGS)
 
-bench: export     ## latency, accuracy, robustness, Grad-CAM; reports/README.md
+bench: export     ## latency, accuracy, robustness, Grad-CAM; the side-by-side report in reports/
 	$(PYTHON) -m benchmarks.latency $(STAGE_ARGS)
 	$(PYTHON) -m benchmarks.accuracy $(STAGE_ARGS)
 	$(PYTHON) -m benchmarks.robustness $(STAGE_ARGS)
 	$(PYTHON) -m benchmarks.gradcam $(STAGE_ARGS) --corrupt doodle
 	$(PYTHON) -m benchmarks.report $(STAGE_ARGS)
 
-all: bench        ## the whole pipeline on the full presets (wants a GPU)
+all: bench        ## the whole pipeline, the write-up's recipe (PRESET=full wants a GPU)
 
-demo:             ## the whole pipeline on the demo preset: about 20 minutes on 2 CPU cores
-	$(MAKE) bench PRESET=demo
+cpu:              ## the CPU reference run behind models/ and reports/ (hours on 2 cores, resumable)
+	$(MAKE) bench PRESET=cpu
+
+release:          ## copy the cpu run's student and float16 teacher into models/
+	$(PYTHON) -m export.release --preset cpu --artifacts $(ARTIFACTS)
+
+demo:             ## ~20 minutes on 2 CPU cores: students distilled from the released teacher in models/
+	@start=$$(date +%s); set -ex; \
+	$(PYTHON) -m dataset $(DEMO_ARGS); \
+	$(PYTHON) -m student $(DEMO_ARGS); \
+	$(PYTHON) -m distill $(DEMO_ARGS); \
+	$(PYTHON) -m export $(DEMO_ARGS) --models student; \
+	$(PYTHON) -m export.release $(DEMO_ARGS) --import-teacher; \
+	$(PYTHON) -m benchmarks.latency $(DEMO_ARGS) --threads 1; \
+	$(PYTHON) -m benchmarks.accuracy $(DEMO_ARGS); \
+	$(PYTHON) -m benchmarks.report $(DEMO_ARGS) --reports $(ARTIFACTS)/demo/report; \
+	set +x; echo "demo finished in $$(( $$(date +%s) - start )) s; report: $(ARTIFACTS)/demo/report/README.md"
 
 test:             ## the test suite (small, CPU only)
 	$(PYTHON) -m pytest -q

@@ -7,11 +7,9 @@ Online (the write-up's presets): the teacher runs beside the student on each bat
 from __future__ import annotations
 
 import time
-from pathlib import Path
-
 import numpy as np
 
-from common.artifacts import read_json, require
+from common.artifacts import read_json
 from common.config import training_config
 from common.models import load_model_file
 from common.progress import console
@@ -20,16 +18,8 @@ from common.training import configure_runtime, fit_recipe, predict_probabilities
 from dataset.cache import load_split
 from dataset.manifest import load_data_info
 from distill.distiller import Distiller
-from distill.teacher_logits import cached_teacher_logits, log_probabilities
+from distill.teacher_logits import cached_teacher_logits, log_probabilities, teacher_file
 from student.model import build_nin_student
-
-
-def teacher_file(artifacts: Path, dcfg: dict) -> Path:
-    """The preset's teacher file (Keras, TFLite or ONNX), or the teacher stage's model.keras."""
-    if dcfg.get("teacher"):
-        return require(Path(dcfg["teacher"]), "teacher model file (distill.teacher)",
-                       "make teacher, or point --set distill.teacher=PATH at a released teacher in models/")
-    return require(Path(artifacts) / "teacher" / "model.keras", "teacher model", "make teacher  (python -m teacher)")
 
 
 def main(argv=None):

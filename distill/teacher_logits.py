@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common.artifacts import atomic_path, read_json, sha256_file, write_json
+from common.artifacts import atomic_path, read_json, require, sha256_file, write_json
+from common.config import PROJECT_ROOT
 from common.progress import console, progress_bar
 from dataset.augment import AugmentedBatches, seed_augmentation
 from dataset.cache import cache_paths
@@ -33,6 +34,15 @@ class TeacherLogits:
     stream: np.ndarray  # (batches, batch_size, classes), memory-mapped: global batch g -> logits
     splits: dict[str, np.ndarray]  # split -> (photos, classes), unaugmented photos
     folder: Path
+
+
+def teacher_file(artifacts: Path, dcfg: dict) -> Path:
+    """The preset's teacher file (Keras, TFLite or ONNX), or the teacher stage's model.keras."""
+    if dcfg.get("teacher"):
+        path = Path(dcfg["teacher"])  # relative paths are the project's (models/...)
+        return require(path if path.is_absolute() else PROJECT_ROOT / path, "teacher model file (distill.teacher)",
+                       "make teacher, or point --set distill.teacher=PATH at a released teacher in models/")
+    return require(Path(artifacts) / "teacher" / "model.keras", "teacher model", "make teacher  (python -m teacher)")
 
 
 def log_probabilities(probs: np.ndarray) -> np.ndarray:
@@ -94,3 +104,13 @@ def cached_teacher_logits(info, train: tuple, teacher_path: Path, batch_size: in
         write_json(key_path, {**key, "batches": max(have, num_batches)})
     return TeacherLogits(np.load(stream_path, mmap_mode="r"),
                          {s: np.load(folder / f"{s}.npy") for s in splits}, folder)
+
+
+def stored_split_probabilities(info, split: str) -> np.ndarray | None:
+    """The teacher's probabilities on an unaugmented split from the store, or None when there is none."""
+    path = info.root / "cache" / "teacher_logits" / f"{split}.npy"
+    if not path.exists():
+        return None
+    logits = np.load(path)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return probs / probs.sum(axis=1, keepdims=True)

@@ -21,6 +21,9 @@ except ImportError:  # in the bundle, next to images.py
     from images import ImageRejected, load_for_model
 
 HERE = Path(__file__).resolve().parent
+# In a bundle the model sits beside this file; in the project, the released student in models/.
+DEFAULT_MODEL = next((p for p in (HERE / "model.tflite", HERE.parent / "models" / "student" / "guitar-student" /
+                                  "model.tflite") if p.exists()), HERE / "model.tflite")
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
@@ -113,6 +116,10 @@ def classify(classifier: TFLiteClassifier, labels: list[str], paths: list[Path],
 
 
 def selftest(classifier: TFLiteClassifier, labels: list[str], golden_dir: Path) -> int:
+    if not (golden_dir / "expected.json").exists():
+        print(f"error: no golden photos in {golden_dir} (the copy in the project's models/ leaves photos out; "
+              f"the bundle that `python -m export` builds has them)", file=sys.stderr)
+        return 2
     expected = json.loads((golden_dir / "expected.json").read_text())
     failures = 0
     for item in expected:
@@ -130,7 +137,7 @@ def selftest(classifier: TFLiteClassifier, labels: list[str], golden_dir: Path) 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Classify guitar photos with a TFLite model.")
     parser.add_argument("inputs", nargs="*", help="photo files or folders")
-    parser.add_argument("--model", type=Path, default=HERE / "model.tflite", help="default: %(default)s")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="default: %(default)s")
     parser.add_argument("--labels", type=Path, help="labels.txt (default: next to the model)")
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)

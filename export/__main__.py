@@ -14,6 +14,7 @@ from common.progress import console
 from common.training import predict_probabilities
 from dataset.cache import load_split
 from dataset.manifest import load_data_info
+from distill.teacher_logits import stored_split_probabilities
 from export.bundle import build_bundle, golden_photos
 from export.convert import (TFLITE_PRECISIONS, balanced_subset, export_onnx, export_saved_model, onnx_int8,
                             tflite_from_saved_model, write_tflite)
@@ -69,8 +70,10 @@ def main(argv=None):
                                       tflite_from_saved_model(saved, precision, calibration))
         if name == "student":
             console.print(f"[{name}] quantisation-aware training against the teacher's soft targets")
-            teacher = load_stage_model(args.artifacts, "teacher", MODELS["teacher"][1])
-            soft = predict_probabilities(teacher, train_x)
+            # The distill stage's stored teacher answers when it ran offline (no teacher in memory).
+            soft = stored_split_probabilities(info, "train")
+            if soft is None or len(soft) != len(train_x):
+                soft = predict_probabilities(load_stage_model(args.artifacts, "teacher", MODELS["teacher"][1]), train_x)
             paths["tflite_qat_int8"] = write_tflite(
                 out / name / "tflite_qat_int8" / "model.tflite",
                 qat_tflite(model, cfg["student"], np.asarray(train_x), soft, ecfg, int(cfg["data"]["seed"])))
