@@ -1,8 +1,9 @@
-"""`python -m benchmarks.train_rate`: training images/s of the seed recipe on this machine.
+"""`python -m benchmarks.train_rate`: training images/s of a preset's recipe on this machine.
 
-A few mini-batches of real photos through the recipe (augmenting feeder, SGD step) for the
-teacher and the student, after one warm-up batch that pays for graph building; then what a
-full run would cost at that rate (the write-up stopped after 36 steps of 1000 batches).
+A few mini-batches of real photos through the recipe (augmenting feeder, optimiser step, the
+preset's precision policy) for the teacher and the student, after one warm-up batch that pays for
+graph building; then what an epoch (the write-up's "step") and 36 of them (where the write-up
+stopped) cost at that rate. Writes reports/train_rate_<preset>.{md,json}.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 from common.artifacts import environment_info, write_json, write_text
 from common.config import PROJECT_ROOT, resolve_config, stage_parser
 from common.progress import console, progress_bar
-from common.training import recipe_optimizer
+from common.training import configure_runtime, recipe_loss, recipe_optimizer
 from dataset.augment import AugmentedBatches
 from dataset.scan import find_classes, list_files, resolve_source
 from edge.images import load_for_model
@@ -65,31 +66,36 @@ def main(argv=None):
                                                                    float(cfg["student"]["dropout"])))}
     with progress_bar(len(models) * (args.batches + 1), f"training rate at {size}px") as advance:
         for name, (mcfg, build) in models.items():
+            runtime = configure_runtime(mcfg)  # the preset's precision policy (bfloat16 on the cpu preset)
             model = build()
-            model.compile(optimizer=recipe_optimizer(mcfg), loss="sparse_categorical_crossentropy")
+            model.compile(optimizer=recipe_optimizer(mcfg), loss=recipe_loss(mcfg))
             feed = AugmentedBatches(images, labels, int(mcfg["batch_size"]), int(mcfg["seed"]))
             r = timed_batches(model, feed, args.batches, advance)
             images_per_step = int(mcfg["steps_per_epoch"]) * r["batch_size"]
             r["hours_per_step"] = images_per_step / r["with_augmentation_images_per_s"] / 3600
             r[f"hours_for_{WRITEUP_STEPS}_steps"] = r["hours_per_step"] * WRITEUP_STEPS
             r["parameters"] = model.count_params()
+            r["dtype_policy"], r["steps_per_epoch"] = runtime["dtype_policy"], int(mcfg["steps_per_epoch"])
             results[name] = r
     command = "python -m " + " ".join(["benchmarks.train_rate", *(argv or sys.argv[1:])])
     env = environment_info()
-    write_json(args.out / "train_rate.json", {"command": command, "preset": cfg["name"], "image_size": size,
+    stem = f"train_rate_{cfg['name']}"
+    write_json(args.out / f"{stem}.json", {"command": command, "preset": cfg["name"], "image_size": size,
                                               "backend": keras.backend.backend(), "environment": env,
                                               "results": results})
     lines = [f"# Training rate, {cfg['name']} recipe at {size} px ({keras.backend.backend()} backend)\n",
-             f"Command: `{command}`  \nHardware: {env['processor']}, {env['cpu_count']} cores, no GPU\n",
-             "| model | parameters | batch | train step images/s | with augmentation images/s | hours per step "
-             f"(1000 batches) | hours for {WRITEUP_STEPS} steps |", "|---|---:|---:|---:|---:|---:|---:|"]
+             f"Command: `{command}`  \nHardware: {env['processor']}, {env['cpu_count']} cores; "
+             f"devices: {', '.join(runtime['devices'])}\n",
+             "| model | parameters | batch | precision | train step images/s | with augmentation images/s | "
+             f"hours per epoch (batches) | hours for {WRITEUP_STEPS} epochs |", "|---|---:|---:|---|---:|---:|---:|---:|"]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['parameters']:,} | {r['batch_size']} | {r['train_step_images_per_s']:.2f} | "
-                     f"{r['with_augmentation_images_per_s']:.2f} | {r['hours_per_step']:.2f} | "
+        lines.append(f"| {name} | {r['parameters']:,} | {r['batch_size']} | {r['dtype_policy']} | "
+                     f"{r['train_step_images_per_s']:.2f} | "
+                     f"{r['with_augmentation_images_per_s']:.2f} | {r['hours_per_step']:.2f} ({r['steps_per_epoch']}) | "
                      f"{r[f'hours_for_{WRITEUP_STEPS}_steps']:.1f} |")
-    write_text(args.out / "train_rate.md", "\n".join(lines) + "\n")
+    write_text(args.out / f"{stem}.md", "\n".join(lines) + "\n")
     console.print("\n".join(lines[2:]))
-    console.print(f"written: {args.out / 'train_rate.md'}, {args.out / 'train_rate.json'}")
+    console.print(f"written: {args.out / stem}.md, {args.out / stem}.json")
 
 
 if __name__ == "__main__":

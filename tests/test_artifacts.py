@@ -32,3 +32,55 @@ def test_overrides_parse_values_and_reject_unknown_fields():
         apply_overrides(cfg, ["teacher.max_epoch=5"])
     with pytest.raises(SystemExit, match="not found"):
         load_preset("no-such-preset")
+
+
+def test_presets_inherit_and_state_only_their_changes(tmp_path):
+    cpu, full = load_preset("cpu"), load_preset("full")
+    assert cpu["name"] == "cpu" and cpu["data"]["image_size"] == 64 and full["data"]["image_size"] == 224
+    assert cpu["data"]["split"] == full["data"]["split"]  # inherited whole
+    assert cpu["teacher"]["momentum"] == full["teacher"]["momentum"] and cpu["teacher"]["schedule"] == "cosine"
+    demo = load_preset("demo")  # two levels: demo -> cpu -> full
+    assert demo["student"]["max_epochs"] == 8 and demo["teacher"]["zero_init_residual"] is True
+    loop = tmp_path / "loop.toml"
+    loop.write_text(f'base = "{loop}"\n')
+    with pytest.raises(SystemExit, match="loops back"):
+        load_preset(str(loop))
+
+
+def test_precision_policy_falls_back_where_the_cpu_lacks_bfloat16(monkeypatch):
+    from common import training
+
+    monkeypatch.setattr(training, "cpu_has_bfloat16", lambda: False)
+    policy, why = training.precision_policy("bfloat16", accelerators=False)
+    assert policy == "float32" and "no AVX512-BF16" in why
+    assert training.precision_policy("bfloat16", accelerators=True)[0] == "mixed_bfloat16"
+    monkeypatch.setattr(training, "cpu_has_bfloat16", lambda: True)
+    assert training.precision_policy("bfloat16", accelerators=False)[0] == "mixed_bfloat16"
+    assert training.precision_policy(True, False)[0] == "mixed_float16"
+    assert training.precision_policy(False, False)[0] == "float32"
+    with pytest.raises(SystemExit, match="mixed_precision 'int4'"):
+        training.precision_policy("int4", False)
+
+
+def test_recipe_schedules_and_label_smoothing():
+    import numpy as np
+
+    from common.training import recipe_loss, recipe_optimizer
+
+    cfg = {"learning_rate": 0.1, "momentum": 0.9, "nesterov": True, "decay": 0.0, "steps_per_epoch": 10,
+           "max_epochs": 5, "schedule": "cosine", "warmup_epochs": 1, "weight_decay": 1e-3}
+    opt = recipe_optimizer(cfg)
+    schedule = opt._learning_rate
+    assert float(schedule(0)) == pytest.approx(0.0, abs=1e-7)          # warmup starts at 0
+    assert float(schedule(10)) == pytest.approx(0.1, rel=1e-5)         # peak after one epoch
+    assert float(schedule(30)) == pytest.approx(0.05, rel=1e-4)        # half-way down the cosine
+    assert float(schedule(50)) == pytest.approx(0.0, abs=1e-6)         # zero at max_epochs
+    assert opt.weight_decay == pytest.approx(1e-3)
+    legacy = recipe_optimizer({**cfg, "schedule": "inverse_time", "decay": 1e-2})._learning_rate
+    assert float(legacy(100)) == pytest.approx(0.1 / 2)                # lr / (1 + decay * iterations)
+    y, p = np.array([0, 1]), np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1]], np.float32)
+    plain = float(recipe_loss({})(y, p))
+    smooth = float(recipe_loss({"label_smoothing": 0.3})(y, p))
+    targets = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1]])               # 0.3 spread over 3 classes
+    assert smooth == pytest.approx(float(np.mean(-(targets * np.log(p)).sum(1))), rel=1e-5)
+    assert plain == pytest.approx(float(np.mean(-np.log([0.9, 0.8]))), rel=1e-5)

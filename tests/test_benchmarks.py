@@ -90,11 +90,11 @@ def test_student_size_benchmark_runs_and_applies_the_rule(tmp_path):
 def test_train_rate_benchmark(photo_source, tmp_path):
     run_stage("benchmarks.train_rate", "--preset", "smoke", "--batches", "1", "--source", str(photo_source),
               "--out", str(tmp_path))
-    result = json.loads((tmp_path / "train_rate.json").read_text())
+    result = json.loads((tmp_path / "train_rate_smoke.json").read_text())
     assert result["image_size"] == 32 and set(result["results"]) == {"teacher", "student"}
     for r in result["results"].values():
         assert r["train_step_images_per_s"] > 0 and r["hours_for_36_steps"] > 0
-    assert "| teacher |" in (tmp_path / "train_rate.md").read_text()
+    assert "| teacher |" in (tmp_path / "train_rate_smoke.md").read_text()
 
 
 def test_cache_build_benchmark_decodes_from_scratch(photo_source, tmp_path):

@@ -139,3 +139,40 @@ def test_selftest_in_a_minimal_environment(exported, tmp_path):
                             cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "failed" in result.stdout and " 0 failed" in result.stdout
+
+
+def test_release_check_and_import_of_the_teacher(exported, tmp_path):
+    """models/ is made from the artifacts, verified by sha256, evaluated, and its teacher imported back."""
+    from conftest import run_stage
+
+    dest = tmp_path / "models"
+    common = ("--preset", "smoke", "--artifacts", str(exported), "--dest", str(dest))
+    run_stage("export.release", *common)
+    release = json.loads((dest / "RELEASE.json").read_text())
+    assert set(release["files"]) == {
+        "student/keras/model.keras", "student/tflite_int8/model.tflite", "student/tflite_qat_int8/model.tflite",
+        "student/onnx_fp32/model.onnx", "teacher/tflite_fp16/model.tflite",
+        "student/guitar-student/model.tflite", "student/guitar-student.tar.gz"}
+    assert release["labels"] == ["ES", "FlyingV", "Telecaster"]
+    assert not list(dest.rglob("*.jpg")), "photos of the data set must stay out of models/"
+    assert (dest / "training" / "teacher" / "history.csv").exists()
+
+    # --check measures every file on the test split: the same figures as the export's own files
+    check = run_stage("export.release", *common, "--check").stdout
+    assert check.count("top-1") == 6 and "sha256" not in check.lower().replace("sha256 mismatch", "")
+    # a changed file is caught
+    with open(dest / "student" / "onnx_fp32" / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(AssertionError, match="sha256 mismatch in .*student/onnx_fp32/model.onnx"):
+        run_stage("export.release", *common, "--check")
+
+    # the released bundle has no golden photos, and says so when asked for a self-test
+    selftest = subprocess.run([sys.executable, str(dest / "student" / "guitar-student" / "predict.py"), "--selftest"],
+                              capture_output=True, text=True)
+    assert selftest.returncode == 2 and "no golden photos" in selftest.stderr
+
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(exported / "data", artifacts / "data")
+    run_stage("export.release", "--preset", "smoke", "--artifacts", str(artifacts), "--dest", str(dest), "--import-teacher")
+    imported = artifacts / "export" / "teacher" / "tflite_fp16"
+    assert (imported / "model.tflite").read_bytes() == (dest / "teacher" / "tflite_fp16" / "model.tflite").read_bytes()

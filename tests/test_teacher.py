@@ -135,3 +135,14 @@ def test_mixed_precision_keeps_probabilities_in_float32(photos):
         keras.mixed_precision.set_global_policy("float32")
     assert probs.dtype == np.float32 and np.all(np.isfinite(probs))
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-3)
+
+
+def test_zero_init_residual_starts_every_block_as_the_identity():
+    model = build_teacher(3, 32, None, zero_init_residual=True)
+    last_bn = [layer for layer in model.layers if layer.name.endswith("_3_bn")]
+    assert len(last_bn) == 16  # 3 + 4 + 6 + 3 bottleneck blocks
+    assert all(float(np.abs(layer.gamma.numpy()).max()) == 0.0 for layer in last_bn)
+    others = [layer for layer in model.layers if layer.name.endswith("_bn") and not layer.name.endswith("_3_bn")]
+    assert all(float(np.min(layer.gamma.numpy())) == 1.0 for layer in others)
+    plain = build_teacher(3, 32, None)
+    assert float(np.min([layer.gamma.numpy().min() for layer in plain.layers if layer.name.endswith("_3_bn")])) == 1.0
