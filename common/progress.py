@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -13,10 +14,16 @@ console = Console(highlight=False, soft_wrap=True, markup=False, width=None if s
 @contextlib.contextmanager
 def progress_bar(total: int, description: str):
     """Yield `advance(n=1)`; draws a bar on a terminal and a start/end line elsewhere (logs, CI)."""
-    if not sys.stdout.isatty():
+    if not sys.stdout.isatty():  # a log file: a line at each tenth, never a redrawn bar
         console.print(f"{description}: {total} ...")
-        yield lambda n=1: None
-        console.print(f"{description}: done")
+        done, start = [0], time.perf_counter()
+
+        def advance(n=1):
+            before, done[0] = done[0], done[0] + n
+            if total and (10 * done[0]) // total > (10 * before) // total and done[0] < total:
+                console.print(f"{description}: {done[0]}/{total} in {time.perf_counter() - start:.0f} s")
+        yield advance
+        console.print(f"{description}: done in {time.perf_counter() - start:.0f} s")
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -262,7 +263,7 @@ def fit_recipe(model: keras.Model, train: tuple, val: tuple, cfg: dict, out_dir:
     if done < int(cfg["max_epochs"]) and not _stopped_early(rows, cfg):
         model.fit(feed, steps_per_epoch=steps, epochs=int(cfg["max_epochs"]), initial_epoch=done,
                   validation_data=(val_x, val_y), batch_size=int(cfg["batch_size"]),
-                  callbacks=callbacks, shuffle=False, verbose=int(os.environ.get("KERAS_VERBOSE", 1)))
+                  callbacks=callbacks, shuffle=False, verbose=int(os.environ.get("KERAS_VERBOSE", 1 if sys.stdout.isatty() else 2)))
     return rows
 
 
@@ -286,8 +287,10 @@ def plot_curves(rows: list[dict], path: Path, title: str) -> Path:
     for ax, metric in zip(axes, ("accuracy", "loss")):
         ax.plot(epochs, [r[metric] for r in rows], marker="o", label=f"train {metric}")
         ax.plot(epochs, [r[f"val_{metric}"] for r in rows], marker="o", label=f"validation {metric}")
-        ax.set_xlabel("step (1 step = steps_per_epoch mini-batches)")
+        ax.set_xlabel("epoch (the write-up's \"step\": steps_per_epoch mini-batches)")
         ax.set_title(metric)
+        if metric == "loss":  # a from-scratch first epoch can sit orders of magnitude above the rest
+            ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
