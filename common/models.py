@@ -33,3 +33,21 @@ def load_model_file(path: Path) -> keras.Model:
 
 def load_stage_model(artifacts: Path, stage: str, hint: str) -> keras.Model:
     return load_model_file(require(Path(artifacts) / stage / "model.keras", f"{stage} model", hint))
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """The same network and weights with every layer computing in float32.
+
+    A model trained under a mixed policy (bfloat16 on the cpu preset) keeps that policy in its
+    saved config; ONNX has no mixed bfloat16/float16 arithmetic and TFLite's converters want
+    float32 graphs to quantise from, so export works from this copy. Weights are float32 under
+    a mixed policy already, so they copy over unchanged.
+    """
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    config = model.get_config()
+    for layer in config["layers"]:
+        layer["config"]["dtype"] = "float32"
+    copy = model.__class__.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy

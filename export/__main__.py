@@ -9,7 +9,7 @@ import numpy as np
 
 from common.artifacts import read_json, sha256_file, stage_dir, write_json, write_text
 from common.config import resolve_config, stage_parser
-from common.models import load_stage_model
+from common.models import float32_copy, load_stage_model
 from common.progress import console
 from common.training import predict_probabilities
 from dataset.cache import load_split
@@ -56,7 +56,7 @@ def main(argv=None):
     results, files = {}, {}
     for name in args.models:
         stage, hint = MODELS[name]
-        model = load_stage_model(args.artifacts, stage, hint)
+        model = float32_copy(load_stage_model(args.artifacts, stage, hint))
         source = {"stage": stage, "preset": cfg["name"], **{k: v for k, v in read_json(
             args.artifacts / stage / "metrics.json").items() if k.endswith("accuracy") or k == "best_step"}}
         console.print(f"[{name}] SavedModel, then ONNX and TFLite ({len(calibration)} calibration photos)")

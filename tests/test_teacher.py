@@ -146,3 +146,19 @@ def test_zero_init_residual_starts_every_block_as_the_identity():
     assert all(float(np.min(layer.gamma.numpy())) == 1.0 for layer in others)
     plain = build_teacher(3, 32, None)
     assert float(np.min([layer.gamma.numpy().min() for layer in plain.layers if layer.name.endswith("_3_bn")])) == 1.0
+
+
+def test_float32_copy_of_a_bfloat16_model_gives_the_same_answers():
+    from common.models import float32_copy
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = build_teacher(3, 32, None)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    copy = float32_copy(model)
+    assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
+    assert "mixed_bfloat16" in {layer.dtype_policy.name for layer in model.layers}
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(copy.predict(x, verbose=0), model.predict(x, verbose=0), atol=0.05)
+    assert float32_copy(copy) is copy
