@@ -32,7 +32,10 @@ def finish_training(model, rows: list[dict], splits: dict, out: Path, cfg: dict,
     from common.training import accuracy, best_epoch, plot_curves, predict_probabilities, save_model
 
     model.load_weights(out / "best.weights.h5")
-    save_model(model, out / "model.keras")
+    # A finished run invoked again keeps its model file byte for byte: later stages key caches
+    # (the stored teacher logits) on its sha256.
+    if not (out / "model.keras").exists() or (out / "model.keras").stat().st_mtime < (out / "best.weights.h5").stat().st_mtime:
+        save_model(model, out / "model.keras")
     if classes:
         write_text(out / "labels.txt", "\n".join(classes) + "\n")
     plot_curves(rows, out / "curves.png", title)
