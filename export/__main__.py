@@ -14,7 +14,8 @@ from common.progress import console
 from common.training import predict_probabilities
 from dataset.cache import load_split
 from dataset.manifest import load_data_info
-from distill.teacher_logits import stored_split_probabilities
+from common.runtimes import open_classifier, predict_all
+from distill.teacher_logits import stored_split_probabilities, teacher_file
 from export.bundle import build_bundle, golden_photos
 from export.convert import (TFLITE_PRECISIONS, balanced_subset, export_onnx, export_saved_model, onnx_int8,
                             tflite_from_saved_model, write_tflite)
@@ -71,9 +72,10 @@ def main(argv=None):
         if name == "student":
             console.print(f"[{name}] quantisation-aware training against the teacher's soft targets")
             # The distill stage's stored teacher answers when it ran offline (no teacher in memory).
+            # Else the distill stage's teacher file, in its own runtime (a Keras, TFLite or ONNX file).
             soft = stored_split_probabilities(info, "train")
             if soft is None or len(soft) != len(train_x):
-                soft = predict_probabilities(load_stage_model(args.artifacts, "teacher", MODELS["teacher"][1]), train_x)
+                soft = predict_all(open_classifier(teacher_file(args.artifacts, cfg["distill"])), train_x, 64)
             paths["tflite_qat_int8"] = write_tflite(
                 out / name / "tflite_qat_int8" / "model.tflite",
                 qat_tflite(model, cfg["student"], np.asarray(train_x), soft, ecfg, int(cfg["data"]["seed"])))
