@@ -57,6 +57,17 @@ def plot_accuracy_vs_latency(rows: list[dict], threads: int, path: Path) -> None
     save_figure(fig, path, dpi=100)
 
 
+def provenance(artifacts: Path) -> list[str]:
+    """What this run trained, and what it took from the released models (the demo's teacher)."""
+    trained = [f"`{stage}`" for stage in ("teacher", "baseline", "distill") if (artifacts / stage / "metrics.json").exists()]
+    lines = [f"Trained in this run: {', '.join(trained) or 'nothing'}."]
+    imported = artifacts / "export" / "teacher" / "tflite_fp16" / "IMPORTED.txt"
+    if imported.exists() and not (artifacts / "teacher" / "metrics.json").exists():
+        lines.append("The teacher was **not** trained in this run: it is the released float16 TFLite teacher from "
+                     "`models/` (made by `make cpu`); the students were distilled from it here through stored logits.")
+    return [" ".join(lines) + "\n"]
+
+
 def main(argv=None):
     parser = stage_parser("Write reports/README.md from the latency and accuracy benchmarks.")
     parser.add_argument("--reports", type=Path, default=PROJECT_ROOT / "reports")
@@ -89,6 +100,7 @@ def main(argv=None):
         shutil.copy(grid, reports / "figures" / f"gradcam_{grid.name}")
     parity = args.artifacts / "export" / "parity.md"
     text = [f"# guitar-distill: side-by-side report ({cfg['name']} preset)\n",
+            *provenance(args.artifacts),
             f"Hardware:\n\n{header_markdown(latency['hardware'])}",
             f"Accuracy on the {accuracy['split']} split ({accuracy['images']} photos); latency at batch 1.\n",
             "## Teacher and student, every format\n", side_by_side_table(rows, threads),
