@@ -74,7 +74,9 @@ def cached_teacher_logits(info, train: tuple, teacher_path: Path, batch_size: in
     have = 0
     if key_path.exists() and stream_path.exists():
         saved = read_json(key_path)
-        if {k: v for k, v in saved.items() if k != "batches"} == key:
+        # The teacher is known by its sha256; the path it was read from (relative or not) is only a note.
+        if {k: v for k, v in saved.items() if k not in ("batches", "teacher")} == \
+                {k: v for k, v in key.items() if k != "teacher"}:
             have = int(saved["batches"])
         else:
             console.print(f"teacher logits in {folder} were made for another teacher or stream: rebuilding")
