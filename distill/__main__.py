@@ -36,19 +36,17 @@ def main(argv=None):
     student = build_nin_student(len(info.classes), info.image_size, tuple(scfg["widths"]), float(scfg["dropout"]))
     teacher_path = teacher_file(args.artifacts, dcfg)
 
+    teacher = None if mode == "offline" else load_model_file(teacher_path)
+    distiller = Distiller(student, teacher, float(dcfg["temperature"]), float(dcfg["hard_weight"]),
+                          float(dcfg["soft_weight"]), name="nin_from_resnet50")
     if mode == "offline":
         batches = int(scfg["max_epochs"]) * int(scfg["steps_per_epoch"])
         stored = cached_teacher_logits(info, splits["train"], teacher_path, int(scfg["batch_size"]),
                                        int(scfg["seed"]), batches, {s: x for s, (x, _) in splits.items()})
         teacher_logits = stored.splits
-        distiller = Distiller(student, None, float(dcfg["temperature"]), float(dcfg["hard_weight"]),
-                              float(dcfg["soft_weight"]), name="nin_from_resnet50")
         val = (splits["val"][0], (splits["val"][1], teacher_logits["val"]))
         source = f"stored logits ({stored.folder})"
     else:
-        teacher = load_model_file(teacher_path)
-        distiller = Distiller(student, teacher, float(dcfg["temperature"]), float(dcfg["hard_weight"]),
-                              float(dcfg["soft_weight"]), name="nin_from_resnet50")
         teacher_logits = {s: log_probabilities(predict_probabilities(teacher, x)) for s, (x, _) in splits.items()}
         val, stored = splits["val"], None
         source = f"{teacher.count_params():,} parameters, online"
