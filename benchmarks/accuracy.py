@@ -1,15 +1,16 @@
 """`python -m benchmarks.accuracy`: every model and format on the manifest's test split."""
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.models import find_model_files
-from common.artifacts import stage_dir, write_json, write_text
+from benchmarks.record import markdown_table, write_record
+from common.artifacts import stage_dir
 from common.plots import pyplot, save_figure
+from common.layout import evaluation_split
 from common.config import resolve_config, stage_parser
 from common.progress import console, progress_bar
 from common.runtimes import open_classifier, predict_all
@@ -92,7 +93,7 @@ def main(argv=None):
     resolve_config(args)
     start = time.perf_counter()
     info = load_data_info(args.artifacts)
-    split = "test" if info.split_rows("test") else "val"
+    split = evaluation_split(info)
     images, labels = load_split(info, split)
     paths = [info.source / r.path for r in info.split_rows(split)]
     files, missing = find_model_files(args.artifacts, args.models, args.formats)
@@ -116,17 +117,16 @@ def main(argv=None):
                 plot_gallery(paths, labels, probs.argmax(1), probs, info.classes, key,
                              out / "misclassified" / f"{f.model}_{f.fmt}.png")
             advance()
-    command = "python -m " + " ".join(["benchmarks.accuracy", *(argv or sys.argv[1:])])
-    write_json(out / "accuracy.json", {"command": command, "split": split, "images": int(len(labels)),
-                                       "classes": info.classes, "missing": missing, "results": results})
-    lines = [f"# Accuracy on the {split} split ({len(labels)} photos)\n", f"Command: `{command}`\n",
-             "| model | format | top-1 | top-3 | ECE | agreement with teacher |", "|---|---|---:|---:|---:|---:|"]
-    for key, m in results.items():
-        agree = f"{m['agreement_with_teacher']:.4f}" if m["agreement_with_teacher"] is not None else "-"
-        lines.append(f"| {key.split('/')[0]} | {key.split('/')[1]} | {m['top1']:.4f} | {m['top3']:.4f} | "
-                     f"{m['ece']:.4f} | {agree} |")
-    write_text(out / "accuracy.md", "\n".join(lines) + "\n")
-    console.print("\n".join(lines[2:]))
+    rows = [[*key.split("/"), f"{m['top1']:.4f}", f"{m['top3']:.4f}", f"{m['ece']:.4f}",
+             f"{m['agreement_with_teacher']:.4f}" if m["agreement_with_teacher"] is not None else "-"]
+            for key, m in results.items()]
+    table = markdown_table(["model", "format", "top-1", "top-3", "ECE", "agreement with teacher"], rows, "llrrrr")
+    write_record(out, "accuracy", "benchmarks.accuracy", argv, title=f"Accuracy on the {split} split ({len(labels)} photos)",
+                 settings={"split": split, "images": int(len(labels)), "models": args.models or "all",
+                           "formats": args.formats or "all"},
+                 results=results, table=table, started=start,
+                 extra={"split": split, "images": int(len(labels)), "classes": info.classes, "missing": missing})
+    console.print(table)
     console.print(f"accuracy done in {time.perf_counter() - start:.0f} s: {out / 'accuracy.json'}, "
                   f"{out / 'accuracy.md'}, confusion matrices in {out / 'confusion'}, galleries in {out / 'misclassified'}")
 

@@ -6,13 +6,12 @@ worker count asked for, so the figure never comes from an up-to-date cache.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common.artifacts import cpu_name, write_json, write_text
-from common.config import PROJECT_ROOT, resolve_config, stage_parser
+from benchmarks.record import markdown_table, write_record
+from common.config import resolve_config, stage_parser
 from common.progress import console
 from dataset.cache import build_split_cache
 from dataset.manifest import load_data_info
@@ -23,9 +22,11 @@ def main(argv=None):
     parser.add_argument("--sizes", nargs="+", type=int, default=[224])
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 4])
     parser.add_argument("--split", default="train")
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "reports")
+    parser.add_argument("--out", type=Path, help="folder for the record (default: ARTIFACTS/bench)")
     args = parser.parse_args(argv)
+    args.out = args.out or args.artifacts / "bench"
     resolve_config(args)
+    start = time.perf_counter()
     info = load_data_info(args.artifacts)
     count = len(info.split_rows(args.split))
     rows = []
@@ -38,16 +39,14 @@ def main(argv=None):
                 seconds = time.perf_counter() - t0
                 rows.append({"size": size, "workers": workers, "photos": count, "seconds": seconds,
                              "photos_per_s": count / seconds, "mib": path.stat().st_size / 2**20})
-    command = "python -m " + " ".join(["benchmarks.cache_build", *(argv or sys.argv[1:])])
-    write_json(args.out / "cache_build.json", {"command": command, "cpu": cpu_name(), "rows": rows})
-    lines = ["# Decode-cache build rate\n", f"Command: `{command}`  \nCPU: {cpu_name()}\n",
-             "| size px | threads | photos | seconds | photos/s | MiB |", "|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['size']} | {r['workers']} | {r['photos']} | {r['seconds']:.1f} | {r['photos_per_s']:.0f} | "
-              f"{r['mib']:.0f} |" for r in rows]
-    write_text(args.out / "cache_build.md", "\n".join(lines) + "\n")
-    console.print("\n".join(lines[2:]))
-    console.print(f"written: {args.out / 'cache_build.md'}")
-
+    table = markdown_table(["size px", "threads", "photos", "seconds", "photos/s", "MiB"],
+                           [[r["size"], r["workers"], r["photos"], f"{r['seconds']:.1f}", f"{r['photos_per_s']:.0f}",
+                             f"{r['mib']:.0f}"] for r in rows], "rrrrrr")
+    write_record(args.out, "cache_build", "benchmarks.cache_build", argv, title="Decode-cache build rate",
+                 settings={"split": args.split, "sizes": args.sizes, "workers": args.workers}, results=rows,
+                 table=table, started=start)
+    console.print(table)
+    console.print(f"written: {args.out / 'cache_build.md'}, {args.out / 'cache_build.json'}")
 
 if __name__ == "__main__":
     main()

@@ -8,7 +8,6 @@ parts of the guitar as the teacher.
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,9 @@ import keras
 import numpy as np
 from PIL import Image
 
-from common.artifacts import stage_dir, write_json
+from benchmarks.record import markdown_table, write_record
+from common.artifacts import stage_dir
+from common.layout import evaluation_split
 from common.config import resolve_config, stage_parser
 from common.models import load_stage_model, logits_model
 from common.plots import pyplot, save_figure
@@ -123,7 +124,7 @@ def main(argv=None):
         photos, labels = args.photos, [0] * len(args.photos)  # label unknown: shown as the first class
         names = ["given"] * len(photos)
     else:
-        split = "test" if info.split_rows("test") else "val"
+        split = evaluation_split(info)
         rows = [r for c in info.classes for r in [r for r in info.split_rows(split) if r.label == c][:args.per_class]]
         photos = [info.source / r.path for r in rows]
         labels = [info.classes.index(r.label) for r in rows]
@@ -146,9 +147,13 @@ def main(argv=None):
     if args.corrupt:
         overall[f"{args.corrupt}_correlation"] = float(np.mean([r[args.corrupt]["correlation"] for r in records]))
         overall[f"{args.corrupt}_iou_top20"] = float(np.mean([r[args.corrupt]["iou_top20"] for r in records]))
-    command = "python -m " + " ".join(["benchmarks.gradcam", *(argv or sys.argv[1:])])
-    write_json(out / f"agreement{'_' + args.corrupt if args.corrupt else ''}.json",
-               {"command": command, "overall": overall, "per_class": summary, "photos": records})
+    table = markdown_table(["class", "correlation", "IoU top-20 %"],
+                           [[c, f"{v['correlation']:.3f}", f"{v['iou_top20']:.3f}"] for c, v in summary.items()])
+    write_record(out, f"agreement{'_' + args.corrupt if args.corrupt else ''}", "benchmarks.gradcam", argv,
+                 title=f"Grad-CAM agreement, teacher vs student ({len(records)} photos)", table=table, started=start,
+                 settings={"photos": len(records), "corrupt": args.corrupt, "severity": args.severity,
+                           "per_class": args.per_class},
+                 results={"overall": overall, "per_class": summary, "photos": records})
     console.print(f"teacher/student Grad-CAM agreement over {len(records)} photos: correlation "
                   f"{overall['correlation']:.3f}, IoU of top-20 % {overall['iou_top20']:.3f}"
                   + (f"; after {args.corrupt}: correlation {overall[f'{args.corrupt}_correlation']:.3f}"

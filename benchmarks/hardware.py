@@ -1,29 +1,19 @@
-"""What the benchmarks ran on: CPU, SIMD flags, OS, runtime versions, and measured peak GFLOP/s."""
+"""What the benchmarks ran on: CPU, SIMD flags, OS, runtime versions, and the measured compute roofs."""
 from __future__ import annotations
 
 import json
 import os
 import platform
-import subprocess
-import sys
 from pathlib import Path
 
+from benchmarks.peaks import ROOFS, measure_roof
 from common.artifacts import cpu_name, environment_info
+
+ROOF_NAMES = {"fp32": "fp32 GEMM (numpy)", "litert-int8": "int8 fully-connected (LiteRT XNNPACK)",
+              "onnxruntime-int8": "int8 MatMulInteger (ONNX Runtime)"}
 
 SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
               "amx_int8", "neon", "asimd", "asimddp")
-
-PEAK_SCRIPT = """
-import time, numpy as np
-n = 1024
-a = np.random.default_rng(0).random((n, n), dtype=np.float32); b = a.T.copy()
-a @ b
-best = 0.0
-for _ in range(7):
-    t = time.perf_counter(); a @ b; dt = time.perf_counter() - t
-    best = max(best, 2 * n**3 / dt / 1e9)
-print(best)
-"""
 
 
 def cpu_flags() -> list[str]:
@@ -38,26 +28,31 @@ def cpu_flags() -> list[str]:
     return []
 
 
-def peak_gflops(threads: int) -> float:
-    """Best float32 GEMM rate numpy's BLAS reaches with `threads` threads: the roofline's compute roof."""
-    env = {**os.environ, **{v: str(threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
-    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT], env=env, capture_output=True, text=True, check=True)
-    return float(out.stdout.strip())
+def accelerators() -> list[str]:
+    """GPUs the kernel driver lists (NVIDIA's /proc entries, then render nodes); empty on a CPU-only machine."""
+    gpus = sorted(p.name for p in Path("/proc/driver/nvidia/gpus").glob("*"))
+    return [f"nvidia {g}" for g in gpus] or sorted(p.name for p in Path("/dev/dri").glob("renderD*"))
 
 
-def hardware_header(threads: list[int]) -> dict:
+def hardware_header(threads: list[int] | None = None) -> dict:
+    """The machine, and with `threads` the compute roofs (GOP/s) measured at each thread count."""
     env = environment_info()
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "simd": cpu_flags(), "os": platform.platform(),
-            "python": env["python"], "versions": env["versions"],
-            "peak_gflops_fp32": {str(t): round(peak_gflops(t), 1) for t in threads}}
+    hw = {"cpu": cpu_name(), "cores": os.cpu_count(), "simd": cpu_flags(), "accelerators": accelerators(),
+          "os": platform.platform(), "python": env["python"], "versions": env["versions"]}
+    if threads:
+        hw["roofs_gops"] = {roof: {str(t): round(measure_roof(roof, t), 1) for t in threads} for roof in ROOFS}
+    return hw
 
 
 def header_markdown(hw: dict) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in hw["versions"].items())
-    peaks = ", ".join(f"{t} thread{'s' if t != '1' else ''}: {g} GFLOP/s" for t, g in hw["peak_gflops_fp32"].items())
-    return (f"- CPU: {hw['cpu']}, {hw['cores']} cores; SIMD: {' '.join(hw['simd']) or 'unknown'}\n"
-            f"- OS: {hw['os']}; Python {hw['python']}\n- Runtimes: {versions}\n"
-            f"- Measured fp32 GEMM peak (numpy): {peaks}\n")
+    text = (f"- CPU: {hw['cpu']}, {hw['cores']} cores; SIMD: {' '.join(hw['simd']) or 'unknown'}\n"
+            f"- Accelerators: {', '.join(hw.get('accelerators', [])) or 'none (CPU only)'}\n"
+            f"- OS: {hw['os']}; Python {hw['python']}\n- Runtimes: {versions}\n")
+    for roof, by_threads in hw.get("roofs_gops", {}).items():
+        rates = ", ".join(f"{t} thread{'s' if t != '1' else ''}: {g}" for t, g in by_threads.items())
+        text += f"- Measured roof, {ROOF_NAMES[roof]}: {rates} GOP/s\n"
+    return text
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """`python -m benchmarks.latency`: teacher and student, every format and runtime, side by side.
 
-Each measurement runs in a fresh process (cold start and peak memory are the model's own):
-warm-up, then timed batch-1 runs for percentiles, then a batch-throughput pass.
+Each measurement runs in a fresh process that imports only its runtime (cold start and peak memory
+are the model's own): warm-up, then timed batch-1 runs for percentiles, then a batch-throughput pass.
+"% of roof" compares a file's batch-1 rate with a large matrix product of its own precision and
+runtime (benchmarks/peaks.py): int8 files against an int8 roof, the rest against numpy's fp32 GEMM.
 """
 from __future__ import annotations
 
@@ -14,10 +16,13 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from benchmarks.hardware import hardware_header, header_markdown
-from benchmarks.models import all_threads, count_macs, find_model_files
-from common.artifacts import stage_dir, write_json, write_text
+from benchmarks.hardware import hardware_header
+from benchmarks.models import count_macs, find_model_files
+from benchmarks.peaks import roof_for
+from benchmarks.record import write_record
+from common.artifacts import stage_dir
 from common.config import resolve_config, stage_parser
+from common.runtimes import all_threads
 from common.progress import console, progress_bar
 
 
@@ -62,15 +67,16 @@ def flag_int8(rows: list[dict]) -> None:
 
 def latency_table(rows: list[dict]) -> str:
     lines = ["| model | format | runtime | threads | p50 ms | p90 ms | p99 ms | mean ms | images/s | batch images/s "
-             "| cold start ms | peak MiB | size MB | params | MMACs | % of peak | note |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| cold start ms | peak MiB | over python MiB | size MB | params | MMACs | roof | % of roof | note |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
     for r in rows:
         batch = f"{r['batch_images_per_s']:.1f}" if r.get("batch_images_per_s") else "-"
         note = "int8 not faster than fp32" if r["int8_not_faster"] else ""
         lines.append(f"| {r['model']} | {r['fmt']} | {r['runtime']} | {r['threads']} | {r['p50_ms']:.2f} | "
                      f"{r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['mean_ms']:.2f} | {r['images_per_s']:.1f} | {batch} | "
-                     f"{r['cold_start_ms']:.0f} | {r['peak_rss_mib']:.0f} | {r['size_mb']:.2f} | {r['parameters']:,} | "
-                     f"{r['macs'] / 1e6:.0f} | {r['roofline_pct']:.1f} | {note} |")
+                     f"{r['cold_start_ms']:.0f} | {r['peak_rss_mib']:.0f} | {r['peak_rss_mib'] - r['bare_rss_mib']:.0f} | "
+                     f"{r['size_mb']:.2f} | {r['parameters']:,} | {r['macs'] / 1e6:.0f} | {r['roof']} | "
+                     f"{r['roofline_pct']:.1f} | {note} |")
     return "\n".join(lines) + "\n"
 
 
@@ -102,31 +108,31 @@ def main(argv=None):
                 raw = run_worker(f.path, t, bcfg, int(bcfg["batch"]) if t == threads[-1] else 0)
                 stats = summarize(raw["times_ms"])
                 cost = costs.get(f.model, {"parameters": 0, "macs": 0})
-                peak = hw["peak_gflops_fp32"][str(t)]
+                roof = roof_for(f.fmt, f.runtime)
                 achieved = 2 * cost["macs"] / (stats["p50_ms"] / 1000) / 1e9
                 rows.append({"model": f.model, "fmt": f.fmt, "runtime": f.runtime, "threads": t, "file": str(f.path),
                              **stats, "cold_start_ms": raw["load_ms"] + raw["first_inference_ms"],
                              "load_ms": raw["load_ms"], "first_inference_ms": raw["first_inference_ms"],
-                             "peak_rss_mib": raw["peak_rss_mib"], "batch": raw["batch"],
+                             "peak_rss_mib": raw["peak_rss_mib"], "bare_rss_mib": raw["bare_rss_mib"],
+                             "runtime_rss_mib": raw["runtime_rss_mib"], "batch": raw["batch"],
                              "batch_images_per_s": raw["batch_images_per_s"], "input_size": raw["input_size"],
                              "size_mb": f.path.stat().st_size / 1e6, **cost,
-                             "achieved_gflops": achieved, "roofline_pct": 100 * achieved / peak})
+                             "achieved_gops": achieved, "roof": roof,
+                             "roofline_pct": 100 * achieved / hw["roofs_gops"][roof][str(t)]})
                 advance()
     flag_int8(rows)
     out = args.out or stage_dir(args.artifacts, "bench")
-    result = {"command": "python -m " + " ".join(["benchmarks.latency", *(argv or sys.argv[1:])]),
-              "hardware": hw, "settings": bcfg, "threads": threads, "missing": missing, "results": rows,
-              "seconds": time.perf_counter() - start}
-    write_json(Path(out) / "latency.json", result)
-    md = "# Latency\n\n" + header_markdown(hw) + f"\nCommand: `{result['command']}`\n\n" + latency_table(rows)
-    write_text(Path(out) / "latency.md", md)
-
+    result = write_record(out, "latency", "benchmarks.latency", argv, title="Latency", hardware=hw,
+                          settings={**bcfg, "threads": threads}, results=rows, table=latency_table(rows),
+                          started=start, extra={"missing": missing})
     table = Table(title=f"latency, batch 1 ({hw['cpu']})")
-    for col in ("model", "format", "runtime", "threads", "p50 ms", "p99 ms", "img/s", "size MB", "% peak", "note"):
+    for col in ("model", "format", "runtime", "threads", "p50 ms", "p99 ms", "img/s", "peak MiB", "size MB", "% roof",
+                "note"):
         table.add_column(col)
     for r in rows:
         table.add_row(r["model"], r["fmt"], r["runtime"], str(r["threads"]), f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
-                      f"{r['images_per_s']:.1f}", f"{r['size_mb']:.2f}", f"{r['roofline_pct']:.1f}",
+                      f"{r['images_per_s']:.1f}", f"{r['peak_rss_mib']:.0f}", f"{r['size_mb']:.2f}",
+                      f"{r['roofline_pct']:.1f}",
                       "int8 not faster" if r["int8_not_faster"] else "")
     console.print(table)
     console.print(f"latency done in {result['seconds']:.0f} s: {Path(out) / 'latency.json'}, {Path(out) / 'latency.md'}")

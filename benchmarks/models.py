@@ -1,46 +1,39 @@
 """Which model files exist, and what each one costs: parameters and multiply-adds."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-KERAS_MODELS = {"teacher": "teacher", "student": "distill"}
-FORMAT_ORDER = ("keras", "onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_fp16", "tflite_dynamic_int8",
-                "tflite_int8", "tflite_qat_int8")
+from common.layout import FORMATS, MODEL_STAGES, formats_of, model_path
 
 
 @dataclass(frozen=True)
 class ModelFile:
     model: str  # teacher | student
-    fmt: str  # keras | onnx_fp32 | tflite_int8 | ...
+    fmt: str  # a name in common.layout.FORMATS
     path: Path
 
     @property
     def runtime(self) -> str:
-        return {"keras": "keras", "onnx": "onnxruntime"}.get(self.fmt.split("_")[0], "litert-xnnpack")
+        return FORMATS[self.fmt].runtime
 
 
 def find_model_files(artifacts: Path, models=None, formats=None) -> tuple[list[ModelFile], list[str]]:
-    """Every model file present, in a stable order, plus a line for each expected one that is missing."""
+    """Every model file present, in the format table's order, plus a line for each expected one missing."""
     found, missing = [], []
-    for model, stage in KERAS_MODELS.items():
+    for model in MODEL_STAGES:
         if models and model not in models:
             continue
-        for fmt in FORMAT_ORDER:
-            if formats and fmt not in formats:
+        for fmt in formats_of(model):
+            if formats and fmt.name not in formats:
                 continue
-            if fmt == "keras":
-                path = Path(artifacts) / stage / "model.keras"
-            else:
-                ext = "onnx" if fmt.startswith("onnx") else "tflite"
-                path = Path(artifacts) / "export" / model / fmt / f"model.{ext}"
+            path = model_path(artifacts, model, fmt.name)
             if path.exists():
-                found.append(ModelFile(model, fmt, path))
-            elif not (model == "teacher" and fmt == "tflite_qat_int8"):
-                missing.append(f"{model}/{fmt}: {path} not found")
+                found.append(ModelFile(model, fmt.name, path))
+            else:
+                missing.append(f"{model}/{fmt.name}: {path} not found")
     return found, missing
 
 
@@ -62,6 +55,3 @@ def count_macs(model) -> int:
             macs += int(np.prod(layer.input.shape[1:])) * layer.units
     return int(macs)
 
-
-def all_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

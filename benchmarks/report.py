@@ -7,6 +7,7 @@ from pathlib import Path
 from common.artifacts import read_json, require, write_text
 from common.plots import pyplot, save_figure
 from common.config import PROJECT_ROOT, resolve_config, stage_parser
+from common.layout import model_path
 from common.progress import console
 from benchmarks.hardware import header_markdown
 from benchmarks.robustness import robustness_table
@@ -44,9 +45,10 @@ def plot_accuracy_vs_latency(rows: list[dict], threads: int, path: Path) -> None
     for model, marker in (("teacher", "s"), ("student", "o")):
         pts = [r for r in rows if r["model"] == model and "top1" in r and f"p50_ms_{threads}" in r]
         ax.scatter([r[f"p50_ms_{threads}"] for r in pts], [r["top1"] for r in pts], marker=marker, s=60, label=model)
-        for r in pts:
-            ax.annotate(r["fmt"], (r[f"p50_ms_{threads}"], r["top1"]), fontsize=7, xytext=(4, 3),
-                        textcoords="offset points")
+        # Formats of one model sit close together: stagger the labels along the latency axis.
+        for k, r in enumerate(sorted(pts, key=lambda r: r[f"p50_ms_{threads}"])):
+            ax.annotate(r["fmt"], (r[f"p50_ms_{threads}"], r["top1"]), fontsize=7, textcoords="offset points",
+                        xytext=(6, 14 - 9 * (k % 4)), arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "grey"})
     ax.set_xscale("log")
     ax.set_xlabel(f"p50 latency, batch 1, {threads} thread(s) [ms, log scale]")
     ax.set_ylabel("top-1 accuracy (test split)")
@@ -61,11 +63,30 @@ def provenance(artifacts: Path) -> list[str]:
     """What this run trained, and what it took from the released models (the demo's teacher)."""
     trained = [f"`{stage}`" for stage in ("teacher", "baseline", "distill") if (artifacts / stage / "metrics.json").exists()]
     lines = [f"Trained in this run: {', '.join(trained) or 'nothing'}."]
-    imported = artifacts / "export" / "teacher" / "tflite_fp16" / "IMPORTED.txt"
+    imported = model_path(artifacts, "teacher", "tflite_fp16").with_name("IMPORTED.txt")
     if imported.exists() and not (artifacts / "teacher" / "metrics.json").exists():
         lines.append("The teacher was **not** trained in this run: it is the released float16 TFLite teacher from "
                      "`models/` (made by `make cpu`); the students were distilled from it here through stored logits.")
     return [" ".join(lines) + "\n"]
+
+
+STAGE_BENCHMARKS = {"student_size": "student size", "train_rate_*": "training rate", "cache_build": "decode-cache build rate"}
+
+
+def publish_stage_benchmarks(bench: Path, reports: Path) -> list[tuple[str, str]]:
+    """Copy the stage benchmarks' records (and their figures) from the bench folder into reports/.
+
+    Links also go to records already in reports/ from an earlier run, so a report made without
+    rerunning the slow ones still lists them.
+    """
+    for pattern in STAGE_BENCHMARKS:
+        for record in bench.glob(f"{pattern}.json"):
+            for suffix in (".json", ".md"):
+                shutil.copy(record.with_suffix(suffix), reports / record.with_suffix(suffix).name)
+    for figure in (bench / "figures").glob("*.png"):
+        shutil.copy(figure, reports / "figures" / figure.name)
+    return [(md.name, f"{title}{md.stem[len(pattern) - 1:].replace('_', ' ') if pattern.endswith('*') else ''}")
+            for pattern, title in STAGE_BENCHMARKS.items() for md in sorted(reports.glob(f"{pattern}.md"))]
 
 
 def main(argv=None):
@@ -79,7 +100,7 @@ def main(argv=None):
     reports = args.reports
     (reports / "figures").mkdir(parents=True, exist_ok=True)
     rows = side_by_side(latency, accuracy)
-    threads = latency["threads"]
+    threads = latency["settings"]["threads"]
     plot_accuracy_vs_latency(rows, threads[0], reports / "figures" / "accuracy_vs_latency.png")
     copied = []
     for sub, names in (("confusion", ("teacher_keras.png", "student_keras.png", "student_tflite_int8.png")),
@@ -102,33 +123,33 @@ def main(argv=None):
     text = [f"# guitar-distill: side-by-side report ({cfg['name']} preset)\n",
             *provenance(args.artifacts),
             f"Hardware:\n\n{header_markdown(latency['hardware'])}",
-            f"Accuracy on the {accuracy['split']} split ({accuracy['images']} photos); latency at batch 1.\n",
+            f"Accuracy on the {accuracy['settings']['split']} split ({accuracy['settings']['images']} photos); "
+            "latency at batch 1.\n",
             "## Teacher and student, every format\n", side_by_side_table(rows, threads),
             "![accuracy vs latency](figures/accuracy_vs_latency.png)\n",
             "## Commands\n", f"- `{latency['command']}` ({latency['seconds']:.0f} s)", f"- `{accuracy['command']}`",
             f"- `python -m benchmarks.report --preset {cfg['name']}`\n"]
     if robustness.exists():
         rob = read_json(robustness)
-        text += [f"## Robustness ({rob['images']} {rob['split']} photos)\n", robustness_table(rob["results"]),
+        text += [f"## Robustness ({rob['settings']['images']} {rob['settings']['split']} photos)\n",
+                 robustness_table(rob["results"]),
                  f"Command: `{rob['command']}`\n", "![robustness](figures/robustness.png)\n"]
     agreement = sorted((bench / "gradcam").glob("agreement*.json"))
     if agreement:
         cam = read_json(agreement[-1])
-        o = cam["overall"]
-        lines = [f"## Where they look: Grad-CAM, teacher vs student ({len(cam['photos'])} photos)\n",
+        o = cam["results"]["overall"]
+        lines = [f"## Where they look: Grad-CAM, teacher vs student ({len(cam['results']['photos'])} photos)\n",
                  f"Command: `{cam['command']}`\n",
                  f"Mean agreement of the two maps: correlation {o['correlation']:.3f}, IoU of the top-20 % "
                  f"region {o['iou_top20']:.3f}."]
         lines += [f"After {k[:-len('_correlation')]}: correlation {v:.3f}." for k, v in o.items()
                   if k.endswith("_correlation") and k != "correlation"]
         lines += ["", "| class | correlation | IoU top-20 % |", "|---|---:|---:|"]
-        lines += [f"| {c} | {v['correlation']:.3f} | {v['iou_top20']:.3f} |" for c, v in cam["per_class"].items()]
+        lines += [f"| {c} | {v['correlation']:.3f} | {v['iou_top20']:.3f} |" for c, v in cam["results"]["per_class"].items()]
         text += lines + [""] + [f"![grad-cam](figures/gradcam_{g.name})" for g in grids] + [""]
-    others = [(name, title) for name, title in (("student_size.md", "student size"), ("train_rate.md", "training rate"),
-                                                ("cache_build.md", "decode-cache build rate"))
-              if (reports / name).exists()]
-    if others:
-        text += ["## Stage benchmarks\n"] + [f"- [{title}]({name})" for name, title in others] + [""]
+    published = publish_stage_benchmarks(bench, reports)
+    if published:
+        text += ["## Stage benchmarks\n"] + [f"- [{title}]({name})" for name, title in published] + [""]
     if parity.exists():
         text += ["## Export parity (validation split)\n", parity.read_text()]
     text += ["## Figures\n"] + [f"![{name}](figures/{name})" for name in copied]

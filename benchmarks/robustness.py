@@ -6,13 +6,14 @@ the photos at the model's input size, each photo with its own seed.
 """
 from __future__ import annotations
 
-import sys
 import time
 
 import numpy as np
 
 from benchmarks.models import find_model_files
-from common.artifacts import stage_dir, write_json, write_text
+from benchmarks.record import write_record
+from common.artifacts import stage_dir
+from common.layout import evaluation_split
 from common.config import resolve_config, stage_parser
 from common.plots import pyplot, save_figure
 from common.progress import console, progress_bar
@@ -62,7 +63,7 @@ def main(argv=None):
     limit = args.limit if args.limit is not None else int(cfg["bench"]["robustness_limit"])
     start = time.perf_counter()
     info = load_data_info(args.artifacts)
-    split = "test" if info.split_rows("test") else "val"
+    split = evaluation_split(info)
     images, labels = load_split(info, split)
     if limit:
         images, labels = images[:limit], labels[:limit]
@@ -85,12 +86,11 @@ def main(argv=None):
                     results[key].setdefault(name, {})[str(severity)] = acc
                 advance()
     out = stage_dir(args.artifacts, "bench")
-    command = "python -m " + " ".join(["benchmarks.robustness", *(argv or sys.argv[1:])])
-    write_json(out / "robustness.json", {"command": command, "split": split, "images": int(len(labels)),
-                                         "results": results, "seconds": time.perf_counter() - start})
     table = robustness_table(results)
-    write_text(out / "robustness.md", f"# Robustness on the {split} split ({len(labels)} photos)\n\n"
-                                      f"Command: `{command}`\n\n{table}")
+    write_record(out, "robustness", "benchmarks.robustness", argv,
+                 title=f"Robustness on the {split} split ({len(labels)} photos)",
+                 settings={"split": split, "images": int(len(labels)), "severities": list(SEVERITIES), "seed": seed},
+                 results=results, table=table, started=start, extra={"split": split, "images": int(len(labels))})
     plot_robustness(results, out / "robustness.png")
     console.print(table)
     console.print(f"robustness done in {time.perf_counter() - start:.0f} s: {out / 'robustness.md'}, "

@@ -12,7 +12,6 @@ accuracy-versus-latency plot. The width is chosen on validation accuracy among q
 """
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,8 +20,8 @@ import numpy as np
 
 from benchmarks.latency import run_worker, summarize
 from benchmarks.models import count_macs
-from common.artifacts import write_json, write_text
-from common.config import PROJECT_ROOT, resolve_config, stage_parser
+from benchmarks.record import write_record
+from common.config import resolve_config, stage_parser
 from common.progress import console, progress_bar
 from export.convert import export_saved_model, tflite_from_saved_model, write_tflite
 
@@ -103,10 +102,8 @@ def distil_candidates(artifacts: Path, cfg: dict, widths: list[tuple], epochs: i
 
 def top1(model_or_path, images, labels) -> float:
     from common.runtimes import open_classifier, predict_all
-    from common.training import predict_probabilities
 
-    probs = (predict_all(open_classifier(model_or_path), images, 64) if isinstance(model_or_path, Path)
-             else predict_probabilities(model_or_path, images))
+    probs = predict_all(open_classifier(model_or_path) if isinstance(model_or_path, Path) else model_or_path, images)
     return float(np.mean(probs.argmax(1) == labels))
 
 
@@ -141,8 +138,9 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, help="distillation epochs per candidate (default: the preset's)")
     parser.add_argument("--classes", type=int, default=11)
     parser.add_argument("--repeats", type=int, default=3, help="rounds of measurement (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "reports")
+    parser.add_argument("--out", type=Path, help="folder for the record and figures (default: ARTIFACTS/bench)")
     args = parser.parse_args(argv)
+    args.out = args.out or args.artifacts / "bench"
     cfg = resolve_config(args)
     from student.model import build_nin_student
     from teacher.model import build_teacher
@@ -187,19 +185,17 @@ def main(argv=None):
     choice = max(qualifying, key=lambda r: r[by]) if qualifying else None
     if args.distill:
         plot_pareto(rows, args.out / "figures" / "student_size_pareto.png")
-    command = "python -m " + " ".join(["benchmarks.student_size", *(argv or sys.argv[1:])])
-    from benchmarks.hardware import hardware_header, header_markdown
-    hw = hardware_header([1])
-    write_json(args.out / "student_size.json", {"command": command, "hardware": hw, "input_size": args.size,
-                                                "rows": rows, "choice": choice and choice["widths"],
-                                                "seconds": time.perf_counter() - start})
     reason = ("best validation top-1 (int8) inside both 30x limits" if args.distill
               else "largest qualifying candidate: most capacity inside both 30x limits")
     verdict = (f"Choice ({reason}): widths {choice['widths']}.\n" if choice else "No candidate meets both 30x limits.\n")
     if args.distill:
         verdict += "\n![accuracy vs latency](figures/student_size_pareto.png)\n"
-    write_text(args.out / "student_size.md", f"# Student size at {args.size} px\n\n{header_markdown(hw)}\n"
-               f"Command: `{command}`\n\n{size_table(rows)}\n{verdict}")
+    write_record(args.out, "student_size", "benchmarks.student_size", argv, title=f"Student size at {args.size} px",
+                 table=size_table(rows), notes=verdict, started=start, results=rows,
+                 settings={"input_size": args.size, "candidates": [list(w) for w in widths], "repeats": args.repeats,
+                           "runs": int(bcfg["runs"]), "threads": 1,
+                           "distill_epochs": epochs if args.distill else None},
+                 extra={"choice": choice and choice["widths"]})
     console.print(size_table(rows))
     console.print(verdict + f"written: {args.out / 'student_size.md'}, {args.out / 'student_size.json'} "
                   f"({time.perf_counter() - start:.0f} s)")

@@ -3,26 +3,25 @@
 A few mini-batches of real photos through the recipe (augmenting feeder, optimiser step, the
 preset's precision policy) for the teacher and the student, after one warm-up batch that pays for
 graph building; then what an epoch (the write-up's "step") and 36 of them (where the write-up
-stopped) cost at that rate. Writes reports/train_rate_<preset>.{md,json}.
+stopped) cost at that rate. Writes ARTIFACTS/bench/train_rate_<preset>.{md,json}.
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from common.artifacts import environment_info, write_json, write_text
-from common.config import PROJECT_ROOT, resolve_config, stage_parser
+from benchmarks.record import markdown_table, write_record
+from common.config import resolve_config, stage_parser
 from common.progress import console, progress_bar
 from common.training import configure_runtime, recipe_loss, recipe_optimizer
-from dataset.augment import AugmentedBatches
+from common.augment import AugmentedBatches
 from dataset.scan import find_classes, list_files, resolve_source
 from edge.images import load_for_model
 
-WRITEUP_STEPS = 36
+WRITEUP_EPOCHS = 36  # where the write-up stopped (its "steps" are epochs)
 
 
 def timed_batches(model, feed: AugmentedBatches, batches: int, advance) -> dict:
@@ -47,8 +46,10 @@ def main(argv=None):
     parser = stage_parser("Training images/s of the recipe on this machine, teacher and student.", default_preset="seed")
     parser.add_argument("--batches", type=int, default=3, help="timed mini-batches per model (default: %(default)s)")
     parser.add_argument("--source", type=Path, help="photo folder (default: the preset's)")
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "reports")
+    parser.add_argument("--out", type=Path, help="folder for the record (default: ARTIFACTS/bench)")
     args = parser.parse_args(argv)
+    args.out = args.out or args.artifacts / "bench"
+    start = time.perf_counter()
     cfg = resolve_config(args)
     from student.model import build_nin_student
     from teacher.model import build_teacher
@@ -72,31 +73,28 @@ def main(argv=None):
             feed = AugmentedBatches(images, labels, int(mcfg["batch_size"]), int(mcfg["seed"]))
             r = timed_batches(model, feed, args.batches, advance)
             images_per_step = int(mcfg["steps_per_epoch"]) * r["batch_size"]
-            r["hours_per_step"] = images_per_step / r["with_augmentation_images_per_s"] / 3600
-            r[f"hours_for_{WRITEUP_STEPS}_steps"] = r["hours_per_step"] * WRITEUP_STEPS
+            r["hours_per_epoch"] = images_per_step / r["with_augmentation_images_per_s"] / 3600
+            r[f"hours_for_{WRITEUP_EPOCHS}_epochs"] = r["hours_per_epoch"] * WRITEUP_EPOCHS
             r["parameters"] = model.count_params()
             r["dtype_policy"], r["steps_per_epoch"] = runtime["dtype_policy"], int(mcfg["steps_per_epoch"])
+            r["devices"] = runtime["devices"]
             results[name] = r
-    command = "python -m " + " ".join(["benchmarks.train_rate", *(argv or sys.argv[1:])])
-    env = environment_info()
     stem = f"train_rate_{cfg['name']}"
-    write_json(args.out / f"{stem}.json", {"command": command, "preset": cfg["name"], "image_size": size,
-                                              "backend": keras.backend.backend(), "environment": env,
-                                              "results": results})
-    lines = [f"# Training rate, {cfg['name']} recipe at {size} px ({keras.backend.backend()} backend)\n",
-             f"Command: `{command}`  \nHardware: {env['processor']}, {env['cpu_count']} cores; "
-             f"devices: {', '.join(runtime['devices'])}\n",
-             "| model | parameters | batch | precision | train step images/s | with augmentation images/s | "
-             f"hours per epoch (batches) | hours for {WRITEUP_STEPS} epochs |", "|---|---:|---:|---|---:|---:|---:|---:|"]
-    for name, r in results.items():
-        lines.append(f"| {name} | {r['parameters']:,} | {r['batch_size']} | {r['dtype_policy']} | "
-                     f"{r['train_step_images_per_s']:.2f} | "
-                     f"{r['with_augmentation_images_per_s']:.2f} | {r['hours_per_step']:.2f} ({r['steps_per_epoch']}) | "
-                     f"{r[f'hours_for_{WRITEUP_STEPS}_steps']:.1f} |")
-    write_text(args.out / f"{stem}.md", "\n".join(lines) + "\n")
-    console.print("\n".join(lines[2:]))
+    table = markdown_table(
+        ["model", "parameters", "batch", "precision", "devices", "train step images/s", "with augmentation images/s",
+         "hours per epoch (batches)", f"hours for {WRITEUP_EPOCHS} epochs"],
+        [[name, f"{r['parameters']:,}", r["batch_size"], r["dtype_policy"], ", ".join(r["devices"]),
+          f"{r['train_step_images_per_s']:.2f}", f"{r['with_augmentation_images_per_s']:.2f}",
+          f"{r['hours_per_epoch']:.2f} ({r['steps_per_epoch']})", f"{r[f'hours_for_{WRITEUP_EPOCHS}_epochs']:.1f}"]
+         for name, r in results.items()], "lrrllrrrr")
+    write_record(args.out, stem, "benchmarks.train_rate", argv,
+                 title=f"Training rate, {cfg['name']} recipe at {size} px ({keras.backend.backend()} backend)",
+                 settings={"preset": cfg["name"], "image_size": size, "timed_batches": args.batches,
+                           "photos": len(files), "backend": keras.backend.backend(),
+                           **{f"{name}_steps_per_epoch": r["steps_per_epoch"] for name, r in results.items()}},
+                 results=results, table=table, started=start)
+    console.print(table)
     console.print(f"written: {args.out / stem}.md, {args.out / stem}.json")
-
 
 if __name__ == "__main__":
     main()

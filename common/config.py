@@ -62,8 +62,31 @@ def _parse_value(text: str):
         return text
 
 
+# Fields whose presets use more than one type (false, or the name of a precision).
+ALTERNATIVE_TYPES = {"mixed_precision": (bool, str)}
+
+
+def typed_value(key: str, raw: str, current):
+    """`raw` parsed, checked against the type of the preset's value, before any work starts."""
+    value = _parse_value(raw)
+    allowed = ALTERNATIVE_TYPES.get(key.rsplit(".", 1)[-1])
+    if current is None or (allowed and isinstance(value, allowed)):
+        return value
+    if isinstance(current, bool) or isinstance(value, bool):
+        if isinstance(current, bool) and isinstance(value, bool):
+            return value
+    elif isinstance(current, float) and isinstance(value, (int, float)):
+        return float(value)
+    elif isinstance(current, str):
+        return raw  # a text field takes the text as typed ("none" stays "none")
+    elif isinstance(value, type(current)):
+        return value
+    kind = " or ".join(t.__name__ for t in allowed) if allowed else type(current).__name__
+    raise SystemExit(f"--set {key}={raw}: expected {kind} like the preset's value {current!r}")
+
+
 def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
-    """`stage.field=value` pairs; the field must exist in the preset, so typos fail loudly."""
+    """`stage.field=value` pairs; the field must exist in the preset and the value have its type."""
     cfg = copy.deepcopy(cfg)
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -78,7 +101,7 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
         if leaf not in node:
             known = ", ".join(sorted(node))
             raise SystemExit(f"--set {key}: unknown field {leaf!r} (known: {known})")
-        node[leaf] = _parse_value(raw.strip())
+        node[leaf] = typed_value(key.strip(), raw.strip(), node[leaf])
     return cfg
 
 
@@ -98,14 +121,20 @@ def resolve_config(args: argparse.Namespace) -> dict:
 
 
 def training_config(description: str, stage: str, argv=None, extra_args=None):
-    """Parse a training stage's CLI: the common flags plus --fresh and --max-steps; returns (args, cfg)."""
+    """Parse a training stage's CLI: the common flags plus --fresh and --max-epochs; returns (args, cfg).
+
+    An epoch is `steps_per_epoch` mini-batches: what the write-up calls a "step".
+    """
     parser = stage_parser(description)
     parser.add_argument("--fresh", action="store_true", help="discard an earlier or interrupted run and start over")
-    parser.add_argument("--max-steps", type=int, help="cap on steps (epochs of steps_per_epoch batches)")
+    parser.add_argument("--max-epochs", type=int, help="cap on epochs (of steps_per_epoch mini-batches each; "
+                                                       "the write-up's \"steps\")")
     if extra_args:
         extra_args(parser)
     args = parser.parse_args(argv)
     cfg = resolve_config(args)
-    if args.max_steps:
-        cfg[stage]["max_epochs"] = args.max_steps
+    if args.max_epochs is not None:
+        if args.max_epochs < 1:
+            raise SystemExit(f"--max-epochs must be at least 1 (got {args.max_epochs})")
+        cfg[stage]["max_epochs"] = args.max_epochs
     return args, cfg

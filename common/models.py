@@ -5,7 +5,8 @@ from pathlib import Path
 
 import keras
 
-from common.artifacts import require
+from common.artifacts import atomic_path, require
+from common.layers import CaffePreprocess  # noqa: F401  registered for loading the teacher
 
 
 def logits_model(model: keras.Model) -> keras.Model:
@@ -26,8 +27,6 @@ def logits_model(model: keras.Model) -> keras.Model:
 
 
 def load_model_file(path: Path) -> keras.Model:
-    import teacher.model  # noqa: F401  registers the teacher's preprocessing layer
-
     return keras.saving.load_model(path, compile=False)
 
 
@@ -51,3 +50,10 @@ def float32_copy(model: keras.Model) -> keras.Model:
     copy = model.__class__.from_config(config)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def save_model(model: keras.Model, path: Path) -> Path:
+    """model.keras written atomically: a stopped save never leaves half a file."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return Path(path)

@@ -1,6 +1,7 @@
 """Run a model file in its own runtime: onnxruntime, ai-edge-litert, or Keras. Same call for all."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,11 @@ class KerasClassifier:
         return np.asarray(self.model.predict_on_batch(np.asarray(images, dtype=np.float32)), dtype=np.float32)
 
 
+def all_threads() -> int:
+    """The cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def open_classifier(path, num_threads: int | None = None):
     suffix = Path(path).suffix
     if suffix == ".onnx":
@@ -55,6 +61,18 @@ def open_classifier(path, num_threads: int | None = None):
     raise ValueError(f"{path}: unknown model format {suffix!r}")
 
 
-def predict_all(classifier, images, batch_size: int = 32) -> np.ndarray:
-    return np.concatenate([classifier.predict(np.asarray(images[i:i + batch_size]))
-                           for i in range(0, len(images), batch_size)])
+def predict_all(model, images, batch_size: int = 64) -> np.ndarray:
+    """Probabilities for every image, in batches: a Keras model or any classifier opened above."""
+    if hasattr(model, "predict_on_batch"):  # a Keras model: float pixels in, probabilities out
+        def predict(batch):
+            return model.predict_on_batch(np.asarray(batch, dtype=np.float32))
+    else:
+        predict = model.predict
+    out = [np.asarray(predict(np.asarray(images[i:i + batch_size])), dtype=np.float32)
+           for i in range(0, len(images), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy; NaN for an empty split."""
+    return float(np.mean(np.argmax(probs, axis=1) == labels)) if len(labels) else float("nan")

@@ -18,8 +18,7 @@ import keras
 import numpy as np
 
 from common.artifacts import atomic_path, write_text
-from common.plots import pyplot, save_figure
-from dataset.augment import AugmentedBatches
+from common.augment import AugmentedBatches
 
 MONITOR_BEST = "val_accuracy"
 MONITOR_STOP = "val_loss"  # what the write-up's EarlyStopping watched
@@ -174,7 +173,7 @@ class HistoryWriter(keras.callbacks.Callback):
 
 
 class BestSnapshot(keras.callbacks.Callback):
-    """Save the weights of the best step (validation accuracy), atomically; resumes its best value."""
+    """Save the weights of the best epoch (validation accuracy), atomically; resumes its best value."""
 
     def __init__(self, path: Path, rows: list[dict], weights_of=None):
         super().__init__()
@@ -200,12 +199,19 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        for row in self._rows:
-            value = row[self.monitor]
-            if self.best is None or value < self.best - abs(self.min_delta):
-                self.best, self.wait = value, 0
-            else:
-                self.wait += 1
+        if self._rows:
+            self.best, self.wait = early_stopping_state(self._rows, self.monitor, self.min_delta)
+
+
+def early_stopping_state(rows: list[dict], monitor: str = MONITOR_STOP, min_delta: float = 0.0) -> tuple[float, int]:
+    """(best value, epochs since it improved) of a lower-is-better metric, replayed over the history."""
+    best, wait = None, 0
+    for row in rows:
+        if best is None or row[monitor] < best - abs(min_delta):
+            best, wait = row[monitor], 0
+        else:
+            wait += 1
+    return best, wait
 
 
 class ReseedEachStep(keras.callbacks.Callback):
@@ -245,13 +251,17 @@ def fit_recipe(model: keras.Model, train: tuple, val: tuple, cfg: dict, out_dir:
     out_dir = Path(out_dir)
     backup_dir = out_dir / "backup"
     done = completed_epochs(backup_dir)
+    # A finished run has no backup/ (its resume state is removed at the end): nothing left to train.
+    finished = not done and (out_dir / "metrics.json").exists() and (out_dir / "best.weights.h5").exists()
+    if finished:
+        done = len(read_history(out_dir / "history.csv"))
     rows = [r for r in read_history(out_dir / "history.csv") if r["epoch"] <= done]
     steps = int(cfg["steps_per_epoch"])
     feed = AugmentedBatches(*train, batch_size=int(cfg["batch_size"]), seed=int(cfg["seed"]),
                             start_batch=done * steps, batch_targets=batch_targets)
     val_x, val_y = np.asarray(val[0], dtype=np.float32), val[1]
     if done:
-        print(f"resuming from {backup_dir}: {done} of at most {cfg['max_epochs']} steps done")
+        print(f"resuming from {backup_dir}: {done} of at most {cfg['max_epochs']} epochs done")
     callbacks = [
         ReseedEachStep(int(cfg["seed"])),
         HistoryWriter(out_dir / "history.csv", rows, steps * int(cfg["batch_size"])),
@@ -260,57 +270,20 @@ def fit_recipe(model: keras.Model, train: tuple, val: tuple, cfg: dict, out_dir:
         # Last, so a step counts as done only once history and best snapshot are written.
         keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False),
     ]
-    if done < int(cfg["max_epochs"]) and not _stopped_early(rows, cfg):
-        model.fit(feed, steps_per_epoch=steps, epochs=int(cfg["max_epochs"]), initial_epoch=done,
-                  validation_data=(val_x, val_y), batch_size=int(cfg["batch_size"]),
-                  callbacks=callbacks, shuffle=False, verbose=int(os.environ.get("KERAS_VERBOSE", 1 if sys.stdout.isatty() else 2)))
+    if not finished and done < int(cfg["max_epochs"]) and not _stopped_early(rows, cfg):
+        try:
+            model.fit(feed, steps_per_epoch=steps, epochs=int(cfg["max_epochs"]), initial_epoch=done,
+                      validation_data=(val_x, val_y), batch_size=int(cfg["batch_size"]), callbacks=callbacks,
+                      shuffle=False, verbose=int(os.environ.get("KERAS_VERBOSE", 1 if sys.stdout.isatty() else 2)))
+        except KeyboardInterrupt:
+            kept = completed_epochs(backup_dir)
+            stage = Path(sys.argv[0]).parent.name if sys.argv[0].endswith("__main__.py") else "<stage>"
+            raise SystemExit(f"\ninterrupted: {kept} complete epoch(s) saved in {backup_dir} (history.csv and "
+                             f"best.weights.h5 beside it); the epoch in progress is lost. Resume with:\n"
+                             f"  python -m {stage} {' '.join(sys.argv[1:])}".rstrip()) from None
     return rows
 
 
 def _stopped_early(rows: list[dict], cfg: dict) -> bool:
     """Whether the recorded history already triggered early stopping (a finished run re-invoked)."""
-    best, wait = np.inf, 0
-    for row in rows:
-        if row[MONITOR_STOP] < best:
-            best, wait = row[MONITOR_STOP], 0
-        else:
-            wait += 1
-    return wait >= int(cfg["patience"])
-
-
-def plot_curves(rows: list[dict], path: Path, title: str) -> Path:
-    """Accuracy and loss per step, train and validation, like the write-up's figure."""
-    plt = pyplot()
-
-    epochs = [r["epoch"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("accuracy", "loss")):
-        ax.plot(epochs, [r[metric] for r in rows], marker="o", label=f"train {metric}")
-        ax.plot(epochs, [r[f"val_{metric}"] for r in rows], marker="o", label=f"validation {metric}")
-        ax.set_xlabel("epoch (the write-up's \"step\": steps_per_epoch mini-batches)")
-        ax.set_title(metric)
-        if metric == "loss":  # a from-scratch first epoch can sit orders of magnitude above the rest
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    return save_figure(fig, path, dpi=100)
-
-
-def predict_probabilities(model: keras.Model, images, batch_size: int = 64) -> np.ndarray:
-    out = []
-    for start in range(0, len(images), batch_size):
-        batch = np.asarray(images[start:start + batch_size], dtype=np.float32)
-        out.append(np.asarray(model.predict_on_batch(batch), dtype=np.float32))
-    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
-
-
-def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(np.argmax(probs, axis=1) == labels)) if len(labels) else float("nan")
-
-
-def save_model(model: keras.Model, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        model.save(tmp)
-    return Path(path)
+    return early_stopping_state(rows)[1] >= int(cfg["patience"])

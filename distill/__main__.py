@@ -7,23 +7,28 @@ Online (the write-up's presets): the teacher runs beside the student on each bat
 from __future__ import annotations
 
 import time
+
 import numpy as np
 
-from common.artifacts import read_json
 from common.config import training_config
-from common.models import load_model_file
-from common.progress import console
-from common.stage import finish_training, prepare_run_dir
-from common.training import configure_runtime, fit_recipe, predict_probabilities, recipe_optimizer
-from dataset.cache import load_split
-from dataset.manifest import load_data_info
-from distill.distiller import Distiller
-from distill.teacher_logits import cached_teacher_logits, log_probabilities, teacher_file
-from student.model import build_nin_student
+from common.quiet import quiet_start
 
 
 def main(argv=None):
     args, cfg = training_config("Distil the ResNet50 teacher into the NiN student (resumable).", "student", argv)
+    quiet_start()  # parse first: --help and argument errors need no TensorFlow
+    from common.artifacts import read_json
+    from common.models import load_model_file
+    from common.progress import console
+    from common.stage import finish_training, prepare_run_dir
+    from common.runtimes import predict_all
+    from common.training import configure_runtime, fit_recipe, recipe_optimizer
+    from dataset.cache import load_split
+    from dataset.manifest import load_data_info
+    from distill.distiller import Distiller
+    from distill.teacher_logits import cached_teacher_logits, log_probabilities, teacher_file
+    from student.model import build_nin_student
+
     scfg, dcfg = cfg["student"], cfg["distill"]
     mode = dcfg.get("teacher_logits", "online")
     if mode not in ("online", "offline"):
@@ -47,7 +52,7 @@ def main(argv=None):
         val = (splits["val"][0], (splits["val"][1], teacher_logits["val"]))
         source = f"stored logits ({stored.folder})"
     else:
-        teacher_logits = {s: log_probabilities(predict_probabilities(teacher, x)) for s, (x, _) in splits.items()}
+        teacher_logits = {s: log_probabilities(predict_all(teacher, x)) for s, (x, _) in splits.items()}
         val, stored = splits["val"], None
         source = f"{teacher.count_params():,} parameters, online"
     distiller.compile(optimizer=recipe_optimizer(scfg), metrics=["accuracy"])

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from common.artifacts import atomic_path, read_json, require, sha256_file, write_json
+from common.layout import STAGE_COMMANDS, model_path
 from common.config import PROJECT_ROOT
 from common.progress import console, progress_bar
-from dataset.augment import AugmentedBatches, seed_augmentation
+from common.augment import AugmentedBatches, seed_augmentation
 from dataset.cache import cache_paths
 
 PROB_FLOOR = 1e-30  # float32 softmax can round a class to 0; log(0) would poison the KL term
@@ -42,7 +43,7 @@ def teacher_file(artifacts: Path, dcfg: dict) -> Path:
         path = Path(dcfg["teacher"])  # relative paths are the project's (models/...)
         return require(path if path.is_absolute() else PROJECT_ROOT / path, "teacher model file (distill.teacher)",
                        "make teacher, or point --set distill.teacher=PATH at a released teacher in models/")
-    return require(Path(artifacts) / "teacher" / "model.keras", "teacher model", "make teacher  (python -m teacher)")
+    return require(model_path(artifacts, "teacher", "keras"), "teacher model", STAGE_COMMANDS["teacher"])
 
 
 def log_probabilities(probs: np.ndarray) -> np.ndarray:
@@ -66,7 +67,7 @@ def cached_teacher_logits(info, train: tuple, teacher_path: Path, batch_size: in
 
     Computes only what the cache lacks: a longer run extends the stored stream instead of redoing it.
     """
-    from common.runtimes import open_classifier, predict_all
+    from common.runtimes import all_threads, open_classifier, predict_all
 
     folder = info.root / "cache" / "teacher_logits"
     key = stream_key(info, Path(teacher_path), batch_size, seed, tuple(splits))
@@ -84,7 +85,9 @@ def cached_teacher_logits(info, train: tuple, teacher_path: Path, batch_size: in
         if have == 0 and folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        teacher = open_classifier(teacher_path)
+        # LiteRT and ONNX Runtime files get every core (LiteRT defaults to one); Keras uses them all already,
+        # and its thread pools cannot be resized once this process has run an op.
+        teacher = open_classifier(teacher_path, None if Path(teacher_path).suffix == ".keras" else all_threads())
         console.print(f"teacher logits: {teacher_path} on batches {have}..{num_batches - 1} "
                       f"of the training stream (batch {batch_size}, seed {seed})")
         feed = AugmentedBatches(*train, batch_size=batch_size, seed=seed)

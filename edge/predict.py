@@ -139,11 +139,15 @@ def main(argv=None) -> int:
     parser.add_argument("inputs", nargs="*", help="photo files or folders")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="default: %(default)s")
     parser.add_argument("--labels", type=Path, help="labels.txt (default: next to the model)")
-    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--top-k", type=int, default=3, help="classes to show per photo, 1 to all (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--selftest", action="store_true", help="check the golden photos next to the model")
     args = parser.parse_args(argv)
+    if args.top_k < 1:
+        parser.error(f"--top-k must be at least 1 (got {args.top_k})")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1 (got {args.threads})")
     meta = read_model_json(args.model)
     labels_path = args.labels or args.model.with_name("labels.txt")
     try:
@@ -156,7 +160,17 @@ def main(argv=None) -> int:
         return selftest(classifier, labels, args.model.parent / "golden")
     if not args.inputs:
         parser.error("give photo files or folders, or --selftest")
+    if args.top_k > len(labels):
+        parser.error(f"--top-k {args.top_k}: the model knows only {len(labels)} classes")
     paths = expand_inputs(args.inputs)
+    missing = [item for item in args.inputs if not Path(item).exists()]
+    for item in missing:
+        print(f"error: {item}: no such file or folder", file=sys.stderr)
+    empty = [item for item in args.inputs if Path(item).is_dir() and not expand_inputs([item])]
+    for item in empty:
+        print(f"error: {item}: no photos in this folder ({', '.join(sorted(PHOTO_SUFFIXES))})", file=sys.stderr)
+    if missing or empty:
+        return 2
     results = classify(classifier, labels, paths, args.top_k)
     if args.json:
         print(json.dumps(results, indent=2))
@@ -166,7 +180,7 @@ def main(argv=None) -> int:
                 print(f"{r['file']}: error: {r['error']}", file=sys.stderr)
             else:
                 print(f"{r['file']}: " + ", ".join(f"{label} {p:.1%}" for label, p in r["top"]))
-    return 1 if any("error" in r for r in results) or not results else 0
+    return 1 if any("error" in r for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -7,24 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from common.artifacts import read_json, sha256_file, stage_dir, write_json, write_text
+from common.artifacts import read_json, require, sha256_file, stage_dir, write_json, write_text
 from common.config import resolve_config, stage_parser
-from common.models import float32_copy, load_stage_model
-from common.progress import console
-from common.training import predict_probabilities
-from dataset.cache import load_split
-from dataset.manifest import load_data_info
-from common.runtimes import open_classifier, predict_all
-from distill.teacher_logits import stored_split_probabilities, teacher_file
-from export.bundle import build_bundle, golden_photos
-from export.convert import (TFLITE_PRECISIONS, balanced_subset, export_onnx, export_saved_model, onnx_int8,
-                            tflite_from_saved_model, write_tflite)
-from export.parity import gate, measure, parity_table
-from export.qat import qat_tflite
+from common.layout import FORMATS, MODEL_STAGES, STAGE_COMMANDS, TFLITE_PRECISIONS, model_path
+from common.quiet import quiet_start
+from common.stage import check_upstream
 
-MODELS = {"teacher": ("teacher", "make teacher  (python -m teacher)"),
-          "student": ("distill", "make distill  (python -m distill)")}
-QUANTISED = {"onnx_int8", "tflite_fp16", "tflite_dynamic_int8", "tflite_int8", "tflite_qat_int8"}
 
 
 def model_json(path: Path, fmt: str, size: int, classes: list[str], source: dict, input_dtype: str) -> dict:
@@ -40,13 +28,35 @@ def model_json(path: Path, fmt: str, size: int, classes: list[str], source: dict
     }
 
 
+def distill_config(artifacts: Path) -> dict:
+    """The config the distilled student was trained with (artifacts/distill/config.json)."""
+    return read_json(require(Path(artifacts) / "distill" / "config.json", "the distill run's config",
+                             STAGE_COMMANDS["distill"]))
+
+
 def main(argv=None):
     parser = stage_parser("Export teacher and student to ONNX and TFLite (fp32, fp16, int8) with a parity gate.")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=list(MODEL_STAGES), choices=list(MODEL_STAGES))
     args = parser.parse_args(argv)
     cfg = resolve_config(args)
+    quiet_start()  # parse first: --help and argument errors need no TensorFlow
+    from common.models import float32_copy, load_stage_model
+    from common.progress import console
+    from common.runtimes import open_classifier, predict_all
+    from dataset.cache import load_split
+    from dataset.manifest import load_data_info
+    from distill.teacher_logits import stored_split_probabilities, teacher_file
+    from export.bundle import build_bundle, golden_photos
+    from export.convert import (balanced_subset, export_onnx, export_saved_model, onnx_int8, tflite_from_saved_model,
+                                write_tflite)
+    from export.parity import gate, measure, parity_table
+    from export.qat import qat_tflite
+
     ecfg = cfg["export"]
     start = time.perf_counter()
+    # What earlier stages decided comes from their records: the data table must match; the QAT twin is
+    # built from the distill run's own student table, whatever the current preset says.
+    check_upstream(args.artifacts, cfg, {"data": ("data",)})
     out = stage_dir(args.artifacts, "export")
     write_json(out / "config.json", cfg)
     info = load_data_info(args.artifacts)
@@ -56,18 +66,18 @@ def main(argv=None):
                                                      int(cfg["data"]["seed"]))])
     results, files = {}, {}
     for name in args.models:
-        stage, hint = MODELS[name]
-        model = float32_copy(load_stage_model(args.artifacts, stage, hint))
+        stage = MODEL_STAGES[name]
+        model = float32_copy(load_stage_model(args.artifacts, stage, STAGE_COMMANDS[stage]))
         source = {"stage": stage, "preset": cfg["name"], **{k: v for k, v in read_json(
-            args.artifacts / stage / "metrics.json").items() if k.endswith("accuracy") or k == "best_step"}}
+            args.artifacts / stage / "metrics.json").items() if k.endswith("accuracy") or k == "best_epoch"}}
         console.print(f"[{name}] SavedModel, then ONNX and TFLite ({len(calibration)} calibration photos)")
         saved = export_saved_model(model, out / "saved_model" / name)
-        paths = {"onnx_fp32": export_onnx(model, out / name / "onnx_fp32" / "model.onnx", int(ecfg["onnx_opset"]))}
-        paths["onnx_int8"] = onnx_int8(paths["onnx_fp32"], out / name / "onnx_int8" / "model.onnx", calibration)
+        paths = {"onnx_fp32": export_onnx(model, model_path(args.artifacts, name, "onnx_fp32"), int(ecfg["onnx_opset"]))}
+        paths["onnx_int8"] = onnx_int8(paths["onnx_fp32"], model_path(args.artifacts, name, "onnx_int8"), calibration)
         for precision in TFLITE_PRECISIONS:
             fmt = f"tflite_{precision}"
             console.print(f"[{name}] {fmt}")
-            paths[fmt] = write_tflite(out / name / fmt / "model.tflite",
+            paths[fmt] = write_tflite(model_path(args.artifacts, name, fmt),
                                       tflite_from_saved_model(saved, precision, calibration))
         if name == "student":
             console.print(f"[{name}] quantisation-aware training against the teacher's soft targets")
@@ -77,12 +87,13 @@ def main(argv=None):
             if soft is None or len(soft) != len(train_x):
                 soft = predict_all(open_classifier(teacher_file(args.artifacts, cfg["distill"])), train_x, 64)
             paths["tflite_qat_int8"] = write_tflite(
-                out / name / "tflite_qat_int8" / "model.tflite",
-                qat_tflite(model, cfg["student"], np.asarray(train_x), soft, ecfg, int(cfg["data"]["seed"])))
-        keras_probs = predict_probabilities(model, val_x)
+                model_path(args.artifacts, name, "tflite_qat_int8"),
+                qat_tflite(model, distill_config(args.artifacts)["student"], np.asarray(train_x), soft, ecfg,
+                           int(cfg["data"]["seed"])))
+        keras_probs = predict_all(model, val_x)
         for fmt, path in paths.items():
-            dtype = "uint8" if fmt in ("tflite_int8", "tflite_qat_int8") else "float32"
-            write_json(path.with_name("model.json"), model_json(path, fmt, info.image_size, info.classes, source, dtype))
+            write_json(path.with_name("model.json"), model_json(path, fmt, info.image_size, info.classes, source,
+                                                                FORMATS[fmt].input_dtype))
             write_text(path.with_name("labels.txt"), "\n".join(info.classes) + "\n")
             results[(name, fmt)] = measure(path, val_x, val_y, keras_probs)
             results[(name, fmt)].update(file=str(path.relative_to(out)), bytes=path.stat().st_size)
@@ -92,7 +103,11 @@ def main(argv=None):
     write_json(out / "parity.json", {f"{m}/{f}": r for (m, f), r in results.items()})
     write_text(out / "parity.md", parity_table(results))
     for (name, fmt), r in results.items():
-        gate(f"{name}/{fmt}", files[(name, fmt)], r, float(ecfg["parity_min_agreement"]), fmt not in QUANTISED)
+        if FORMATS[fmt].quantised:
+            gate(f"{name}/{fmt}", files[(name, fmt)], r, float(ecfg["quantised_min_agreement"]))
+        else:
+            gate(f"{name}/{fmt}", files[(name, fmt)], r, float(ecfg["parity_min_agreement"]),
+                 float(ecfg["parity_max_prob_diff"]))
 
     if "student" in args.models:
         # Ship the int8 model that holds accuracy best on validation: QAT or post-training.

@@ -26,6 +26,13 @@ A Network-in-Network student distilled from a ResNet50 teacher, quantised to int
 
 Input: any JPEG, PNG, WebP, BMP or TIFF photo; EXIF orientation and colour modes are handled and
 the photo is resized to the model's input. Exit status is non-zero if any file failed.
+
+What `--selftest` proves: `golden/expected.json` holds what this very model answered for the golden
+photos when the bundle was built (top-1 and its probability). The self-test checks that this device
+gives the same answers (top-1 equal, probability within 0.02): a reproducibility check of the runtime,
+the photo decoding and the file, not a check that the answers are right. Some golden answers may be
+wrong; `label` in expected.json is the true class, `top` the model's answer. The model's accuracy is
+in `model.json` ("validation") and in the project's reports.
 """
 
 

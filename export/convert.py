@@ -12,9 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from common.artifacts import atomic_path, write_bytes
-
-TFLITE_PRECISIONS = ("fp32", "fp16", "dynamic_int8", "int8")
-
+from common.layout import TFLITE_PRECISIONS
 
 def balanced_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     """Indices of up to `per_class` photos of every class, seeded."""

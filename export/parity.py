@@ -29,19 +29,23 @@ def measure(path, images: np.ndarray, labels: np.ndarray, keras_probs: np.ndarra
     return result
 
 
-def gate(name: str, path, result: dict, min_agreement: float, is_fp32: bool) -> None:
-    """fp32 files must match Keras; quantised files only report their change."""
-    if not is_fp32:
-        return
+def gate(name: str, path, result: dict, min_agreement: float, max_prob_diff: float | None = None) -> None:
+    """Raise ParityError unless the file agrees with Keras often enough (and, for fp32 files, closely).
+
+    fp32 files get the strict floor and a probability tolerance (the same arithmetic, reordered);
+    quantised files a looser agreement floor (export.quantised_min_agreement) and no tolerance.
+    ONNX files must also give batch 1 what they give batch 8.
+    """
     problems = []
     if result["agreement"] < min_agreement:
         problems.append(f"argmax agreement {result['agreement']:.4f} < {min_agreement}")
+    if max_prob_diff is not None and result["max_prob_diff"] > max_prob_diff:
+        problems.append(f"max probability difference {result['max_prob_diff']:.2e} > {max_prob_diff}")
     if result.get("batch_max_diff", 0.0) > 1e-3:
         problems.append(f"batch 1 vs batch 8 differ by {result['batch_max_diff']:.2e}")
     if problems:
         raise ParityError(f"parity gate failed for {name} ({path}): " + "; ".join(problems)
-                          + f"; max probability difference {result['max_prob_diff']:.4f} "
-                          f"on {result['images']} validation photos")
+                          + f" (on {result['images']} validation photos)")
 
 
 def parity_table(results: dict) -> str:

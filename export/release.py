@@ -18,12 +18,13 @@ from pathlib import Path
 
 from common.artifacts import read_json, sha256_file, write_json, write_text
 from common.config import PROJECT_ROOT, resolve_config, stage_parser
+from common.layout import MODEL_STAGES, evaluation_split, model_path
 from common.progress import console
 
 MODELS_DIR = PROJECT_ROOT / "models"
 MAX_MB = 60.0
 RELEASED = {"student": ("keras", "tflite_int8", "tflite_qat_int8", "onnx_fp32"), "teacher": ("tflite_fp16",)}
-TRAINING_RECORDS = {"teacher": "teacher", "student": "distill", "baseline": "baseline"}
+TRAINING_RECORDS = {**MODEL_STAGES, "baseline": "baseline"}  # released record -> the stage that trained it
 
 
 def release(artifacts: Path, dest: Path, preset: str) -> dict:
@@ -33,11 +34,8 @@ def release(artifacts: Path, dest: Path, preset: str) -> dict:
     files = {}
     for model, formats in RELEASED.items():
         for fmt in formats:
-            if fmt == "keras":
-                src_dir, name = artifacts / TRAINING_RECORDS[model], "model.keras"
-            else:
-                src_dir = artifacts / "export" / model / fmt
-                name = "model.onnx" if fmt.startswith("onnx") else "model.tflite"
+            src = model_path(artifacts, model, fmt)
+            src_dir, name = src.parent, src.name
             if not (src_dir / name).exists():
                 raise SystemExit(f"{src_dir / name} not found: run `make cpu` (or the export stage) first")
             (tmp / model / fmt).mkdir(parents=True)
@@ -89,7 +87,7 @@ def check(dest: Path, artifacts: Path) -> list[dict]:
     from dataset.manifest import load_data_info
 
     info = load_data_info(artifacts)
-    split = "test" if info.split_rows("test") else "val"
+    split = evaluation_split(info)
     images, labels = load_split(info, split)
     for rel in manifest["files"]:
         if rel.endswith(".tar.gz"):
@@ -106,7 +104,7 @@ def check(dest: Path, artifacts: Path) -> list[dict]:
 
 def import_teacher(dest: Path, artifacts: Path) -> Path:
     """Place the released teacher where the benchmarks look for an exported teacher."""
-    out = artifacts / "export" / "teacher" / "tflite_fp16"
+    out = model_path(artifacts, "teacher", "tflite_fp16").parent
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(dest / "teacher" / "tflite_fp16", out)
     meta = read_json(out / "model.json")

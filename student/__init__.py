@@ -1,2 +1,1 @@
-"""The student: a shallow Network-in-Network."""
-from student.model import build_nin_student  # noqa: F401
+"""The student: a shallow Network-in-Network (builder in student.model, CLI in student.__main__)."""

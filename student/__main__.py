@@ -1,17 +1,23 @@
 """`python -m student`: the NiN trained from labels alone, the no-distillation baseline (artifacts/baseline/)."""
 from __future__ import annotations
 
+import time
+
 from common.config import training_config
-from common.progress import console
-from common.stage import finish_training, prepare_run_dir
-from common.training import configure_runtime, fit_recipe, recipe_loss, recipe_optimizer
-from dataset.cache import load_split
-from dataset.manifest import load_data_info
-from student.model import build_nin_student
+from common.quiet import quiet_start
 
 
 def main(argv=None):
     args, cfg = training_config("Train the NiN student from labels alone: the baseline distillation must beat.", "student", argv)
+    quiet_start()  # parse first: --help and argument errors need no TensorFlow
+    from common.progress import console
+    from common.stage import finish_training, prepare_run_dir
+    from common.training import configure_runtime, fit_recipe, recipe_loss, recipe_optimizer
+    from dataset.cache import load_split
+    from dataset.manifest import load_data_info
+    from student.model import build_nin_student
+
+    start = time.perf_counter()
     scfg = cfg["student"]
     out = prepare_run_dir(args.artifacts, "baseline", cfg, args.fresh, keys=("data", "student"))
     info = load_data_info(args.artifacts)
@@ -24,6 +30,7 @@ def main(argv=None):
     rows = fit_recipe(model, splits["train"], splits["val"], scfg, out)
     finish_training(model, rows, splits, out, cfg, "nin_student_no_kd", f"NiN student, labels only ({cfg['name']})",
                     runtime, classes=info.classes)
+    console.print(f"baseline wall time {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

@@ -4,12 +4,7 @@ from __future__ import annotations
 import time
 
 from common.config import training_config
-from common.progress import console
-from common.stage import finish_training, prepare_run_dir
-from common.training import configure_runtime, fit_recipe, recipe_loss, recipe_optimizer
-from dataset.cache import load_split
-from dataset.manifest import load_data_info
-from teacher.model import build_teacher
+from common.quiet import quiet_start
 
 
 def main(argv=None):
@@ -18,6 +13,14 @@ def main(argv=None):
 
     args, cfg = training_config("Fine-tune the ResNet50 teacher with the write-up's recipe (resumable).",
                                 "teacher", argv, weights_flag)
+    quiet_start()  # parse first: --help and argument errors need no TensorFlow
+    from common.progress import console
+    from common.stage import finish_training, prepare_run_dir
+    from common.training import configure_runtime, fit_recipe, recipe_loss, recipe_optimizer
+    from dataset.cache import load_split
+    from dataset.manifest import load_data_info
+    from teacher.model import build_teacher
+
     if args.weights:
         cfg["teacher"]["weights"] = args.weights
     tcfg = cfg["teacher"]

@@ -64,3 +64,14 @@ def exported(smoke_artifacts) -> Path:
     """The smoke models exported in every format, with the edge bundle, once per test session."""
     run_stage("export", "--preset", "smoke", "--artifacts", str(smoke_artifacts))
     return smoke_artifacts
+
+
+# The fast tier (`pytest -m "not slow"`): no photos from ../shared, no trained smoke models, no
+# subprocess stages. Tests that take these fixtures are slow; others are marked where they are.
+SLOW_FIXTURES = {"smoke_artifacts", "exported", "photo_source", "photos", "images", "photo"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

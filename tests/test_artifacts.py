@@ -1,4 +1,6 @@
 """Atomic writes: all or nothing, and the same permissions a plain write would give."""
+import json
+
 import pytest
 
 from common.artifacts import atomic_path, write_json
@@ -27,9 +29,17 @@ def test_overrides_parse_values_and_reject_unknown_fields():
     cfg = apply_overrides(load_preset("smoke"), ["teacher.max_epochs=5", "student.widths=[4, 8, 16]",
                                                   "teacher.weights=none", "teacher.mixed_precision=true"])
     assert cfg["teacher"]["max_epochs"] == 5 and cfg["student"]["widths"] == [4, 8, 16]
-    assert cfg["teacher"]["weights"] is None and cfg["teacher"]["mixed_precision"] is True
+    assert cfg["teacher"]["weights"] == "none" and cfg["teacher"]["mixed_precision"] is True
     with pytest.raises(SystemExit, match="unknown field 'max_epoch'"):
         apply_overrides(cfg, ["teacher.max_epoch=5"])
+    # Values must have the preset's type, checked before any work starts.
+    assert apply_overrides(cfg, ["teacher.learning_rate=1"])["teacher"]["learning_rate"] == 1.0
+    assert apply_overrides(cfg, ["student.mixed_precision=bfloat16"])["student"]["mixed_precision"] == "bfloat16"
+    for bad, expected in (("teacher.max_epochs=abc", "expected int"), ("teacher.nesterov=1", "expected bool"),
+                          ("student.widths=8", "expected list"), ("teacher.learning_rate=fast", "expected float"),
+                          ("teacher.mixed_precision=3", "expected bool or str")):
+        with pytest.raises(SystemExit, match=expected):
+            apply_overrides(cfg, [bad])
     with pytest.raises(SystemExit, match="not found"):
         load_preset("no-such-preset")
 
@@ -84,3 +94,38 @@ def test_recipe_schedules_and_label_smoothing():
     targets = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1]])               # 0.3 spread over 3 classes
     assert smooth == pytest.approx(float(np.mean(-(targets * np.log(p)).sum(1))), rel=1e-5)
     assert plain == pytest.approx(float(np.mean(-np.log([0.9, 0.8]))), rel=1e-5)
+
+
+def test_a_run_may_grow_its_epoch_budget_and_nothing_else(tmp_path, capsys):
+    from common.stage import prepare_run_dir
+
+    cfg = load_preset("smoke")
+    prepare_run_dir(tmp_path, "teacher", cfg, False, keys=("data", "teacher"))
+    (tmp_path / "teacher" / "backup").mkdir()
+    (tmp_path / "teacher" / "backup" / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
+    longer = apply_overrides(cfg, ["teacher.max_epochs=9", "teacher.patience=30"])
+    prepare_run_dir(tmp_path, "teacher", longer, False, keys=("data", "teacher"))
+    assert "max_epochs 2 -> 9" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "teacher" / "config.json").read_text())
+    assert saved["extended"] == [{"after_epoch": 2, "max_epochs": {"from": 2, "to": 9},
+                                  "patience": {"from": 20, "to": 30}}]
+    for changed in (["teacher.max_epochs=5"], ["teacher.learning_rate=0.5"], ["data.image_size=48"]):
+        with pytest.raises(SystemExit, match="another config"):
+            prepare_run_dir(tmp_path, "teacher", apply_overrides(longer, changed), False, keys=("data", "teacher"))
+    prepare_run_dir(tmp_path, "teacher", apply_overrides(longer, []), False, keys=("data", "teacher"))
+    assert len(json.loads((tmp_path / "teacher" / "config.json").read_text())["extended"]) == 1
+
+
+def test_a_stage_refuses_inputs_made_with_another_preset(tmp_path):
+    from common.artifacts import write_json
+    from common.stage import check_upstream, prepare_run_dir
+
+    write_json(tmp_path / "data" / "config.json", load_preset("demo"))
+    full = load_preset("full")
+    with pytest.raises(SystemExit, match=r"made with preset 'demo', whose \[data\] differs .* in: image_size.*"
+                                         r"--preset demo"):
+        prepare_run_dir(tmp_path, "teacher", full, False, keys=("data", "teacher"))
+    assert not (tmp_path / "teacher" / "config.json").exists()
+    demo = load_preset("demo")
+    assert check_upstream(tmp_path, demo, {"data": ("data",)})["data"]["name"] == "demo"
+    prepare_run_dir(tmp_path, "teacher", demo, False, keys=("data", "teacher"))

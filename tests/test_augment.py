@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import real_photos
-from dataset.augment import AugmentedBatches
+from common.augment import AugmentedBatches
 from edge.images import load_for_model
 
 FEEDER_CHECK = """
@@ -15,7 +15,7 @@ import numpy as np, keras, sys
 sys.path.insert(0, "tests")
 from conftest import real_photos
 from edge.images import load_for_model
-from dataset.augment import AugmentedBatches
+from common.augment import AugmentedBatches
 images = np.stack([load_for_model(p, 48) for p in real_photos("ES", 6)])
 feed = AugmentedBatches(images, np.arange(6), batch_size=4, seed=3)
 x, y = feed[0]
@@ -60,6 +60,7 @@ def test_augmentation_changes_geometry_not_range(images):
     assert abs(x.mean() - images.mean()) < 40  # 'nearest' fill: no black borders dragging the mean
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_feeder_runs_under_backend(backend):
     pytest.importorskip(backend)

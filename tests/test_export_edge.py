@@ -41,18 +41,28 @@ def test_gate_catches_a_preprocessing_mismatch(exported):
     model = exported / "export" / "student" / "tflite_fp32" / "model.tflite"
     from common.runtimes import open_classifier, predict_all
     reference = predict_all(open_classifier(model), x)
-    # What a caller who scales pixels to 0..1 (a preprocessing mismatch) would compare against:
+    gate("student/tflite_fp32", model, measure(model, x, y, reference), 0.999, 1e-3)  # the file against itself
+    # What a caller who scales pixels to 0..1 (a preprocessing mismatch) would compare against: the
+    # probabilities move even where the answer does not, and the fp32 tolerance sees it.
     wrong = predict_all(open_classifier(model), np.asarray(x, np.float32) / 255.0)
-    result = measure(model, x, y, wrong)
-    if result["agreement"] < 0.999:
-        with pytest.raises(ParityError, match="tflite_fp32"):
-            gate("student/tflite_fp32", model, result, 0.999, is_fp32=True)
-    # And a shuffled reference is always caught, whatever the smoke model predicts.
-    shuffled = reference[:, ::-1].copy()
-    result = measure(model, x, y, shuffled)
-    with pytest.raises(ParityError, match="argmax agreement"):
-        gate("student/tflite_fp32", model, result, 0.999, is_fp32=True)
-    gate("student/tflite_int8", model, result, 0.999, is_fp32=False)  # quantised files only report
+    with pytest.raises(ParityError, match="max probability difference"):
+        gate("student/tflite_fp32", model, measure(model, x, y, wrong), 0.999, 1e-3)
+    # A reference whose classes are rotated disagrees on every photo: caught by fp32 and quantised gates.
+    rotated = measure(model, x, y, np.roll(reference, 1, axis=1))
+    assert rotated["agreement"] == 0.0
+    with pytest.raises(ParityError, match="argmax agreement 0.0000 < 0.999"):
+        gate("student/tflite_fp32", model, rotated, 0.999, 1e-3)
+    with pytest.raises(ParityError, match="argmax agreement 0.0000 < 0.85"):
+        gate("student/tflite_int8", model, rotated, 0.85)
+
+
+def test_gate_on_known_results():
+    ok = {"agreement": 0.9, "max_prob_diff": 0.3, "images": 10}
+    gate("m/tflite_int8", "f", ok, 0.85)  # quantised: agreement only
+    with pytest.raises(ParityError, match="max probability difference 3.00e-01 > 0.001"):
+        gate("m/tflite_fp32", "f", dict(ok, agreement=1.0), 0.999, 1e-3)
+    with pytest.raises(ParityError, match="batch 1 vs batch 8"):
+        gate("m/onnx_fp32", "f", dict(ok, agreement=1.0, max_prob_diff=0.0, batch_max_diff=0.01), 0.999, 1e-3)
 
 
 def bundle(exported):
@@ -176,3 +186,24 @@ def test_release_check_and_import_of_the_teacher(exported, tmp_path):
     run_stage("export.release", "--preset", "smoke", "--artifacts", str(artifacts), "--dest", str(dest), "--import-teacher")
     imported = artifacts / "export" / "teacher" / "tflite_fp16"
     assert (imported / "model.tflite").read_bytes() == (dest / "teacher" / "tflite_fp16" / "model.tflite").read_bytes()
+
+
+def test_predict_refuses_bad_arguments_with_clear_messages(tmp_path, capsys):
+    from edge.predict import DEFAULT_MODEL, main as predict_main
+
+    assert DEFAULT_MODEL.exists(), "the released student in models/ is the predictor's default"
+    (tmp_path / "empty").mkdir()
+    assert predict_main([str(tmp_path / "empty")]) == 2
+    assert "no photos in this folder" in capsys.readouterr().err
+    assert predict_main([str(tmp_path / "nothing.jpg")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    photo = str(tmp_path / "synthetic.jpg")  # argument handling needs no real photo (fast tier)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 60, 3), dtype=np.uint8)).save(photo)
+    for bad, message in ((["--top-k", "0"], "at least 1"), (["--top-k", "-1"], "at least 1"),
+                         (["--top-k", "99"], "knows only 11 classes"), (["--threads", "0"], "at least 1")):
+        with pytest.raises(SystemExit) as stop:
+            predict_main([photo, *bad])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert predict_main([photo, "--top-k", "11", "--json"]) == 0
+    top = json.loads(capsys.readouterr().out)[0]["top"]
+    assert len(top) == 11 and abs(sum(p for _, p in top) - 1) < 0.01

@@ -69,7 +69,7 @@ def test_gradcam_cli_on_smoke_models(smoke_artifacts):
               "--corrupt", "doodle")
     out = smoke_artifacts / "bench" / "gradcam"
     assert (out / "grid_00_doodle.png").stat().st_size > 1000
-    result = json.loads((out / "agreement_doodle.json").read_text())
+    result = json.loads((out / "agreement_doodle.json").read_text())["results"]
     assert len(result["photos"]) == 3 and set(result["per_class"]) == {"ES", "FlyingV", "Telecaster"}
     assert "doodle_correlation" in result["overall"]
     assert {"teacher", "student", "correlation", "iou_top20"} <= set(result["photos"][0]["doodle"])

@@ -14,6 +14,7 @@ def _rejected(path, **kwargs) -> str:
     return info.value.reason
 
 
+@pytest.mark.slow
 def test_rejections_name_file_and_reason(tmp_path):
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
@@ -52,6 +53,7 @@ def test_exif_orientation_is_applied(tmp_path):
     assert top > 200  # the white half is on top after rotation
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["L", "1", "P", "CMYK", "I;16", "I", "F", "LA", "RGBA"])
 def test_colour_modes_become_rgb(tmp_path, mode):
     base = Image.open(real_photos("SG", 1)[0]).convert("RGB").resize((64, 64))
@@ -83,6 +85,7 @@ def test_alpha_is_composited_on_white(tmp_path):
     assert np.asarray(load_rgb(palette)).dtype == np.uint8
 
 
+@pytest.mark.slow
 def test_load_for_model_shape_and_dtype():
     arr = load_for_model(real_photos("FlyingV", 1)[0], 48)
     assert arr.shape == (48, 48, 3) and arr.dtype == np.uint8

@@ -104,7 +104,7 @@ def test_resume_after_a_kill_mid_run_matches_an_uninterrupted_run(tmp_path, phot
     val = (photos[0][::2].astype(np.uint8), photos[1][::2])
     straight = fit_recipe(_student(), train, val, CFG, tmp_path / "straight")
 
-    from dataset.augment import AugmentedBatches
+    from common.augment import AugmentedBatches
     real_getitem = AugmentedBatches.__getitem__
 
     def killed(self, i):
@@ -123,6 +123,32 @@ def test_resume_after_a_kill_mid_run_matches_an_uninterrupted_run(tmp_path, phot
     for a, b in zip(straight, resumed):
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), (a, b)
+
+
+def test_ctrl_c_says_what_was_saved_and_how_to_resume(tmp_path, photos, monkeypatch):
+    train = (photos[0].astype(np.uint8), photos[1])
+    model = _student()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model, "fit", interrupted)
+    monkeypatch.setattr("sys.argv", ["/src/teacher/__main__.py", "--preset", "cpu"])
+    with pytest.raises(SystemExit, match=r"interrupted: 0 complete epoch\(s\) saved in .*backup.*\n"
+                                         r"  python -m teacher --preset cpu"):
+        fit_recipe(model, train, train, CFG, tmp_path / "run")
+
+
+def test_a_finished_run_without_its_backup_is_not_trained_again(tmp_path, photos, monkeypatch):
+    import shutil
+
+    train = (photos[0].astype(np.uint8), photos[1])
+    first = fit_recipe(_student(), train, train, CFG, tmp_path)
+    (tmp_path / "metrics.json").write_text("{}")  # what finish_training writes before removing backup/
+    shutil.rmtree(tmp_path / "backup")
+    model = _student()
+    monkeypatch.setattr(model, "fit", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    assert fit_recipe(model, train, train, CFG, tmp_path) == first
 
 
 def test_mixed_precision_keeps_probabilities_in_float32(photos):

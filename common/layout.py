@@ -1,0 +1,71 @@
+"""Where every artifact lives and what every model format is: the one place for both.
+
+    artifacts/<stage>/                       one folder a stage (STAGES)
+    artifacts/<stage>/model.keras            a trained model (MODEL_STAGES says which stage holds which)
+    artifacts/export/<model>/<format>/model.<extension>   an exported file (FORMATS)
+
+"student" everywhere means the distilled student; the no-distillation NiN is the "baseline".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+STAGES = ("data", "teacher", "baseline", "distill", "export", "edge", "bench")
+MODEL_STAGES = {"teacher": "teacher", "student": "distill"}  # exported model -> the stage that trained it
+STAGE_COMMANDS = {"data": "make data  (python -m dataset)", "teacher": "make teacher  (python -m teacher)",
+                  "baseline": "make baseline  (python -m student)", "distill": "make distill  (python -m distill)",
+                  "export": "make export  (python -m export)"}
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    extension: str
+    runtime: str  # keras | onnxruntime | litert-xnnpack
+    input_dtype: str  # what the file's input tensor takes (pixels 0..255 either way)
+    quantised: bool  # parity-gated on agreement with Keras; unquantised files on near-equal probabilities
+    student_only: bool = False  # quantisation-aware training needs the distillation targets
+
+    @property
+    def exported(self) -> bool:
+        return self.name != "keras"
+
+    @property
+    def tflite_precision(self) -> str | None:
+        """The TFLite converter's precision for a post-training TFLite format."""
+        return self.name.removeprefix("tflite_") if self.extension == "tflite" and not self.student_only else None
+
+
+FORMATS = {f.name: f for f in (
+    Format("keras", "keras", "keras", "float32", quantised=False),
+    Format("onnx_fp32", "onnx", "onnxruntime", "float32", quantised=False),
+    Format("onnx_int8", "onnx", "onnxruntime", "float32", quantised=True),
+    Format("tflite_fp32", "tflite", "litert-xnnpack", "float32", quantised=False),
+    Format("tflite_fp16", "tflite", "litert-xnnpack", "float32", quantised=True),
+    Format("tflite_dynamic_int8", "tflite", "litert-xnnpack", "float32", quantised=True),
+    Format("tflite_int8", "tflite", "litert-xnnpack", "uint8", quantised=True),
+    Format("tflite_qat_int8", "tflite", "litert-xnnpack", "uint8", quantised=True, student_only=True),
+)}
+TFLITE_PRECISIONS = tuple(f.tflite_precision for f in FORMATS.values() if f.tflite_precision)
+
+
+def formats_of(model: str) -> list[Format]:
+    """The formats a model comes in, in table order."""
+    return [f for f in FORMATS.values() if model == "student" or not f.student_only]
+
+
+def model_path(artifacts: Path, model: str, fmt: str) -> Path:
+    """Where `model` ("teacher" or "student") lives in format `fmt`."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
+    if model not in MODEL_STAGES:
+        raise ValueError(f"unknown model {model!r} (one of {', '.join(MODEL_STAGES)})")
+    if fmt == "keras":
+        return Path(artifacts) / MODEL_STAGES[model] / "model.keras"
+    return Path(artifacts) / "export" / model / fmt / f"model.{FORMATS[fmt].extension}"
+
+
+def evaluation_split(info) -> str:
+    """Where accuracy is reported: the test split when the data has one, else validation."""
+    return "test" if info.split_rows("test") else "val"
