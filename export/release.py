@@ -23,7 +23,8 @@ from common.progress import console
 
 MODELS_DIR = PROJECT_ROOT / "models"
 MAX_MB = 60.0
-RELEASED = {"student": ("keras", "tflite_int8", "tflite_qat_int8", "onnx_fp32"), "teacher": ("tflite_fp16",)}
+RELEASED = {"student": ("keras", "tflite_fp32", "tflite_int8", "tflite_qat_int8", "onnx_fp32"),
+            "teacher": ("tflite_fp16",)}
 TRAINING_RECORDS = {**MODEL_STAGES, "baseline": "baseline"}  # released record -> the stage that trained it
 
 
@@ -48,9 +49,11 @@ def release(artifacts: Path, dest: Path, preset: str) -> dict:
             if (artifacts / stage / name).exists():
                 (tmp / "training" / record).mkdir(parents=True, exist_ok=True)
                 shutil.copy(artifacts / stage / name, tmp / "training" / record / name)
-    # The edge bundle without its golden photos: photos of the data set stay out of git.
+    # The edge bundle without its golden photos (photos of the data set stay out of git); their
+    # expected.json stays, so `make pi-check` can put the photos back from ../shared.
     bundle = tmp / "student" / "guitar-student"
-    shutil.copytree(artifacts / "edge" / "guitar-student", bundle, ignore=shutil.ignore_patterns("golden"))
+    shutil.copytree(artifacts / "edge" / "guitar-student", bundle,
+                    ignore=lambda folder, names: [n for n in names if Path(folder).name == "golden" and n != "expected.json"])
     with tarfile.open(bundle.with_name("guitar-student.tar.gz"), "w:gz") as tar:
         tar.add(bundle, arcname=bundle.name)
     files.update({"student/guitar-student/model.tflite": None, "student/guitar-student.tar.gz": None})

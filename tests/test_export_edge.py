@@ -160,7 +160,8 @@ def test_release_check_and_import_of_the_teacher(exported, tmp_path):
     run_stage("export.release", *common)
     release = json.loads((dest / "RELEASE.json").read_text())
     assert set(release["files"]) == {
-        "student/keras/model.keras", "student/tflite_int8/model.tflite", "student/tflite_qat_int8/model.tflite",
+        "student/keras/model.keras", "student/tflite_fp32/model.tflite", "student/tflite_int8/model.tflite",
+        "student/tflite_qat_int8/model.tflite",
         "student/onnx_fp32/model.onnx", "teacher/tflite_fp16/model.tflite",
         "student/guitar-student/model.tflite", "student/guitar-student.tar.gz"}
     assert release["labels"] == ["ES", "FlyingV", "Telecaster"]
@@ -169,17 +170,18 @@ def test_release_check_and_import_of_the_teacher(exported, tmp_path):
 
     # --check measures every file on the test split: the same figures as the export's own files
     check = run_stage("export.release", *common, "--check").stdout
-    assert check.count("top-1") == 6 and "sha256" not in check.lower().replace("sha256 mismatch", "")
+    assert check.count("top-1") == 7 and "sha256" not in check.lower().replace("sha256 mismatch", "")
     # a changed file is caught
     with open(dest / "student" / "onnx_fp32" / "model.onnx", "ab") as f:
         f.write(b"\0")
     with pytest.raises(AssertionError, match="sha256 mismatch in .*student/onnx_fp32/model.onnx"):
         run_stage("export.release", *common, "--check")
 
-    # the released bundle has no golden photos, and says so when asked for a self-test
+    # the released bundle keeps the golden answers but not the photos, and says so when asked for a self-test
+    assert (dest / "student" / "guitar-student" / "golden" / "expected.json").exists()
     selftest = subprocess.run([sys.executable, str(dest / "student" / "guitar-student" / "predict.py"), "--selftest"],
                               capture_output=True, text=True)
-    assert selftest.returncode == 2 and "no golden photos" in selftest.stderr
+    assert selftest.returncode == 2 and "golden photos missing" in selftest.stderr and "pi-check" in selftest.stderr
 
     artifacts = tmp_path / "artifacts"
     shutil.copytree(exported / "data", artifacts / "data")
@@ -207,3 +209,19 @@ def test_predict_refuses_bad_arguments_with_clear_messages(tmp_path, capsys):
     assert predict_main([photo, "--top-k", "11", "--json"]) == 0
     top = json.loads(capsys.readouterr().out)[0]["top"]
     assert len(top) == 11 and abs(sum(p for _, p in top) - 1) < 0.01
+
+
+@pytest.mark.slow
+def test_released_bundle_on_aarch64_gives_the_x86_answers(tmp_path):
+    """`make pi-check`: the released bundle under QEMU (arm64 Python, aarch64 wheels) vs x86, photo by photo."""
+    if os.geteuid() != 0 and not shutil.which("qemu-aarch64-static"):
+        pytest.skip("pi-check installs qemu-user-static and an arm64 sysroot with apt-get: needs root once")
+    from conftest import run_stage
+    out = run_stage("export.pi_check", "--bundle", "models/student/guitar-student", "--fp32",
+                    "models/student/tflite_fp32/model.tflite", "--out", str(tmp_path), timeout=900).stdout
+    record = json.loads((tmp_path / "pi_check.json").read_text())
+    assert record["passed"] and record["selftest_exit"] == 0, out
+    for kind in ("int8", "fp32"):
+        r = record["results"][kind]
+        assert r["photos"] >= 54 and r["top1_flips"] == 0 and r["max_prob_diff"] <= r["tolerance"]
+    assert "selftest: 4 passed, 0 failed" in out
