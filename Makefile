@@ -5,7 +5,7 @@ PYTHON ?= .venv/bin/python
 STAGE_ARGS = --preset $(PRESET) --artifacts $(ARTIFACTS)
 DEMO_ARGS = --preset demo --artifacts $(ARTIFACTS)/demo
 
-.PHONY: setup data teacher baseline student distill export bench demo cpu release all pi-check test test-fast clean
+.PHONY: setup data teacher baseline student distill export bench demo cpu release all pi-check web-check test test-fast clean
 
 setup:            ## .venv in the project root with the dependencies' ranges (dev and jax extras)
 	python3 -m venv .venv
@@ -58,6 +58,9 @@ demo:             ## ~20 minutes on 2 CPU cores: students distilled from the rel
 
 pi-check:         ## the edge bundle on aarch64 (QEMU user mode), answers compared with x86
 	$(PYTHON) -m export.pi_check
+
+web-check:        ## the bundle's web page in headless Chromium, answers compared with Python
+	$(PYTHON) -m export.web_check
 
 test:             ## the whole test suite (small, CPU only; CI runs this)
 	$(PYTHON) -m pytest -q

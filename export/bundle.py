@@ -10,6 +10,7 @@ import numpy as np
 import edge
 from common.artifacts import atomic_path, write_json, write_text
 from edge.predict import TFLiteClassifier, classify
+from export.web import add_web_page
 
 BUNDLE_README = """# guitar-student: a guitar body-type classifier for a Raspberry Pi or a phone
 
@@ -37,8 +38,8 @@ in `model.json` ("validation") and in the project's reports.
 
 
 def build_bundle(dest: Path, model_file: Path, model_json: dict, labels: list[str],
-                 golden: list[tuple[str, Path]]) -> Path:
-    """Write `dest/` and `dest.tar.gz`; `golden` is (label, photo path) pairs."""
+                 golden: list[tuple[str, Path]], onnx_file: Path | None = None) -> Path:
+    """Write `dest/` and `dest.tar.gz`; `golden` is (label, photo path) pairs; with `onnx_file`, the web page."""
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "golden").mkdir(parents=True)
@@ -57,6 +58,8 @@ def build_bundle(dest: Path, model_file: Path, model_json: dict, labels: list[st
         result = classify(classifier, labels, [target], 3)[0]
         expected.append({"file": target.name, "label": label, "top": result["top"]})
     write_json(tmp / "golden" / "expected.json", expected)
+    if onnx_file is not None:
+        add_web_page(tmp, onnx_file, labels, classifier.size)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     with atomic_path(dest.with_name(dest.name + ".tar.gz")) as archive:

@@ -19,6 +19,7 @@ from pathlib import Path
 from common.artifacts import read_json, sha256_file, write_json, write_text
 from common.config import PROJECT_ROOT, resolve_config, stage_parser
 from common.layout import MODEL_STAGES, evaluation_split, model_path
+from export.web import RUNTIME_FILES
 from common.progress import console
 
 MODELS_DIR = PROJECT_ROOT / "models"
@@ -49,11 +50,17 @@ def release(artifacts: Path, dest: Path, preset: str) -> dict:
             if (artifacts / stage / name).exists():
                 (tmp / "training" / record).mkdir(parents=True, exist_ok=True)
                 shutil.copy(artifacts / stage / name, tmp / "training" / record / name)
-    # The edge bundle without its golden photos (photos of the data set stay out of git); their
-    # expected.json stays, so `make pi-check` can put the photos back from ../shared.
+    # The edge bundle without its golden photos (photos of the data set stay out of git; their
+    # expected.json stays, so `make pi-check` can put them back from ../shared) and without the web
+    # page's runtime and ONNX copy (16 MB: over the release's budget; `python -m export.web` puts them back).
     bundle = tmp / "student" / "guitar-student"
-    shutil.copytree(artifacts / "edge" / "guitar-student", bundle,
-                    ignore=lambda folder, names: [n for n in names if Path(folder).name == "golden" and n != "expected.json"])
+
+    def left_out(folder, names):
+        if Path(folder).name == "golden":
+            return [n for n in names if n != "expected.json"]
+        return [n for n in names if n in (*RUNTIME_FILES, "model.onnx")]
+
+    shutil.copytree(artifacts / "edge" / "guitar-student", bundle, ignore=left_out)
     with tarfile.open(bundle.with_name("guitar-student.tar.gz"), "w:gz") as tar:
         tar.add(bundle, arcname=bundle.name)
     files.update({"student/guitar-student/model.tflite": None, "student/guitar-student.tar.gz": None})

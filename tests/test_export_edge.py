@@ -225,3 +225,20 @@ def test_released_bundle_on_aarch64_gives_the_x86_answers(tmp_path):
         r = record["results"][kind]
         assert r["photos"] >= 54 and r["top1_flips"] == 0 and r["max_prob_diff"] <= r["tolerance"]
     assert "selftest: 4 passed, 0 failed" in out
+
+
+@pytest.mark.slow
+def test_web_page_in_a_real_browser_matches_python(tmp_path):
+    """`make web-check`: the released student's page in headless Chromium vs edge/images.py + ONNX Runtime."""
+    if os.geteuid() != 0 and not shutil.which("chromedriver"):
+        pytest.skip("the web check installs Debian's chromium and chromium-driver with apt-get: needs root once")
+    from conftest import run_stage
+    out = run_stage("export.web_check", "--out", str(tmp_path), timeout=900).stdout
+    print(out)  # the agreement figure, in the test log
+    record = json.loads((tmp_path / "web_check.json").read_text())
+    assert record["photos"] >= 54 and record["agreement"] >= 0.99, out
+    for case in ("not an image", "too many pixels", "model fails to load"):
+        assert record["bad_input"][case]["shown_as_error"], (case, record["bad_input"][case])
+    assert "not an image" in record["bad_input"]["not an image"]["text"]
+    assert "too many pixels" in record["bad_input"]["too many pixels"]["text"]
+    assert "failed to load" in record["bad_input"]["model fails to load"]["text"]
