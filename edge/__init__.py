@@ -1,5 +1,7 @@
-"""Edge inference: photo decoding and the TFLite predictor, needing only numpy, pillow and ai-edge-litert.
+"""`python -m edge` in a checkout: its code is guitar_distill.edge (installed, `python -m guitar_distill.edge`).
 
-Nothing in this package imports the rest of the project, so the files can be copied into the
-student bundle and run on a Raspberry Pi as they are.
+Only the package guitar_distill is installed, so no generic top-level name ever lands in site-packages.
 """
+import guitar_distill.edge as _code
+
+__path__ = _code.__path__  # `python -m edge.<module>` finds guitar_distill/edge/<module>.py

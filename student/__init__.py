@@ -1,1 +1,7 @@
-"""The student: a shallow Network-in-Network (builder in student.model, CLI in student.__main__)."""
+"""`python -m student` in a checkout: its code is guitar_distill.student (installed, `python -m guitar_distill.student`).
+
+Only the package guitar_distill is installed, so no generic top-level name ever lands in site-packages.
+"""
+import guitar_distill.student as _code
+
+__path__ = _code.__path__  # `python -m student.<module>` finds guitar_distill/student/<module>.py

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from common.config import PROJECT_ROOT
+from guitar_distill.common.config import PROJECT_ROOT
 
 SHARED_PHOTOS = PROJECT_ROOT.parent / "shared" / "guitars"
 SMOKE_CLASSES = ("ES", "FlyingV", "Telecaster")

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from common.artifacts import atomic_path, write_json
-from common.config import apply_overrides, load_preset
+from guitar_distill.common.artifacts import atomic_path, write_json
+from guitar_distill.common.config import apply_overrides, load_preset
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporaries(tmp_path):
@@ -58,7 +58,7 @@ def test_presets_inherit_and_state_only_their_changes(tmp_path):
 
 
 def test_precision_policy_falls_back_where_the_cpu_lacks_bfloat16(monkeypatch):
-    from common import training
+    from guitar_distill.common import training
 
     monkeypatch.setattr(training, "cpu_has_bfloat16", lambda: False)
     policy, why = training.precision_policy("bfloat16", accelerators=False)
@@ -75,7 +75,7 @@ def test_precision_policy_falls_back_where_the_cpu_lacks_bfloat16(monkeypatch):
 def test_recipe_schedules_and_label_smoothing():
     import numpy as np
 
-    from common.training import recipe_loss, recipe_optimizer
+    from guitar_distill.common.training import recipe_loss, recipe_optimizer
 
     cfg = {"learning_rate": 0.1, "momentum": 0.9, "nesterov": True, "decay": 0.0, "steps_per_epoch": 10,
            "max_epochs": 5, "schedule": "cosine", "warmup_epochs": 1, "weight_decay": 1e-3}
@@ -97,7 +97,7 @@ def test_recipe_schedules_and_label_smoothing():
 
 
 def test_a_run_may_grow_its_epoch_budget_and_nothing_else(tmp_path, capsys):
-    from common.stage import prepare_run_dir
+    from guitar_distill.common.stage import prepare_run_dir
 
     cfg = load_preset("smoke")
     prepare_run_dir(tmp_path, "teacher", cfg, False, keys=("data", "teacher"))
@@ -117,8 +117,8 @@ def test_a_run_may_grow_its_epoch_budget_and_nothing_else(tmp_path, capsys):
 
 
 def test_a_stage_refuses_inputs_made_with_another_preset(tmp_path):
-    from common.artifacts import write_json
-    from common.stage import check_upstream, prepare_run_dir
+    from guitar_distill.common.artifacts import write_json
+    from guitar_distill.common.stage import check_upstream, prepare_run_dir
 
     write_json(tmp_path / "data" / "config.json", load_preset("demo"))
     full = load_preset("full")

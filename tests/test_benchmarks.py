@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.accuracy import classification_metrics, expected_calibration_error
-from benchmarks.latency import flag_int8, latency_table, summarize
-from benchmarks.models import find_model_files
-from benchmarks.report import side_by_side, side_by_side_table
+from guitar_distill.benchmarks.accuracy import classification_metrics, expected_calibration_error
+from guitar_distill.benchmarks.latency import flag_int8, latency_table, summarize
+from guitar_distill.benchmarks.models import find_model_files
+from guitar_distill.benchmarks.report import side_by_side, side_by_side_table
 from conftest import run_stage
 
 
@@ -108,8 +108,8 @@ def test_train_rate_benchmark(photo_source, tmp_path):
 
 
 def test_cache_build_benchmark_decodes_from_scratch(photo_source, tmp_path):
-    from benchmarks.cache_build import main as cache_build
-    from dataset.__main__ import main as data_main
+    from guitar_distill.benchmarks.cache_build import main as cache_build
+    from guitar_distill.dataset.__main__ import main as data_main
     artifacts = tmp_path / "art"
     data_main(["--preset", "smoke", "--source", str(photo_source), "--artifacts", str(artifacts)])
     cache_build(["--preset", "smoke", "--artifacts", str(artifacts), "--sizes", "32", "--workers", "1", "2",

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from conftest import real_photos
-from dataset.corruptions import CORRUPTIONS, SEVERITIES, corrupt
-from edge.images import load_for_model
+from guitar_distill.dataset.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from guitar_distill.edge.images import load_for_model
 
 
 @pytest.fixture(scope="module")

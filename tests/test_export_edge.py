@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import real_photos
-from export.parity import ParityError, gate, measure
+from guitar_distill.export.parity import ParityError, gate, measure
 
 FORMATS = {"teacher": ["onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_fp16", "tflite_dynamic_int8", "tflite_int8"]}
 FORMATS["student"] = FORMATS["teacher"] + ["tflite_qat_int8"]
@@ -34,12 +34,12 @@ def test_every_format_written_and_within_its_gate(exported):
 
 
 def test_gate_catches_a_preprocessing_mismatch(exported):
-    from dataset.cache import load_split
-    from dataset.manifest import load_data_info
+    from guitar_distill.dataset.cache import load_split
+    from guitar_distill.dataset.manifest import load_data_info
     info = load_data_info(exported)
     x, y = load_split(info, "val")
     model = exported / "export" / "student" / "tflite_fp32" / "model.tflite"
-    from common.runtimes import open_classifier, predict_all
+    from guitar_distill.common.runtimes import open_classifier, predict_all
     reference = predict_all(open_classifier(model), x)
     gate("student/tflite_fp32", model, measure(model, x, y, reference), 0.999, 1e-3)  # the file against itself
     # What a caller who scales pixels to 0..1 (a preprocessing mismatch) would compare against: the
@@ -191,7 +191,7 @@ def test_release_check_and_import_of_the_teacher(exported, tmp_path):
 
 
 def test_predict_refuses_bad_arguments_with_clear_messages(tmp_path, capsys):
-    from edge.predict import DEFAULT_MODEL, main as predict_main
+    from guitar_distill.edge.predict import DEFAULT_MODEL, main as predict_main
 
     assert DEFAULT_MODEL.exists(), "the released student in models/ is the predictor's default"
     (tmp_path / "empty").mkdir()

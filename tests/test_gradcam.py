@@ -5,10 +5,10 @@ import keras
 import numpy as np
 import pytest
 
-from benchmarks.gradcam import grad_cam, map_agreement, upsample
+from guitar_distill.benchmarks.gradcam import grad_cam, map_agreement, upsample
 from conftest import run_stage
-from student.model import LAST_FEATURES, build_nin_student
-from teacher.model import LAST_CONV_LAYER, build_teacher
+from guitar_distill.student.model import LAST_FEATURES, build_nin_student
+from guitar_distill.teacher.model import LAST_CONV_LAYER, build_teacher
 
 
 def quadrant_data(n=320, seed=0):

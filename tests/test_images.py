@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from conftest import real_photos
-from edge.images import ImageRejected, load_for_model, load_rgb
+from guitar_distill.edge.images import ImageRejected, load_for_model, load_rgb
 
 
 def _rejected(path, **kwargs) -> str:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tf_keras
 
-from distill.distiller import distillation_loss
-from student.model import build_nin_student
+from guitar_distill.distill.distiller import distillation_loss
+from guitar_distill.student.model import build_nin_student
 
 
 def test_builder_is_identical_on_both_kerases():
@@ -67,10 +67,10 @@ def test_smoke_distillation_on_real_photos(smoke_artifacts):
     metrics = json.loads((smoke_artifacts / "distill" / "metrics.json").read_text())
     assert metrics["model"] == "nin_from_resnet50" and metrics["epochs_run"] == 2
     # Known answers: every figure recomputed from the saved models on the saved test split.
-    from common.models import load_model_file
-    from common.runtimes import predict_all
-    from dataset.cache import load_split
-    from dataset.manifest import load_data_info
+    from guitar_distill.common.models import load_model_file
+    from guitar_distill.common.runtimes import predict_all
+    from guitar_distill.dataset.cache import load_split
+    from guitar_distill.dataset.manifest import load_data_info
     x, y = load_split(load_data_info(smoke_artifacts), "test")
     student = predict_all(load_model_file(smoke_artifacts / "distill" / "model.keras"), x).argmax(1)
     teacher = predict_all(load_model_file(smoke_artifacts / "teacher" / "model.keras"), x).argmax(1)
@@ -85,8 +85,8 @@ def test_smoke_distillation_on_real_photos(smoke_artifacts):
 
 def test_online_and_offline_distillation_give_the_same_loss():
     """The stored log-probabilities of a teacher stand in for its logits: same loss on the same batch."""
-    from distill.distiller import Distiller
-    from distill.teacher_logits import log_probabilities
+    from guitar_distill.distill.distiller import Distiller
+    from guitar_distill.distill.teacher_logits import log_probabilities
 
     keras.utils.set_random_seed(3)
     inputs = keras.Input((16, 16, 3))
@@ -112,12 +112,12 @@ def test_online_and_offline_distillation_give_the_same_loss():
 def test_offline_distillation_stores_the_teachers_answers_for_the_stream(smoke_artifacts, tmp_path):
     import shutil
 
-    from common.runtimes import open_classifier
+    from guitar_distill.common.runtimes import open_classifier
     from conftest import run_stage
-    from common.augment import AugmentedBatches
-    from dataset.cache import load_split
-    from dataset.manifest import load_data_info
-    from distill.teacher_logits import log_probabilities
+    from guitar_distill.common.augment import AugmentedBatches
+    from guitar_distill.dataset.cache import load_split
+    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.distill.teacher_logits import log_probabilities
 
     artifacts = tmp_path / "artifacts"
     shutil.copytree(smoke_artifacts, artifacts, ignore=shutil.ignore_patterns("distill", "export", "edge"))

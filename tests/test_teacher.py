@@ -3,10 +3,10 @@ import keras
 import numpy as np
 import pytest
 
-from common.training import BestSnapshot, ResumableEarlyStopping, best_epoch, fit_recipe, read_history, recipe_optimizer
+from guitar_distill.common.training import BestSnapshot, ResumableEarlyStopping, best_epoch, fit_recipe, read_history, recipe_optimizer
 from conftest import real_photos
-from edge.images import load_for_model
-from teacher.model import LAST_CONV_LAYER, build_teacher
+from guitar_distill.edge.images import load_for_model
+from guitar_distill.teacher.model import LAST_CONV_LAYER, build_teacher
 
 SIZE = 32
 
@@ -88,7 +88,7 @@ def test_early_stopping_and_best_snapshot_on_scripted_history(tmp_path):
 
 
 def _student(seed=0):
-    from student.model import build_nin_student
+    from guitar_distill.student.model import build_nin_student
     keras.utils.set_random_seed(seed)
     model = build_nin_student(2, SIZE, (8, 8, 8), dropout=0.5)
     model.compile(optimizer=recipe_optimizer(CFG), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -104,7 +104,7 @@ def test_resume_after_a_kill_mid_run_matches_an_uninterrupted_run(tmp_path, phot
     val = (photos[0][::2].astype(np.uint8), photos[1][::2])
     straight = fit_recipe(_student(), train, val, CFG, tmp_path / "straight")
 
-    from common.augment import AugmentedBatches
+    from guitar_distill.common.augment import AugmentedBatches
     real_getitem = AugmentedBatches.__getitem__
 
     def killed(self, i):
@@ -175,7 +175,7 @@ def test_zero_init_residual_starts_every_block_as_the_identity():
 
 
 def test_float32_copy_of_a_bfloat16_model_gives_the_same_answers():
-    from common.models import float32_copy
+    from guitar_distill.common.models import float32_copy
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:

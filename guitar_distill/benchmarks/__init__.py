@@ -1,0 +1,1 @@
+"""Benchmarks: latency, accuracy, robustness, the side-by-side report, and stage benchmarks."""

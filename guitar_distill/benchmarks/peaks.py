@@ -1,0 +1,115 @@
+"""Compute roofs for the latency table: the best rate a large matrix product reaches here.
+
+fp32 files are compared with numpy's float32 GEMM; int8 files with a large int8 matrix product run
+by the runtime that runs them (LiteRT's XNNPACK fully-connected, ONNX Runtime's MatMulInteger), since
+int8 kernels reach several times the float32 rate and a float32 roof would read above 100 %.
+Each roof is measured in a fresh process with the thread count pinned.
+
+    python -m benchmarks.peaks fp32 1 | litert-int8 2 | onnxruntime-int8 1   -> GFLOP/s (or GOP/s)
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from guitar_distill.common.config import PROJECT_ROOT
+
+M, K, N = 512, 1024, 1024  # large enough that the kernel, not the call overhead, sets the rate
+ROOFS = ("fp32", "litert-int8", "onnxruntime-int8")
+
+
+def best_rate(run, ops: float, repeats: int = 7) -> float:
+    run()
+    best = 0.0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        run()
+        best = max(best, ops / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def numpy_fp32(threads: int) -> float:
+    a = np.random.default_rng(0).random((M, K), dtype=np.float32)
+    b = np.random.default_rng(1).random((K, N), dtype=np.float32)
+    return best_rate(lambda: a @ b, 2.0 * M * K * N)
+
+
+def int8_dense_tflite(path: Path) -> Path:
+    """A Dense(K -> N) on a batch of M, fully int8-quantised by the TFLite converter."""
+    import tensorflow as tf
+
+    inputs = tf.keras.Input((K,), batch_size=M)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(N, use_bias=False)(inputs))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(0)
+    converter.representative_dataset = lambda: ([rng.standard_normal((M, K), dtype=np.float32)] for _ in range(4))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    path.write_bytes(converter.convert())
+    return path
+
+
+def litert_int8(threads: int) -> float:
+    from guitar_distill.edge.predict import _interpreter_class
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(tmp) / "dense_int8.tflite"
+        subprocess.run([sys.executable, "-c", f"from guitar_distill.benchmarks.peaks import int8_dense_tflite as f; "
+                        f"from pathlib import Path; f(Path({str(model)!r}))"],
+                       check=True, capture_output=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                       cwd=PROJECT_ROOT)
+        interpreter = _interpreter_class()(model_path=str(model), num_threads=threads)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    interpreter.set_tensor(inp["index"], np.random.default_rng(0).integers(-128, 128, (M, K), dtype=np.int8))
+    return best_rate(interpreter.invoke, 2.0 * M * K * N)
+
+
+def onnxruntime_int8(threads: int) -> float:
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.random.default_rng(1).integers(-128, 128, (K, N), dtype=np.int8)
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["x", "w"], ["y"])], "int8_matmul",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, [M, K])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [M, N])],
+        initializer=[numpy_helper.from_array(weights, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feed = {"x": np.random.default_rng(0).integers(0, 256, (M, K), dtype=np.uint8)}
+    return best_rate(lambda: session.run(None, feed), 2.0 * M * K * N)
+
+
+def measure_roof(roof: str, threads: int) -> float:
+    """The roof in a fresh process whose BLAS and runtime use `threads` threads."""
+    if roof not in ROOFS:
+        raise ValueError(f"unknown roof {roof!r} (one of {', '.join(ROOFS)})")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           **{v: str(threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+    out = subprocess.run([sys.executable, "-m", "guitar_distill.benchmarks.peaks", roof, str(threads)], env=env,
+                         capture_output=True, text=True, cwd=PROJECT_ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"measuring the {roof} roof failed:\n{out.stderr[-2000:]}")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def roof_for(fmt: str, runtime: str) -> str:
+    """Which roof a file is measured against: int8 kernels against the int8 roof of their runtime."""
+    if "int8" in fmt and runtime in ("litert-xnnpack", "onnxruntime"):
+        return "litert-int8" if runtime == "litert-xnnpack" else "onnxruntime-int8"
+    return "fp32"
+
+
+if __name__ == "__main__":
+    name, n_threads = sys.argv[1], int(sys.argv[2])
+    print({"fp32": numpy_fp32, "litert-int8": litert_int8, "onnxruntime-int8": onnxruntime_int8}[name](n_threads))

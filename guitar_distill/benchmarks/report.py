@@ -1,0 +1,164 @@
+"""`python -m benchmarks.report`: reports/README.md, the side-by-side table and its plots."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from guitar_distill.common.artifacts import read_json, require, write_text
+from guitar_distill.common.plots import pyplot, save_figure
+from guitar_distill.common.config import PROJECT_ROOT, resolve_config, stage_parser
+from guitar_distill.common.layout import model_path
+from guitar_distill.common.progress import console
+from guitar_distill.benchmarks.hardware import header_markdown
+from guitar_distill.benchmarks.robustness import robustness_table
+
+
+def side_by_side(latency: dict, accuracy: dict) -> list[dict]:
+    rows = {}
+    for r in latency["results"]:
+        row = rows.setdefault((r["model"], r["fmt"]), {"model": r["model"], "fmt": r["fmt"], "runtime": r["runtime"],
+                                                       "size_mb": r["size_mb"], "parameters": r["parameters"]})
+        row[f"p50_ms_{r['threads']}"] = r["p50_ms"]
+    for key, m in accuracy["results"].items():
+        model, fmt = key.split("/")
+        if (model, fmt) in rows:
+            rows[(model, fmt)].update(top1=m["top1"], agreement=m["agreement_with_teacher"])
+    return list(rows.values())
+
+
+def side_by_side_table(rows: list[dict], threads: list[int]) -> str:
+    head = "| model | format | runtime | top-1 | agreement with teacher | size MB | parameters | " + \
+           " | ".join(f"p50 ms, {t} thread{'s' if t > 1 else ''}" for t in threads) + " |"
+    lines = [head, "|---|---|---|---:|---:|---:|---:|" + "---:|" * len(threads)]
+    for r in rows:
+        agree = f"{r['agreement']:.3f}" if r.get("agreement") is not None else "-"
+        top1 = f"{r['top1']:.3f}" if "top1" in r else "-"
+        lines.append(f"| {r['model']} | {r['fmt']} | {r['runtime']} | {top1} | {agree} | {r['size_mb']:.2f} | "
+                     f"{r['parameters']:,} | " + " | ".join(f"{r.get(f'p50_ms_{t}', float('nan')):.2f}" for t in threads) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_accuracy_vs_latency(rows: list[dict], threads: int, path: Path) -> None:
+    plt = pyplot()
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for model, marker in (("teacher", "s"), ("student", "o")):
+        pts = [r for r in rows if r["model"] == model and "top1" in r and f"p50_ms_{threads}" in r]
+        ax.scatter([r[f"p50_ms_{threads}"] for r in pts], [r["top1"] for r in pts], marker=marker, s=60, label=model)
+        # Formats of one model sit close together: stagger the labels along the latency axis.
+        for k, r in enumerate(sorted(pts, key=lambda r: r[f"p50_ms_{threads}"])):
+            ax.annotate(r["fmt"], (r[f"p50_ms_{threads}"], r["top1"]), fontsize=7, textcoords="offset points",
+                        xytext=(6, 14 - 9 * (k % 4)), arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "grey"})
+    ax.set_xscale("log")
+    ax.set_xlabel(f"p50 latency, batch 1, {threads} thread(s) [ms, log scale]")
+    ax.set_ylabel("top-1 accuracy (test split)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    ax.set_title("accuracy vs latency: teacher and student in every format")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=100)
+
+
+def provenance(artifacts: Path) -> list[str]:
+    """What this run trained, and what it took from the released models (the demo's teacher)."""
+    trained = [f"`{stage}`" for stage in ("teacher", "baseline", "distill") if (artifacts / stage / "metrics.json").exists()]
+    lines = [f"Trained in this run: {', '.join(trained) or 'nothing'}."]
+    imported = model_path(artifacts, "teacher", "tflite_fp16").with_name("IMPORTED.txt")
+    if imported.exists() and not (artifacts / "teacher" / "metrics.json").exists():
+        lines.append("The teacher was **not** trained in this run: it is the released float16 TFLite teacher from "
+                     "`models/` (made by `make cpu`); the students were distilled from it here through stored logits.")
+    return [" ".join(lines) + "\n"]
+
+
+STAGE_BENCHMARKS = {"student_size": "student size", "train_rate_*": "training rate", "cache_build": "decode-cache build rate"}
+
+
+def publish_stage_benchmarks(bench: Path, reports: Path) -> list[tuple[str, str]]:
+    """Copy the stage benchmarks' records (and their figures) from the bench folder into reports/.
+
+    Links also go to records already in reports/ from an earlier run, so a report made without
+    rerunning the slow ones still lists them.
+    """
+    for pattern in STAGE_BENCHMARKS:
+        for record in bench.glob(f"{pattern}.json"):
+            for suffix in (".json", ".md"):
+                shutil.copy(record.with_suffix(suffix), reports / record.with_suffix(suffix).name)
+    for figure in (bench / "figures").glob("*.png"):
+        shutil.copy(figure, reports / "figures" / figure.name)
+    return [(md.name, f"{title}{md.stem[len(pattern) - 1:].replace('_', ' ') if pattern.endswith('*') else ''}")
+            for pattern, title in STAGE_BENCHMARKS.items() for md in sorted(reports.glob(f"{pattern}.md"))]
+
+
+def main(argv=None):
+    parser = stage_parser("Write reports/README.md from the latency and accuracy benchmarks.")
+    parser.add_argument("--reports", type=Path, default=PROJECT_ROOT / "reports")
+    args = parser.parse_args(argv)
+    cfg = resolve_config(args)
+    bench = args.artifacts / "bench"
+    latency = read_json(require(bench / "latency.json", "latency results", "python -m benchmarks.latency"))
+    accuracy = read_json(require(bench / "accuracy.json", "accuracy results", "python -m benchmarks.accuracy"))
+    reports = args.reports
+    (reports / "figures").mkdir(parents=True, exist_ok=True)
+    rows = side_by_side(latency, accuracy)
+    threads = latency["settings"]["threads"]
+    plot_accuracy_vs_latency(rows, threads[0], reports / "figures" / "accuracy_vs_latency.png")
+    copied = []
+    for sub, names in (("confusion", ("teacher_keras.png", "student_keras.png", "student_tflite_int8.png")),
+                       ("misclassified", ("student_tflite_int8.png",))):
+        for name in names:
+            if (bench / sub / name).exists():
+                shutil.copy(bench / sub / name, reports / "figures" / f"{sub}_{name}")
+                copied.append(f"{sub}_{name}")
+    for stage in ("teacher", "distill"):
+        if (args.artifacts / stage / "curves.png").exists():
+            shutil.copy(args.artifacts / stage / "curves.png", reports / "figures" / f"curves_{stage}.png")
+            copied.append(f"curves_{stage}.png")
+    robustness = bench / "robustness.json"
+    if robustness.exists():
+        shutil.copy(bench / "robustness.png", reports / "figures" / "robustness.png")
+    grids = sorted((bench / "gradcam").glob("grid_00*.png"))
+    for grid in grids:
+        shutil.copy(grid, reports / "figures" / f"gradcam_{grid.name}")
+    parity = args.artifacts / "export" / "parity.md"
+    text = [f"# guitar-distill: side-by-side report ({cfg['name']} preset)\n",
+            *provenance(args.artifacts),
+            f"Hardware:\n\n{header_markdown(latency['hardware'])}",
+            f"Accuracy on the {accuracy['settings']['split']} split ({accuracy['settings']['images']} photos); "
+            "latency at batch 1.\n",
+            "## Teacher and student, every format\n", side_by_side_table(rows, threads),
+            "![accuracy vs latency](figures/accuracy_vs_latency.png)\n",
+            "## Commands\n", f"- `{latency['command']}` ({latency['seconds']:.0f} s)", f"- `{accuracy['command']}`",
+            f"- `python -m benchmarks.report --preset {cfg['name']}`\n"]
+    if robustness.exists():
+        rob = read_json(robustness)
+        text += [f"## Robustness ({rob['settings']['images']} {rob['settings']['split']} photos)\n",
+                 robustness_table(rob["results"]),
+                 f"Command: `{rob['command']}`\n", "![robustness](figures/robustness.png)\n"]
+    agreement = sorted((bench / "gradcam").glob("agreement*.json"))
+    if agreement:
+        cam = read_json(agreement[-1])
+        o = cam["results"]["overall"]
+        lines = [f"## Where they look: Grad-CAM, teacher vs student ({len(cam['results']['photos'])} photos)\n",
+                 f"Command: `{cam['command']}`\n",
+                 f"Mean agreement of the two maps: correlation {o['correlation']:.3f}, IoU of the top-20 % "
+                 f"region {o['iou_top20']:.3f}."]
+        lines += [f"After {k[:-len('_correlation')]}: correlation {v:.3f}." for k, v in o.items()
+                  if k.endswith("_correlation") and k != "correlation"]
+        lines += ["", "| class | correlation | IoU top-20 % |", "|---|---:|---:|"]
+        lines += [f"| {c} | {v['correlation']:.3f} | {v['iou_top20']:.3f} |" for c, v in cam["results"]["per_class"].items()]
+        text += lines + [""] + [f"![grad-cam](figures/gradcam_{g.name})" for g in grids] + [""]
+    published = publish_stage_benchmarks(bench, reports)
+    if published:
+        text += ["## Stage benchmarks\n"] + [f"- [{title}]({name})" for name, title in published] + [""]
+    if parity.exists():
+        text += ["## Export parity (validation split)\n", parity.read_text()]
+    text += ["## Figures\n"] + [f"![{name}](figures/{name})" for name in copied]
+    write_text(reports / "README.md", "\n".join(text) + "\n")
+    write_text(reports / "latency.md", (bench / "latency.md").read_text())
+    write_text(reports / "accuracy.md", (bench / "accuracy.md").read_text())
+    console.print(side_by_side_table(rows, threads))
+    console.print(f"report: {reports / 'README.md'} with {len(copied) + 1} figures in {reports / 'figures'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""`python -m benchmarks.robustness`: accuracy against corruption severity, teacher vs student vs int8 student.
+
+The write-up's informal experiments (a scribble turned a Jazzmaster into a FlyingV) made
+systematic: every corruption of the data stage at severities 1-5 on the test split, applied to
+the photos at the model's input size, each photo with its own seed.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from guitar_distill.benchmarks.models import find_model_files
+from guitar_distill.benchmarks.record import write_record
+from guitar_distill.common.artifacts import stage_dir
+from guitar_distill.common.layout import evaluation_split
+from guitar_distill.common.config import resolve_config, stage_parser
+from guitar_distill.common.plots import pyplot, save_figure
+from guitar_distill.common.progress import console, progress_bar
+from guitar_distill.common.runtimes import open_classifier, predict_all
+from guitar_distill.dataset.cache import load_split
+from guitar_distill.dataset.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from guitar_distill.dataset.manifest import load_data_info
+
+MODELS = (("teacher", "keras"), ("student", "keras"), ("student", "tflite_int8"))
+
+
+def corrupted(images: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
+    return np.stack([corrupt(name, np.asarray(img), severity, seed + i) for i, img in enumerate(images)])
+
+
+def robustness_table(results: dict) -> str:
+    names = list(CORRUPTIONS)
+    lines = ["| model | clean | " + " | ".join(names) + " | mean corrupted |", "|---|---:|" + "---:|" * (len(names) + 1)]
+    for key, r in results.items():
+        means = [np.mean([r[n][str(s)] for s in SEVERITIES]) for n in names]
+        lines.append(f"| {key} | {r['clean']:.3f} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {np.mean(means):.3f} |")
+    return "\n".join(lines) + "\n(accuracy; each corruption averaged over severities 1-5)\n"
+
+
+def plot_robustness(results: dict, path) -> None:
+    plt = pyplot()
+    names = list(CORRUPTIONS)
+    fig, axes = plt.subplots(2, (len(names) + 1) // 2, figsize=(13, 6.5), sharey=True)
+    for ax, name in zip(axes.flat, names):
+        for key, r in results.items():
+            ax.plot([0, *SEVERITIES], [r["clean"], *(r[name][str(s)] for s in SEVERITIES)], marker="o", label=key)
+        ax.set_title(name)
+        ax.set_xlabel("severity")
+        ax.grid(alpha=0.3)
+    axes.flat[0].set_ylabel("top-1 accuracy")
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle("robustness: accuracy against corruption severity (test split)")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def main(argv=None):
+    parser = stage_parser("Accuracy against corruption severity for teacher, student and int8 student.")
+    parser.add_argument("--limit", type=int, help="use the first N test photos (default: the preset's; 0 = all)")
+    args = parser.parse_args(argv)
+    cfg = resolve_config(args)
+    limit = args.limit if args.limit is not None else int(cfg["bench"]["robustness_limit"])
+    start = time.perf_counter()
+    info = load_data_info(args.artifacts)
+    split = evaluation_split(info)
+    images, labels = load_split(info, split)
+    if limit:
+        images, labels = images[:limit], labels[:limit]
+    files, missing = find_model_files(args.artifacts)
+    chosen = [f for f in files if (f.model, f.fmt) in MODELS]
+    for model, fmt in MODELS:
+        if not any((f.model, f.fmt) == (model, fmt) for f in chosen):
+            console.print(f"skipped: {model}/{fmt} not found")
+    if not chosen:
+        raise SystemExit(f"no models under {args.artifacts}: run `make export` first")
+    classifiers = {f"{f.model}/{f.fmt}": open_classifier(f.path) for f in chosen}
+    seed = int(cfg["data"]["seed"])
+    results = {k: {"clean": float(np.mean(predict_all(c, images).argmax(1) == labels))} for k, c in classifiers.items()}
+    with progress_bar(len(CORRUPTIONS) * len(SEVERITIES), f"robustness on {len(labels)} {split} photos") as advance:
+        for name in CORRUPTIONS:
+            for severity in SEVERITIES:
+                batch = corrupted(images, name, severity, seed * 1000 + severity)
+                for key, classifier in classifiers.items():
+                    acc = float(np.mean(predict_all(classifier, batch).argmax(1) == labels))
+                    results[key].setdefault(name, {})[str(severity)] = acc
+                advance()
+    out = stage_dir(args.artifacts, "bench")
+    table = robustness_table(results)
+    write_record(out, "robustness", "benchmarks.robustness", argv,
+                 title=f"Robustness on the {split} split ({len(labels)} photos)",
+                 settings={"split": split, "images": int(len(labels)), "severities": list(SEVERITIES), "seed": seed},
+                 results=results, table=table, started=start, extra={"split": split, "images": int(len(labels))})
+    plot_robustness(results, out / "robustness.png")
+    console.print(table)
+    console.print(f"robustness done in {time.perf_counter() - start:.0f} s: {out / 'robustness.md'}, "
+                  f"{out / 'robustness.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""`python -m benchmarks.train_rate`: training images/s of a preset's recipe on this machine.
+
+A few mini-batches of real photos through the recipe (augmenting feeder, optimiser step, the
+preset's precision policy) for the teacher and the student, after one warm-up batch that pays for
+graph building; then what an epoch (the write-up's "step") and 36 of them (where the write-up
+stopped) cost at that rate. Writes ARTIFACTS/bench/train_rate_<preset>.{md,json}.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from guitar_distill.benchmarks.record import markdown_table, write_record
+from guitar_distill.common.config import resolve_config, stage_parser
+from guitar_distill.common.progress import console, progress_bar
+from guitar_distill.common.training import configure_runtime, recipe_loss, recipe_optimizer
+from guitar_distill.common.augment import AugmentedBatches
+from guitar_distill.dataset.scan import find_classes, list_files, resolve_source
+from guitar_distill.edge.images import load_for_model
+
+WRITEUP_EPOCHS = 36  # where the write-up stopped (its "steps" are epochs)
+
+
+def timed_batches(model, feed: AugmentedBatches, batches: int, advance) -> dict:
+    x, y = feed[0]
+    model.train_on_batch(x, y)  # warm-up: tracing and compilation
+    advance()
+    data_s = step_s = 0.0
+    for i in range(1, batches + 1):
+        t0 = time.perf_counter()
+        x, y = feed[i]
+        t1 = time.perf_counter()
+        model.train_on_batch(x, y)
+        t2 = time.perf_counter()
+        data_s, step_s = data_s + t1 - t0, step_s + t2 - t1
+        advance()
+    images = batches * feed.batch_size
+    return {"batches": batches, "batch_size": feed.batch_size, "train_step_images_per_s": images / step_s,
+            "with_augmentation_images_per_s": images / (step_s + data_s), "augmentation_s_per_batch": data_s / batches}
+
+
+def main(argv=None):
+    parser = stage_parser("Training images/s of the recipe on this machine, teacher and student.", default_preset="seed")
+    parser.add_argument("--batches", type=int, default=3, help="timed mini-batches per model (default: %(default)s)")
+    parser.add_argument("--source", type=Path, help="photo folder (default: the preset's)")
+    parser.add_argument("--out", type=Path, help="folder for the record (default: ARTIFACTS/bench)")
+    args = parser.parse_args(argv)
+    args.out = args.out or args.artifacts / "bench"
+    start = time.perf_counter()
+    cfg = resolve_config(args)
+    from guitar_distill.student.model import build_nin_student
+    from guitar_distill.teacher.model import build_teacher
+
+    size = int(cfg["data"]["image_size"])
+    source = resolve_source(cfg["data"]["source"], args.source)
+    classes = find_classes(source, cfg["data"].get("classes") or None)
+    every = list_files(source, classes)
+    files = every[:: max(1, len(every) // 96)][:96]  # spread over all classes
+    images = np.stack([load_for_model(source / rel, size) for rel, _ in files])
+    labels = np.array([classes.index(label) for _, label in files])
+    results = {}
+    models = {"teacher": (cfg["teacher"], lambda: build_teacher(len(classes), size, None)),
+              "student": (cfg["student"], lambda: build_nin_student(len(classes), size, tuple(cfg["student"]["widths"]),
+                                                                   float(cfg["student"]["dropout"])))}
+    with progress_bar(len(models) * (args.batches + 1), f"training rate at {size}px") as advance:
+        for name, (mcfg, build) in models.items():
+            runtime = configure_runtime(mcfg)  # the preset's precision policy (bfloat16 on the cpu preset)
+            model = build()
+            model.compile(optimizer=recipe_optimizer(mcfg), loss=recipe_loss(mcfg))
+            feed = AugmentedBatches(images, labels, int(mcfg["batch_size"]), int(mcfg["seed"]))
+            r = timed_batches(model, feed, args.batches, advance)
+            images_per_step = int(mcfg["steps_per_epoch"]) * r["batch_size"]
+            r["hours_per_epoch"] = images_per_step / r["with_augmentation_images_per_s"] / 3600
+            r[f"hours_for_{WRITEUP_EPOCHS}_epochs"] = r["hours_per_epoch"] * WRITEUP_EPOCHS
+            r["parameters"] = model.count_params()
+            r["dtype_policy"], r["steps_per_epoch"] = runtime["dtype_policy"], int(mcfg["steps_per_epoch"])
+            r["devices"] = runtime["devices"]
+            results[name] = r
+    stem = f"train_rate_{cfg['name']}"
+    table = markdown_table(
+        ["model", "parameters", "batch", "precision", "devices", "train step images/s", "with augmentation images/s",
+         "hours per epoch (batches)", f"hours for {WRITEUP_EPOCHS} epochs"],
+        [[name, f"{r['parameters']:,}", r["batch_size"], r["dtype_policy"], ", ".join(r["devices"]),
+          f"{r['train_step_images_per_s']:.2f}", f"{r['with_augmentation_images_per_s']:.2f}",
+          f"{r['hours_per_epoch']:.2f} ({r['steps_per_epoch']})", f"{r[f'hours_for_{WRITEUP_EPOCHS}_epochs']:.1f}"]
+         for name, r in results.items()], "lrrllrrrr")
+    write_record(args.out, stem, "benchmarks.train_rate", argv,
+                 title=f"Training rate, {cfg['name']} recipe at {size} px ({keras.backend.backend()} backend)",
+                 settings={"preset": cfg["name"], "image_size": size, "timed_batches": args.batches,
+                           "photos": len(files), "backend": keras.backend.backend(),
+                           **{f"{name}_steps_per_epoch": r["steps_per_epoch"] for name, r in results.items()}},
+                 results=results, table=table, started=start)
+    console.print(table)
+    console.print(f"written: {args.out / stem}.md, {args.out / stem}.json")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Helpers over built models: logits views, loading saved stage models."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from guitar_distill.common.artifacts import atomic_path, require
+from guitar_distill.common.layers import CaffePreprocess  # noqa: F401  registered for loading the teacher
+
+
+def logits_model(model: keras.Model) -> keras.Model:
+    """The same network ending before its softmax.
+
+    Students end in a Softmax layer, so this is a view sharing every weight. The teacher ends in
+    Dense(softmax), as the write-up built it; its view ends in a linear copy of that Dense.
+    """
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return keras.Model(model.inputs, last.input, name=f"{model.name}_logits")
+    if isinstance(last, keras.layers.Dense) and last.get_config()["activation"] == "softmax":
+        linear = keras.layers.Dense.from_config({**last.get_config(), "activation": "linear", "name": "logits"})
+        outputs = linear(last.input)
+        linear.set_weights(last.get_weights())
+        return keras.Model(model.inputs, outputs, name=f"{model.name}_logits")
+    raise ValueError(f"{model.name}: last layer {last.name} is not a softmax")
+
+
+def load_model_file(path: Path) -> keras.Model:
+    return keras.saving.load_model(path, compile=False)
+
+
+def load_stage_model(artifacts: Path, stage: str, hint: str) -> keras.Model:
+    return load_model_file(require(Path(artifacts) / stage / "model.keras", f"{stage} model", hint))
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """The same network and weights with every layer computing in float32.
+
+    A model trained under a mixed policy (bfloat16 on the cpu preset) keeps that policy in its
+    saved config; ONNX has no mixed bfloat16/float16 arithmetic and TFLite's converters want
+    float32 graphs to quantise from, so export works from this copy. Weights are float32 under
+    a mixed policy already, so they copy over unchanged.
+    """
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    config = model.get_config()
+    for layer in config["layers"]:
+        layer["config"]["dtype"] = "float32"
+    copy = model.__class__.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def save_model(model: keras.Model, path: Path) -> Path:
+    """model.keras written atomically: a stopped save never leaves half a file."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return Path(path)

@@ -1,0 +1,118 @@
+"""What every training stage does around its fit: the run folder, the summary."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from guitar_distill.common.artifacts import read_json, stage_dir, write_json
+
+
+# A longer budget may continue a run: these fields of the stage's own table may grow on resume.
+EXTENDABLE = ("max_epochs", "patience")
+
+
+def check_upstream(artifacts: Path, cfg: dict, needs: dict[str, tuple[str, ...]]) -> dict[str, dict]:
+    """The config.json of each stage this one reads; its `needs[stage]` tables must equal this run's.
+
+    A stage made with another preset (data built with --preset demo, a teacher run with --preset
+    full on it) fails here, before any work, with the fields that differ and the two ways out.
+    A missing upstream folder is left to the stage's own check, which names the command to run.
+    """
+    configs = {}
+    for stage, tables in needs.items():
+        path = Path(artifacts) / stage / "config.json"
+        if not path.exists():
+            continue
+        upstream = configs[stage] = read_json(path)
+        for table in tables:
+            theirs, ours = upstream.get(table, {}), cfg.get(table, {})
+            if theirs != ours:
+                fields = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+                raise SystemExit(
+                    f"{path.parent} was made with preset {upstream.get('name')!r}, whose [{table}] differs from this "
+                    f"run's (preset {cfg.get('name')!r}) in: {', '.join(fields)}. Run with --preset "
+                    f"{upstream.get('name')} (the same --set overrides), or remake {stage} with this preset, "
+                    f"or use another --artifacts root")
+    return configs
+
+
+def prepare_run_dir(artifacts: Path, stage: str, cfg: dict, fresh: bool, keys: tuple[str, ...]) -> Path:
+    """The stage folder; refuses to resume a run whose config differs in the `keys` sections.
+
+    The one allowed difference is a larger `max_epochs` (and `patience`) in the stage's table (the
+    last of `keys`): the run goes on from where it stopped, its schedule now spanning the new length,
+    and config.json's "extended" list records each such change so reports can say so.
+    """
+    check_upstream(artifacts, cfg, {"data": ("data",)})
+    out = Path(artifacts) / stage
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    out = stage_dir(artifacts, stage)
+    saved = out / "config.json"
+    if saved.exists():
+        old = read_json(saved)
+        table = keys[-1]
+        grown = {f: (old.get(table, {}).get(f), cfg[table].get(f)) for f in EXTENDABLE
+                 if old.get(table, {}).get(f) != cfg[table].get(f)}
+        same_rest = all(old.get(k) == cfg.get(k) for k in keys[:-1]) and \
+            {f: v for f, v in old.get(table, {}).items() if f not in EXTENDABLE} == \
+            {f: v for f, v in cfg[table].items() if f not in EXTENDABLE}
+        if not same_rest or any(new is None or old_v is None or new < old_v for old_v, new in grown.values()):
+            raise SystemExit(f"{out} holds a run made with another config ({saved}); "
+                             f"rerun with --fresh to start over, or use another --artifacts root")
+        cfg["extended"] = list(old.get("extended", []))
+        if grown and (out / "metrics.json").exists() and not (out / "backup").exists():
+            raise SystemExit(f"{out} holds a finished run whose resume state was removed, so it cannot be extended "
+                             f"to {cfg[table]['max_epochs']} epochs; rerun with --fresh to train the longer run")
+        if grown:
+            meta = out / "backup" / "training_metadata.json"
+            done = read_json(meta)["epoch"] if meta.exists() else None
+            cfg["extended"].append({"after_epoch": done, **{f: {"from": a, "to": b} for f, (a, b) in grown.items()}})
+            print(f"{stage}: extending the run in {out}: " + ", ".join(f"{f} {a} -> {b}" for f, (a, b) in grown.items())
+                  + " (the schedule now spans the new length from where the run stopped)")
+    write_json(saved, cfg)
+    return out
+
+
+def finish_training(model, rows: list[dict], splits: dict, out: Path, cfg: dict, name: str, title: str,
+                    runtime: dict, extra: dict | None = None, classes: list[str] | None = None) -> dict:
+    """Load the best snapshot, write model.keras, labels, curves and metrics; print the summary."""
+    import statistics
+    import time
+
+    from guitar_distill.common.artifacts import environment_info, write_text
+    from guitar_distill.common.progress import console
+    from guitar_distill.common.models import save_model
+    from guitar_distill.common.plots import plot_curves
+    from guitar_distill.common.runtimes import accuracy, predict_all
+    from guitar_distill.common.training import best_epoch
+
+    model.load_weights(out / "best.weights.h5")
+    # A finished run invoked again keeps its model file byte for byte: later stages key caches
+    # (the stored teacher logits) on its sha256.
+    if not (out / "model.keras").exists() or (out / "model.keras").stat().st_mtime < (out / "best.weights.h5").stat().st_mtime:
+        save_model(model, out / "model.keras")
+    if classes:
+        write_text(out / "labels.txt", "\n".join(classes) + "\n")
+    plot_curves(rows, out / "curves.png", title)
+    probs = {s: predict_all(model, x) for s, (x, _) in splits.items()}
+    results = {s: accuracy(probs[s], y) for s, (_, y) in splits.items()}
+    best = best_epoch(rows)
+    metrics = {
+        "model": name, "preset": cfg["name"], "parameters": model.count_params(),
+        "best_epoch": best["epoch"], "epochs_run": len(rows),
+        **{f"{s}_accuracy": v for s, v in results.items()},
+        **(extra(probs) if callable(extra) else extra or {}),
+        "train_images_per_s": statistics.median(r["train_images_per_s"] for r in rows),
+        "train_seconds": sum(r["seconds"] for r in rows),
+        **runtime, "environment": environment_info(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **({"extended": cfg["extended"]} if cfg.get("extended") else {}),
+    }
+    write_json(out / "metrics.json", metrics)
+    # The run is complete: its resume state (weights and optimiser, 360 MB for the teacher) goes.
+    shutil.rmtree(out / "backup", ignore_errors=True)
+    console.print(f"{name} done: best epoch {best['epoch']} of {len(rows)}; "
+                  + ", ".join(f"{s} accuracy {v:.3f}" for s, v in results.items())
+                  + f"; {metrics['train_images_per_s']:.1f} training images/s")
+    console.print(f"files: {out}/model.keras, best.weights.h5, history.csv, curves.png, metrics.json")
+    return metrics

@@ -1,0 +1,1 @@
+"""The data stage: scan, validate, de-duplicate, split (manifest), decode cache, augmentation."""

@@ -1,0 +1,91 @@
+"""`python -m distill`: distil the ResNet50 teacher into the NiN student (nin_from_resnet50).
+
+Offline (the cpu and demo presets): the teacher's logits for every training batch are computed once
+and cached (distill/teacher_logits.py); the student trains from them without the teacher in memory.
+Online (the write-up's presets): the teacher runs beside the student on each batch.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from guitar_distill.common.config import training_config
+from guitar_distill.common.quiet import quiet_start
+
+
+def main(argv=None):
+    args, cfg = training_config("Distil the ResNet50 teacher into the NiN student (resumable).", "student", argv)
+    quiet_start()  # parse first: --help and argument errors need no TensorFlow
+    from guitar_distill.common.artifacts import read_json
+    from guitar_distill.common.models import load_model_file
+    from guitar_distill.common.progress import console
+    from guitar_distill.common.stage import finish_training, prepare_run_dir
+    from guitar_distill.common.runtimes import predict_all
+    from guitar_distill.common.training import configure_runtime, fit_recipe, recipe_optimizer
+    from guitar_distill.dataset.cache import load_split
+    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.distill.distiller import Distiller
+    from guitar_distill.distill.teacher_logits import cached_teacher_logits, log_probabilities, teacher_file
+    from guitar_distill.student.model import build_nin_student
+
+    scfg, dcfg = cfg["student"], cfg["distill"]
+    mode = dcfg.get("teacher_logits", "online")
+    if mode not in ("online", "offline"):
+        raise SystemExit(f"distill.teacher_logits = {mode!r}: use \"online\" or \"offline\"")
+    start = time.perf_counter()
+    out = prepare_run_dir(args.artifacts, "distill", cfg, args.fresh, keys=("data", "student", "distill"))
+    info = load_data_info(args.artifacts)
+    runtime = configure_runtime(scfg)
+    splits = {s: load_split(info, s) for s in ("train", "val", "test") if info.split_rows(s)}
+    student = build_nin_student(len(info.classes), info.image_size, tuple(scfg["widths"]), float(scfg["dropout"]))
+    teacher_path = teacher_file(args.artifacts, dcfg)
+
+    teacher = None if mode == "offline" else load_model_file(teacher_path)
+    distiller = Distiller(student, teacher, float(dcfg["temperature"]), float(dcfg["hard_weight"]),
+                          float(dcfg["soft_weight"]), name="nin_from_resnet50")
+    if mode == "offline":
+        batches = int(scfg["max_epochs"]) * int(scfg["steps_per_epoch"])
+        stored = cached_teacher_logits(info, splits["train"], teacher_path, int(scfg["batch_size"]),
+                                       int(scfg["seed"]), batches, {s: x for s, (x, _) in splits.items()})
+        teacher_logits = stored.splits
+        val = (splits["val"][0], (splits["val"][1], teacher_logits["val"]))
+        source = f"stored logits ({stored.folder})"
+    else:
+        teacher_logits = {s: log_probabilities(predict_all(teacher, x)) for s, (x, _) in splits.items()}
+        val, stored = splits["val"], None
+        source = f"{teacher.count_params():,} parameters, online"
+    distiller.compile(optimizer=recipe_optimizer(scfg), metrics=["accuracy"])
+    distiller.build((None, info.image_size, info.image_size, 3))
+    console.print(f"distilling ResNet50 ({teacher_path}; {source}) into NiN {scfg['widths']} "
+                  f"({student.count_params():,} parameters), T={dcfg['temperature']}, hard {dcfg['hard_weight']}, "
+                  f"soft {dcfg['soft_weight']}, backend {runtime['backend']}")
+    rows = fit_recipe(distiller, splits["train"], val, scfg, out, weights_of=student,
+                      batch_targets=stored.stream if stored else None)
+
+    teacher_top1 = {s: np.argmax(v, axis=1) for s, v in teacher_logits.items()}
+    baseline_path = args.artifacts / "baseline" / "metrics.json"
+    baseline = read_json(baseline_path) if baseline_path.exists() else {}
+
+    def comparisons(probs):
+        extra = {f"{s}_agreement_with_teacher": float(np.mean(probs[s].argmax(1) == teacher_top1[s])) for s in probs}
+        extra.update({f"teacher_{s}_accuracy": float(np.mean(teacher_top1[s] == y)) for s, (_, y) in splits.items()})
+        extra.update({f"no_kd_{k}": v for k, v in baseline.items() if k.endswith("_accuracy")})
+        extra.update(temperature=dcfg["temperature"], hard_weight=dcfg["hard_weight"],
+                     soft_weight=dcfg["soft_weight"], teacher_logits=mode, teacher_file=str(teacher_path))
+        return extra
+
+    metrics = finish_training(student, rows, splits, out, cfg, "nin_from_resnet50",
+                              f"NiN student distilled from ResNet50 ({cfg['name']})", runtime,
+                              extra=comparisons, classes=info.classes)
+    split = "test" if "test_accuracy" in metrics else "val"
+    line = (f"{split}: student {metrics[f'{split}_accuracy']:.3f}, teacher {metrics[f'teacher_{split}_accuracy']:.3f}, "
+            f"agreement {metrics[f'{split}_agreement_with_teacher']:.3f}")
+    if f"no_kd_{split}_accuracy" in metrics:
+        line += f", no-KD baseline {metrics[f'no_kd_{split}_accuracy']:.3f}"
+    console.print(line)
+    console.print(f"distill wall time {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Knowledge distillation (Hinton et al. 2015) as a backend-agnostic Keras 3 model."""
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from guitar_distill.common.models import logits_model
+
+
+def distillation_loss(labels, student_logits, teacher_logits, temperature: float,
+                      hard_weight: float, soft_weight: float):
+    """hard_weight * CE(labels, student) + soft_weight * T^2 * KL(softmax(t/T) || softmax(s/T)), batch mean.
+
+    The T^2 factor keeps the soft term's gradients on the scale of the hard term's as T grows.
+    """
+    hard = ops.mean(keras.losses.sparse_categorical_crossentropy(labels, student_logits, from_logits=True))
+    t = ops.cast(temperature, student_logits.dtype)
+    teacher_log_p = ops.log_softmax(ops.cast(teacher_logits, student_logits.dtype) / t, axis=-1)
+    student_log_p = ops.log_softmax(student_logits / t, axis=-1)
+    kl = ops.sum(ops.exp(teacher_log_p) * (teacher_log_p - student_log_p), axis=-1)
+    return hard_weight * hard + soft_weight * t * t * ops.mean(kl)
+
+
+class Distiller(keras.Model):
+    """Trains `student` against labels and a teacher's logits; `call` is the student's logits.
+
+    Online: `teacher` is a frozen Keras model that sees the same (augmented) batch as the student,
+    in inference mode. Offline: `teacher` is None and the targets carry the teacher's stored logits,
+    y = (labels, teacher_logits). Both give the same loss on the same batch.
+    """
+
+    def __init__(self, student: keras.Model, teacher: keras.Model | None, temperature: float,
+                 hard_weight: float, soft_weight: float, **kwargs):
+        super().__init__(**kwargs)
+        self.student = student
+        self.student_logits = logits_model(student)
+        self.teacher_logits = None
+        if teacher is not None:
+            teacher.trainable = False
+            self.teacher_logits = logits_model(teacher)
+            self.teacher_logits.trainable = False
+        self.temperature, self.hard_weight, self.soft_weight = temperature, hard_weight, soft_weight
+
+    def call(self, x, training=False):
+        return self.student_logits(x, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if isinstance(y, (tuple, list)):
+            y, teacher_logits = y
+        elif self.teacher_logits is None:
+            raise ValueError("offline distillation needs targets (labels, teacher_logits); no teacher model given")
+        else:
+            teacher_logits = self.teacher_logits(x, training=False)
+        loss = distillation_loss(y, y_pred, ops.stop_gradient(teacher_logits), self.temperature,
+                                 self.hard_weight, self.soft_weight)
+        # Keras adds regularisation losses here too; the student has none, but keep the contract.
+        return loss + ops.sum(self.losses) if self.losses else loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y[0] if isinstance(y, (tuple, list)) else y, y_pred, sample_weight)

@@ -1,0 +1,121 @@
+"""Offline distillation: the teacher's logits for every batch of the student's training stream, once.
+
+The augmented stream is a pure function of (seed, global batch index), so the teacher's answer to
+batch g can be computed ahead of time and stored. Students then train from the stored logits
+without the teacher in memory, and every extra student (another width, another temperature) costs
+only its own training. The cache lives beside the decode cache and is rebuilt when the teacher
+file, the training split, the image size, the batch size, the seed or the augmentation change.
+
+Logits are stored as log-probabilities: softmax is shift-invariant, so log p = z - logsumexp(z)
+gives the same soft targets softmax(z / T) as the raw logits z at every temperature, and any
+runtime that returns probabilities (Keras, LiteRT, ONNX Runtime) can serve as the teacher.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from guitar_distill.common.artifacts import atomic_path, read_json, require, sha256_file, write_json
+from guitar_distill.common.layout import STAGE_COMMANDS, model_path
+from guitar_distill.common.config import PROJECT_ROOT
+from guitar_distill.common.progress import console, progress_bar
+from guitar_distill.common.augment import AugmentedBatches, seed_augmentation
+from guitar_distill.dataset.cache import cache_paths
+
+PROB_FLOOR = 1e-30  # float32 softmax can round a class to 0; log(0) would poison the KL term
+
+
+@dataclass
+class TeacherLogits:
+    stream: np.ndarray  # (batches, batch_size, classes), memory-mapped: global batch g -> logits
+    splits: dict[str, np.ndarray]  # split -> (photos, classes), unaugmented photos
+    folder: Path
+
+
+def teacher_file(artifacts: Path, dcfg: dict) -> Path:
+    """The preset's teacher file (Keras, TFLite or ONNX), or the teacher stage's model.keras."""
+    if dcfg.get("teacher"):
+        path = Path(dcfg["teacher"])  # relative paths are the project's (models/...)
+        return require(path if path.is_absolute() else PROJECT_ROOT / path, "teacher model file (distill.teacher)",
+                       "make teacher, or point --set distill.teacher=PATH at a released teacher in models/")
+    return require(model_path(artifacts, "teacher", "keras"), "teacher model", STAGE_COMMANDS["teacher"])
+
+
+def log_probabilities(probs: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(np.asarray(probs, dtype=np.float32), PROB_FLOOR))
+
+
+def stream_key(info, teacher_path: Path, batch_size: int, seed: int, splits: tuple[str, ...]) -> dict:
+    """Everything the stored logits depend on; a change in any of them invalidates the cache."""
+    augmentation = json.dumps([layer.get_config() for layer in seed_augmentation()], sort_keys=True, default=str)
+    return {
+        "teacher_sha256": sha256_file(teacher_path), "teacher": str(teacher_path),
+        "image_size": info.image_size, "batch_size": int(batch_size), "seed": int(seed),
+        "augmentation": hashlib.sha256(augmentation.encode()).hexdigest()[:16],
+        "splits": {s: read_json(cache_paths(info, s, info.image_size)[1])["key"] for s in ("train", *splits)},
+    }
+
+
+def cached_teacher_logits(info, train: tuple, teacher_path: Path, batch_size: int, seed: int,
+                          num_batches: int, splits: dict[str, np.ndarray]) -> TeacherLogits:
+    """The teacher's log-probabilities for stream batches [0, num_batches) and for each split in `splits`.
+
+    Computes only what the cache lacks: a longer run extends the stored stream instead of redoing it.
+    """
+    from guitar_distill.common.runtimes import all_threads, open_classifier, predict_all
+
+    folder = info.root / "cache" / "teacher_logits"
+    key = stream_key(info, Path(teacher_path), batch_size, seed, tuple(splits))
+    key_path, stream_path = folder / "key.json", folder / "stream.npy"
+    have = 0
+    if key_path.exists() and stream_path.exists():
+        saved = read_json(key_path)
+        # The teacher is known by its sha256; the path it was read from (relative or not) is only a note.
+        if {k: v for k, v in saved.items() if k not in ("batches", "teacher")} == \
+                {k: v for k, v in key.items() if k != "teacher"}:
+            have = int(saved["batches"])
+        else:
+            console.print(f"teacher logits in {folder} were made for another teacher or stream: rebuilding")
+    if have < num_batches or not all((folder / f"{s}.npy").exists() for s in splits):
+        if have == 0 and folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        # LiteRT and ONNX Runtime files get every core (LiteRT defaults to one); Keras uses them all already,
+        # and its thread pools cannot be resized once this process has run an op.
+        teacher = open_classifier(teacher_path, None if Path(teacher_path).suffix == ".keras" else all_threads())
+        console.print(f"teacher logits: {teacher_path} on batches {have}..{num_batches - 1} "
+                      f"of the training stream (batch {batch_size}, seed {seed})")
+        feed = AugmentedBatches(*train, batch_size=batch_size, seed=seed)
+        old = np.load(stream_path, mmap_mode="r") if have else None
+        with atomic_path(stream_path) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                            shape=(max(have, num_batches), batch_size, len(info.classes)))
+            if have:
+                out[:have] = old[:have]
+            with progress_bar(num_batches - have, "teacher logits for the training stream") as advance:
+                for g in range(have, num_batches):
+                    out[g] = log_probabilities(teacher.predict(feed[g][0]))
+                    advance()
+            out.flush()
+            del out, old
+        for split, images in splits.items():
+            with atomic_path(folder / f"{split}.npy") as tmp:
+                np.save(tmp, log_probabilities(predict_all(teacher, images, batch_size)))
+        write_json(key_path, {**key, "batches": max(have, num_batches)})
+    return TeacherLogits(np.load(stream_path, mmap_mode="r"),
+                         {s: np.load(folder / f"{s}.npy") for s in splits}, folder)
+
+
+def stored_split_probabilities(info, split: str) -> np.ndarray | None:
+    """The teacher's probabilities on an unaugmented split from the store, or None when there is none."""
+    path = info.root / "cache" / "teacher_logits" / f"{split}.npy"
+    if not path.exists():
+        return None
+    logits = np.load(path)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return probs / probs.sum(axis=1, keepdims=True)

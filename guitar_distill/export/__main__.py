@@ -1,0 +1,131 @@
+"""`python -m export`: teacher and student to ONNX and TFLite, each file checked against Keras."""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from guitar_distill.common.artifacts import read_json, require, sha256_file, stage_dir, write_json, write_text
+from guitar_distill.common.config import resolve_config, stage_parser
+from guitar_distill.common.layout import FORMATS, MODEL_STAGES, STAGE_COMMANDS, TFLITE_PRECISIONS, model_path
+from guitar_distill.common.quiet import quiet_start
+from guitar_distill.common.stage import check_upstream
+
+
+
+def model_json(path: Path, fmt: str, size: int, classes: list[str], source: dict, input_dtype: str) -> dict:
+    return {
+        "file": path.name, "format": fmt,
+        "input": {"shape": [None if fmt.startswith("onnx") else 1, size, size, 3], "dtype": input_dtype,
+                  "range": [0, 255], "layout": "NHWC, RGB"},
+        "output": {"shape": [None, len(classes)], "meaning": "class probabilities in labels.txt order"},
+        "classes": classes,
+        "preprocessing": "inside the graph: feed RGB pixels 0..255 resized (squashed) to the input size; "
+                         "no mean subtraction or scaling by the caller",
+        "source_run": source, "sha256": sha256_file(path),
+    }
+
+
+def distill_config(artifacts: Path) -> dict:
+    """The config the distilled student was trained with (artifacts/distill/config.json)."""
+    return read_json(require(Path(artifacts) / "distill" / "config.json", "the distill run's config",
+                             STAGE_COMMANDS["distill"]))
+
+
+def main(argv=None):
+    parser = stage_parser("Export teacher and student to ONNX and TFLite (fp32, fp16, int8) with a parity gate.")
+    parser.add_argument("--models", nargs="+", default=list(MODEL_STAGES), choices=list(MODEL_STAGES))
+    args = parser.parse_args(argv)
+    cfg = resolve_config(args)
+    quiet_start()  # parse first: --help and argument errors need no TensorFlow
+    from guitar_distill.common.models import float32_copy, load_stage_model
+    from guitar_distill.common.progress import console
+    from guitar_distill.common.runtimes import open_classifier, predict_all
+    from guitar_distill.dataset.cache import load_split
+    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.distill.teacher_logits import stored_split_probabilities, teacher_file
+    from guitar_distill.export.bundle import build_bundle, golden_photos
+    from guitar_distill.export.convert import (balanced_subset, export_onnx, export_saved_model, onnx_int8, tflite_from_saved_model,
+                                write_tflite)
+    from guitar_distill.export.parity import gate, measure, parity_table
+    from guitar_distill.export.qat import qat_tflite
+
+    ecfg = cfg["export"]
+    start = time.perf_counter()
+    # What earlier stages decided comes from their records: the data table must match; the QAT twin is
+    # built from the distill run's own student table, whatever the current preset says.
+    check_upstream(args.artifacts, cfg, {"data": ("data",)})
+    out = stage_dir(args.artifacts, "export")
+    write_json(out / "config.json", cfg)
+    info = load_data_info(args.artifacts)
+    train_x, train_y = load_split(info, "train")
+    val_x, val_y = load_split(info, "val")
+    calibration = np.asarray(train_x[balanced_subset(train_y, int(ecfg["calibration_per_class"]),
+                                                     int(cfg["data"]["seed"]))])
+    results, files = {}, {}
+    for name in args.models:
+        stage = MODEL_STAGES[name]
+        model = float32_copy(load_stage_model(args.artifacts, stage, STAGE_COMMANDS[stage]))
+        source = {"stage": stage, "preset": cfg["name"], **{k: v for k, v in read_json(
+            args.artifacts / stage / "metrics.json").items() if k.endswith("accuracy") or k == "best_epoch"}}
+        console.print(f"[{name}] SavedModel, then ONNX and TFLite ({len(calibration)} calibration photos)")
+        saved = export_saved_model(model, out / "saved_model" / name)
+        paths = {"onnx_fp32": export_onnx(model, model_path(args.artifacts, name, "onnx_fp32"), int(ecfg["onnx_opset"]))}
+        paths["onnx_int8"] = onnx_int8(paths["onnx_fp32"], model_path(args.artifacts, name, "onnx_int8"), calibration)
+        for precision in TFLITE_PRECISIONS:
+            fmt = f"tflite_{precision}"
+            console.print(f"[{name}] {fmt}")
+            paths[fmt] = write_tflite(model_path(args.artifacts, name, fmt),
+                                      tflite_from_saved_model(saved, precision, calibration))
+        if name == "student":
+            console.print(f"[{name}] quantisation-aware training against the teacher's soft targets")
+            # The distill stage's stored teacher answers when it ran offline (no teacher in memory).
+            # Else the distill stage's teacher file, in its own runtime (a Keras, TFLite or ONNX file).
+            soft = stored_split_probabilities(info, "train")
+            if soft is None or len(soft) != len(train_x):
+                soft = predict_all(open_classifier(teacher_file(args.artifacts, cfg["distill"])), train_x, 64)
+            paths["tflite_qat_int8"] = write_tflite(
+                model_path(args.artifacts, name, "tflite_qat_int8"),
+                qat_tflite(model, distill_config(args.artifacts)["student"], np.asarray(train_x), soft, ecfg,
+                           int(cfg["data"]["seed"])))
+        keras_probs = predict_all(model, val_x)
+        for fmt, path in paths.items():
+            write_json(path.with_name("model.json"), model_json(path, fmt, info.image_size, info.classes, source,
+                                                                FORMATS[fmt].input_dtype))
+            write_text(path.with_name("labels.txt"), "\n".join(info.classes) + "\n")
+            results[(name, fmt)] = measure(path, val_x, val_y, keras_probs)
+            results[(name, fmt)].update(file=str(path.relative_to(out)), bytes=path.stat().st_size)
+            files[(name, fmt)] = path
+            console.print(f"[{name}] {fmt}: agreement {results[(name, fmt)]['agreement']:.4f}, "
+                          f"accuracy change {results[(name, fmt)]['accuracy_change']:+.4f}")
+    write_json(out / "parity.json", {f"{m}/{f}": r for (m, f), r in results.items()})
+    write_text(out / "parity.md", parity_table(results))
+    for (name, fmt), r in results.items():
+        if FORMATS[fmt].quantised:
+            gate(f"{name}/{fmt}", files[(name, fmt)], r, float(ecfg["quantised_min_agreement"]))
+        else:
+            gate(f"{name}/{fmt}", files[(name, fmt)], r, float(ecfg["parity_min_agreement"]),
+                 float(ecfg["parity_max_prob_diff"]))
+
+    if "student" in args.models:
+        # Ship the int8 model that holds accuracy best on validation: QAT or post-training.
+        best_fmt = max(("tflite_qat_int8", "tflite_int8"), key=lambda f: (results[("student", f)]["accuracy"],
+                                                                          f == "tflite_int8"))
+        chosen = files[("student", best_fmt)]
+        meta = read_json(chosen.with_name("model.json"))
+        meta["validation"] = results[("student", best_fmt)]
+        bundle = build_bundle(stage_dir(args.artifacts, "edge") / "guitar-student", chosen, meta, info.classes,
+                              golden_photos(info.split_rows("val"), info.source, info.classes,
+                                            int(ecfg["golden_images"]), int(cfg["data"]["seed"])),
+                              onnx_file=files[("student", "onnx_fp32")])
+        console.print(f"edge bundle ({best_fmt}): {bundle} and {bundle}.tar.gz")
+    shutil.rmtree(out / "saved_model", ignore_errors=True)
+    console.print(parity_table(results))
+    console.print(f"export done in {time.perf_counter() - start:.0f} s: {out}/<model>/<format>/, "
+                  f"parity in {out / 'parity.json'} and {out / 'parity.md'}")
+
+
+if __name__ == "__main__":
+    main()

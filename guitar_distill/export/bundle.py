@@ -1,0 +1,82 @@
+"""The edge bundle: the student's int8 .tflite, labels, model.json, predict.py and golden photos."""
+from __future__ import annotations
+
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+import guitar_distill.edge as edge
+from guitar_distill.common.artifacts import atomic_path, write_json, write_text
+from guitar_distill.edge.predict import TFLiteClassifier, classify
+from guitar_distill.export.web import add_web_page
+
+BUNDLE_README = """# guitar-student: a guitar body-type classifier for a Raspberry Pi or a phone
+
+A Network-in-Network student distilled from a ResNet50 teacher, quantised to int8 (uint8 input).
+`model.json` says where it came from, its input and its sha256.
+
+## Raspberry Pi (64-bit Raspberry Pi OS) or any Linux/macOS box
+
+    python3 -m venv venv && . venv/bin/activate
+    pip install ai-edge-litert numpy pillow
+    python predict.py --selftest           # checks the golden photos: run this first
+    python predict.py photo.jpg photos/ --top-k 3
+    python predict.py photo.jpg --json
+
+Input: any JPEG, PNG, WebP, BMP or TIFF photo; EXIF orientation and colour modes are handled and
+the photo is resized to the model's input. Exit status is non-zero if any file failed.
+
+What `--selftest` proves: `golden/expected.json` holds what this very model answered for the golden
+photos when the bundle was built (top-1 and its probability). The self-test checks that this device
+gives the same answers (top-1 equal, probability within 0.02): a reproducibility check of the runtime,
+the photo decoding and the file, not a check that the answers are right. Some golden answers may be
+wrong; `label` in expected.json is the true class, `top` the model's answer. The model's accuracy is
+in `model.json` ("validation") and in the project's reports.
+"""
+
+
+def build_bundle(dest: Path, model_file: Path, model_json: dict, labels: list[str],
+                 golden: list[tuple[str, Path]], onnx_file: Path | None = None) -> Path:
+    """Write `dest/` and `dest.tar.gz`; `golden` is (label, photo path) pairs; with `onnx_file`, the web page."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "golden").mkdir(parents=True)
+    shutil.copy(model_file, tmp / "model.tflite")
+    write_text(tmp / "labels.txt", "\n".join(labels) + "\n")
+    write_json(tmp / "model.json", model_json)
+    edge_dir = Path(edge.__file__).parent
+    shutil.copy(edge_dir / "predict.py", tmp / "predict.py")
+    shutil.copy(edge_dir / "images.py", tmp / "images.py")
+    write_text(tmp / "README.md", BUNDLE_README)
+    classifier = TFLiteClassifier(tmp / "model.tflite")
+    expected = []
+    for label, photo in golden:
+        target = tmp / "golden" / f"{label}_{photo.name}"
+        shutil.copy(photo, target)
+        result = classify(classifier, labels, [target], 3)[0]
+        expected.append({"file": target.name, "label": label, "top": result["top"]})
+    write_json(tmp / "golden" / "expected.json", expected)
+    if onnx_file is not None:
+        add_web_page(tmp, onnx_file, labels, classifier.size)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    with atomic_path(dest.with_name(dest.name + ".tar.gz")) as archive:
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(dest, arcname=dest.name)
+    return dest
+
+
+def golden_photos(rows, source: Path, classes: list[str], count: int, seed: int):
+    """`count` validation photos, one class after another, seeded."""
+    rng = np.random.default_rng(seed)
+    picks = []
+    for label in classes:
+        candidates = [r for r in rows if r.label == label]
+        if candidates:
+            picks.append((label, source / candidates[int(rng.integers(len(candidates)))].path))
+    order = rng.permutation(len(picks))[:count]
+    return [picks[i] for i in sorted(order)]
+
+

@@ -1,0 +1,247 @@
+"""`python -m export.pi_check` (`make pi-check`): the edge bundle, unchanged, on 64-bit ARM Linux.
+
+A Raspberry Pi 4/5 runs aarch64. Here the bundle's predict.py runs under QEMU user-mode emulation
+with Debian's arm64 Python 3.11 and the aarch64 wheels of ai-edge-litert, numpy and pillow from
+PyPI (the versions this project uses on x86), on the golden photos and validation photos, with the
+int8 student (the bundle's model) and the fp32 student. The same commands run on x86 here, and the
+answers are compared photo by photo: top-1 must be equal on every photo, probabilities within the
+tolerance below. Emulated timings mean nothing and are not reported.
+
+What it builds (Debian arm64 packages unpacked into a sysroot, the wheels unpacked into a site
+folder) is cached in ~/.cache/guitar-distill/pi-check (GUITAR_PI_CACHE to move it).
+
+Two things QEMU user mode does not give an ARM program: an ARM /proc/cpuinfo (it passes the x86 host's
+through, and the cpuinfo library that XNNPACK and ruy use to pick kernels crashes on it) and nothing
+else. The check runs the emulated process in a private mount namespace (`unshare --mount`) with a
+Raspberry Pi 4's /proc/cpuinfo (4 x Cortex-A72) bound over the host's, and QEMU set to Cortex-A72.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+from guitar_distill.common.config import PROJECT_ROOT
+
+CACHE = Path(os.environ.get("GUITAR_PI_CACHE", Path.home() / ".cache" / "guitar-distill" / "pi-check"))
+PYTHON = "python3.11"  # Debian 12's; its arm64 build runs the cp311 aarch64 wheels
+ARM64_PACKAGES = (  # python3.11 and libstdc++ for arm64 with their run-time dependencies (apt-cache depends)
+    "gcc-12-base", "libbz2-1.0", "libc6", "libcom-err2", "libcrypt1", "libdb5.3", "libexpat1", "libffi8",
+    "libgcc-s1", "libgssapi-krb5-2", "libk5crypto3", "libkeyutils1", "libkrb5-3", "libkrb5support0", "liblzma5",
+    "libncursesw6", "libnsl2", "libpython3.11-minimal", "libpython3.11-stdlib", "libreadline8", "libsqlite3-0",
+    "libssl3", "libstdc++6", "libtinfo6", "libtirpc3", "libuuid1", "python3.11-minimal", "python3.11", "zlib1g")
+WHEELS = ("ai-edge-litert", "numpy", "pillow")  # what the bundle's README installs on a Pi
+AARCH64_TAGS = ("manylinux2014_aarch64", *(f"manylinux_2_{v}_aarch64" for v in (17, 24, 27, 28, 31, 34, 35, 36)))
+QEMU_CPU = "cortex-a72"  # the Raspberry Pi 4's core
+PI4_CPUINFO = "".join(f"processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
+                      f"CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\n"
+                      f"CPU revision\t: 3\n\n" for n in range(4)) + \
+    "Hardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
+# Probability tolerance, ARM vs x86, per model kind. int8: the output is a uint8 with scale 1/256,
+# and the two kernels may round an accumulator differently by one step, which can move an output by
+# a quantum or two; fp32: the same float arithmetic in another order (NEON vs AVX FMA tiling).
+TOLERANCE = {"int8": 2.5 / 256, "fp32": 1e-4}
+
+
+def run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        raise SystemExit(f"pi-check: {what} failed ({' '.join(map(str, cmd[:6]))} ...):\n{result.stderr[-3000:]}")
+    return result
+
+
+def ensure_qemu() -> str:
+    qemu = shutil.which("qemu-aarch64-static")
+    if qemu:
+        return qemu
+    if os.geteuid() != 0:
+        raise SystemExit("pi-check needs qemu-aarch64-static: sudo apt-get install qemu-user-static")
+    print("installing qemu-user-static (Debian)")
+    run(["apt-get", "install", "-y", "-qq", "qemu-user-static"], "apt-get install qemu-user-static",
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return shutil.which("qemu-aarch64-static")
+
+
+def ensure_sysroot() -> Path:
+    """Debian's arm64 Python and libraries, unpacked (no dpkg database, no binfmt registration)."""
+    sysroot = CACHE / "sysroot"
+    ready = CACHE / "sysroot.json"
+    if ready.exists() and json.loads(ready.read_text()).get("packages") == list(ARM64_PACKAGES):
+        return sysroot
+    if os.geteuid() != 0:
+        raise SystemExit("pi-check builds its arm64 sysroot with apt-get once: run it as root (or with sudo)")
+    print("building the arm64 sysroot from Debian's packages (once)")
+    arches = run(["dpkg", "--print-foreign-architectures"], "dpkg").stdout.split()
+    if "arm64" not in arches:
+        run(["dpkg", "--add-architecture", "arm64"], "dpkg --add-architecture arm64")
+        run(["apt-get", "update", "-qq"], "apt-get update")
+    debs = CACHE / "debs"
+    shutil.rmtree(debs, ignore_errors=True)
+    debs.mkdir(parents=True)
+    result = subprocess.run(["apt-get", "download", *(f"{p}:arm64" for p in ARM64_PACKAGES)], cwd=debs,
+                            capture_output=True, text=True)
+    if result.returncode != 0:  # an old package list: refresh once
+        run(["apt-get", "update", "-qq"], "apt-get update")
+        run(["apt-get", "download", *(f"{p}:arm64" for p in ARM64_PACKAGES)], "apt-get download", cwd=debs)
+    shutil.rmtree(sysroot, ignore_errors=True)
+    for deb in sorted(debs.glob("*.deb")):
+        run(["dpkg", "-x", str(deb), str(sysroot)], f"dpkg -x {deb.name}")
+    ready.write_text(json.dumps({"packages": list(ARM64_PACKAGES), "debs": sorted(d.name for d in debs.glob("*.deb"))}))
+    return sysroot
+
+
+def ensure_site() -> Path:
+    """The aarch64 wheels of the versions installed here, unpacked into one folder for PYTHONPATH."""
+    pins = [f"{name}=={metadata.version(name)}" for name in WHEELS]
+    site = CACHE / ("site-" + hashlib.sha256(" ".join(pins).encode()).hexdigest()[:12])
+    if (site / ".ready").exists():
+        return site
+    print(f"fetching the aarch64 wheels of {', '.join(pins)} (once)")
+    wheels = CACHE / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    platforms = [arg for tag in AARCH64_TAGS for arg in ("--platform", tag)]
+    run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", *platforms, "--python-version", "3.11",
+         "--implementation", "cp", "-d", str(wheels), *pins], "pip download (aarch64 wheels)")
+    shutil.rmtree(site, ignore_errors=True)
+    for wheel in sorted(wheels.glob("*.whl")):
+        with zipfile.ZipFile(wheel) as z:
+            z.extractall(site)
+    (site / ".ready").write_text("\n".join(sorted(w.name for w in wheels.glob("*.whl"))) + "\n")
+    return site
+
+
+def arm_command(qemu: str, sysroot: Path, site: Path, args: list[str]) -> list[str]:
+    """The emulated `python3.11 ARGS`, with a Pi 4's /proc/cpuinfo in a private mount namespace."""
+    cpuinfo = CACHE / "cpuinfo-pi4"
+    cpuinfo.write_text(PI4_CPUINFO)
+    inner = " ".join(["mount --bind", str(cpuinfo), "/proc/cpuinfo &&", "exec env", f"PYTHONPATH={site}",
+                      qemu, "-cpu", QEMU_CPU, "-L", str(sysroot), str(sysroot / "usr" / "bin" / PYTHON),
+                      *(json.dumps(a) for a in args)])
+    return ["unshare", "--mount", "sh", "-c", inner]
+
+
+def bundle_with_golden(bundle: Path, tmp: Path) -> Path:
+    """A copy of the bundle whose golden photos are there: the released copy in models/ keeps only
+    golden/expected.json, so the photos are put back from the data set it names."""
+    copy = tmp / bundle.name
+    shutil.copytree(bundle, copy)
+    expected = copy / "golden" / "expected.json"
+    if not expected.exists():
+        raise SystemExit(f"{bundle}: no golden/expected.json; rebuild the bundle (python -m export)")
+    source = PROJECT_ROOT.parent / "shared" / "guitars"
+    for item in json.loads(expected.read_text()):
+        target = copy / "golden" / item["file"]
+        if not target.exists():
+            original = source / item["label"] / item["file"][len(item["label"]) + 1:]
+            if not original.exists():
+                raise SystemExit(f"golden photo {item['file']} is missing and {original} cannot be found")
+            shutil.copy(original, target)
+    return copy
+
+
+def validation_photos(count: int, preset: str) -> list[Path]:
+    """`count` validation photos of the preset's split, spread over the classes (the manifest in
+    artifacts/data when it is there, else a manifest made in the cache without decoding)."""
+    import csv
+
+    manifest = PROJECT_ROOT / "artifacts" / "data" / "manifest.csv"
+    source = PROJECT_ROOT.parent / "shared" / "guitars"
+    if not manifest.exists():
+        data = CACHE / "data"
+        manifest = data / "data" / "manifest.csv"
+        if not manifest.exists():
+            print(f"making the {preset} preset's split (manifest only) in {data}")
+            run([sys.executable, "-m", "guitar_distill.dataset", "--preset", preset, "--artifacts", str(data), "--no-cache"],
+                "python -m dataset --no-cache", cwd=PROJECT_ROOT)
+    with open(manifest, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "val"]
+    by_class: dict[str, list[dict]] = {}
+    for r in rows:
+        by_class.setdefault(r["class"], []).append(r)
+    picked, k = [], 0
+    while len(picked) < count and any(len(v) > k for v in by_class.values()):
+        picked += [v[k] for v in by_class.values() if len(v) > k][:count - len(picked)]
+        k += 1
+    return [source / r["path"] for r in picked]
+
+
+def predictions(command: list[str], cwd: Path) -> dict[str, list]:
+    result = run(command, "predict.py", cwd=cwd)
+    out = json.loads(result.stdout)
+    errors = [f"{r['file']}: {r['error']}" for r in out if "error" in r]
+    if errors:
+        raise SystemExit("pi-check: predict.py could not read some photos:\n" + "\n".join(errors))
+    return {r["file"]: r["top"] for r in out}
+
+
+def compare(x86: dict, arm: dict, tolerance: float) -> dict:
+    rows = []
+    for name, top_x86 in x86.items():
+        top_arm = arm[name]
+        px, pa = dict(top_x86), dict(top_arm)
+        diff = max(abs(px[c] - pa[c]) for c in px)
+        rows.append({"photo": str(Path(name).relative_to(Path(name).parents[1])), "top1_x86": top_x86[0][0], "top1_arm": top_arm[0][0], "max_prob_diff": diff})
+    flips = sum(r["top1_x86"] != r["top1_arm"] for r in rows)
+    worst = max(r["max_prob_diff"] for r in rows)
+    return {"photos": len(rows), "top1_flips": flips, "max_prob_diff": worst, "tolerance": tolerance,
+            "passed": flips == 0 and worst <= tolerance, "rows": rows}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Run the edge bundle on aarch64 under QEMU and compare with x86.")
+    parser.add_argument("--bundle", type=Path, help="default: artifacts/edge/guitar-student, else the released one")
+    parser.add_argument("--fp32", type=Path, help="the fp32 student .tflite (default: next to the bundle's source)")
+    parser.add_argument("--photos", type=int, default=50, help="validation photos besides the golden ones (%(default)s)")
+    parser.add_argument("--preset", default="cpu", help="whose validation split (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "artifacts" / "bench", help="record folder")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    built = PROJECT_ROOT / "artifacts" / "edge" / "guitar-student"
+    released = PROJECT_ROOT / "models" / "student" / "guitar-student"
+    bundle = args.bundle or (built if built.exists() else released)
+    # The fp32 student of the same run as the bundle: the export's, or the released one.
+    fp32 = args.fp32 or (PROJECT_ROOT / "artifacts" / "export" / "student" / "tflite_fp32" / "model.tflite"
+                         if bundle == built else PROJECT_ROOT / "models" / "student" / "tflite_fp32" / "model.tflite")
+    if not fp32.exists():
+        raise SystemExit(f"{fp32}: no fp32 student .tflite: run `make export` (or `make release`), or pass --fp32 FILE")
+    qemu, sysroot, site = ensure_qemu(), ensure_sysroot(), ensure_site()
+    print(f"ready in {time.perf_counter() - start:.0f} s (cache: {CACHE})")
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = bundle_with_golden(bundle, Path(tmp))
+        golden = sorted((copy / "golden").glob("*.jpg"))
+        photos = golden + validation_photos(args.photos, args.preset)
+        selftest = subprocess.run(arm_command(qemu, sysroot, site, [str(copy / "predict.py"), "--selftest"]),
+                                  capture_output=True, text=True, cwd=copy)
+        print(f"aarch64 selftest (exit {selftest.returncode}):\n{selftest.stdout.strip()}")
+        results = {}
+        for kind, model in (("int8", copy / "model.tflite"), ("fp32", fp32)):
+            common = [str(copy / "predict.py"), "--model", str(model), "--labels", str(copy / "labels.txt"),
+                      "--json", "--top-k", str(len((copy / "labels.txt").read_text().split())), *map(str, photos)]
+            x86 = predictions([sys.executable, *common], copy)
+            arm = predictions(arm_command(qemu, sysroot, site, common), copy)
+            results[kind] = compare(x86, arm, TOLERANCE[kind])
+            r = results[kind]
+            print(f"{kind} ({model.name} from {model.parent}): {r['photos']} photos, top-1 flips {r['top1_flips']}, "
+                  f"max probability difference {r['max_prob_diff']:.5f} (tolerance {r['tolerance']:.5f}): "
+                  f"{'ok' if r['passed'] else 'FAILED'}")
+    passed = selftest.returncode == 0 and all(r["passed"] for r in results.values())
+    record = {"bundle": str(bundle), "fp32": str(fp32), "qemu_cpu": QEMU_CPU, "python": PYTHON,
+              "wheels": {name: metadata.version(name) for name in WHEELS}, "selftest_exit": selftest.returncode,
+              "results": results, "passed": passed, "seconds": time.perf_counter() - start}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "pi_check.json").write_text(json.dumps(record, indent=2))
+    print(f"pi-check {'passed' if passed else 'FAILED'} in {record['seconds']:.0f} s: {args.out / 'pi_check.json'}")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

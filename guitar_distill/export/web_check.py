@@ -1,0 +1,206 @@
+"""`python -m export.web_check` (`make web-check`): the bundle's web page in a real browser.
+
+Debian's headless Chromium, driven by Selenium, loads the page from a local `python -m http.server`
+(the way a Pi serves it to a phone), classifies the golden photos and 50 validation photos through
+the page's own code (decode, Pillow-exact resize, onnxruntime-web), and compares each top-1 with
+the Python path (edge/images.py + ONNX Runtime) on the same file. Then it checks that bad input
+shows a message in the page: a file that is not an image, an image with too many pixels, and a
+model file that fails to load. `--screenshot` saves the page with a real photo classified.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from guitar_distill.common.config import PROJECT_ROOT
+from guitar_distill.export.pi_check import bundle_with_golden, validation_photos
+from guitar_distill.export.web import add_web_page
+
+RELEASED = PROJECT_ROOT / "models" / "student"
+DEBIAN_PACKAGES = ("chromium", "chromium-driver")
+
+
+def ensure_chromium() -> tuple[str, str]:
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if browser and driver:
+        return browser, driver
+    if os.geteuid() != 0:
+        raise SystemExit("the web check needs Debian's chromium and chromium-driver: sudo apt-get install "
+                         + " ".join(DEBIAN_PACKAGES))
+    print("installing chromium and chromium-driver (Debian)")
+    result = subprocess.run(["apt-get", "install", "-y", "-qq", *DEBIAN_PACKAGES], capture_output=True, text=True,
+                            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if result.returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *DEBIAN_PACKAGES], check=True, capture_output=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@contextlib.contextmanager
+def local_server(root: Path):
+    """`python -m http.server` on a free loopback port, serving `root`."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=root,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def headless_chromium():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver = ensure_chromium()
+    options = Options()
+    options.binary_location = browser
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=430,900"):
+        options.add_argument(arg)
+    chrome = webdriver.Chrome(service=Service(driver), options=options)
+    chrome.set_script_timeout(180)
+    try:
+        yield chrome
+    finally:
+        chrome.quit()
+
+
+CLASSIFY = "const done = arguments[1]; classifyUrl(arguments[0]).then(done, e => done({error: e.message}));"
+
+
+def open_page(chrome, url: str) -> bool:
+    chrome.get(url)
+    return chrome.execute_async_script("window.modelReady.then(arguments[0])")
+
+
+def page_status(chrome, wait_for_error: bool = False, seconds: float = 60) -> tuple[str, bool]:
+    """The status line's text and whether it is shown as an error (waiting until it is one, if asked)."""
+    deadline = time.time() + seconds
+    while True:
+        element = chrome.find_element("id", "status")
+        text, is_error = element.text, "error" in (element.get_attribute("class") or "")
+        if not wait_for_error or is_error or time.time() > deadline:
+            return text, is_error
+        time.sleep(0.2)
+
+
+def upload(chrome, path: Path) -> None:
+    chrome.find_element("id", "file").send_keys(str(path))
+
+
+def python_answers(onnx_file: Path, photos: list[Path], size: int) -> np.ndarray:
+    from guitar_distill.common.runtimes import open_classifier
+    from guitar_distill.edge.images import load_for_model
+
+    session = open_classifier(onnx_file)
+    return np.concatenate([session.predict(load_for_model(p, size)[None]) for p in photos])
+
+
+def check(bundle: Path, onnx_file: Path, photos_count: int, preset: str, screenshot: Path | None) -> dict:
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        site = Path(tmp)
+        page = bundle_with_golden(bundle, site)
+        meta = json.loads((page / "model.json").read_text())
+        size, classes = int(meta["input"]["shape"][1]), meta["classes"]
+        add_web_page(page, onnx_file, classes, size)
+        photos = sorted((page / "golden").glob("*.jpg")) + validation_photos(photos_count, preset)
+        (site / "photos").mkdir()
+        served = []
+        for i, photo in enumerate(photos):
+            target = site / "photos" / f"{i:03d}_{photo.parent.name}_{photo.name}"
+            shutil.copy(photo, target)
+            served.append(target)
+        # Bad input: not an image, too many pixels (a 7000 x 6000 PNG is 42 MP, over the 40 MP limit),
+        # and a site whose model file is broken.
+        (site / "notes.txt").write_text("not a photo\n")
+        Image.new("RGB", (7000, 6000), (90, 120, 150)).save(site / "huge.png", optimize=False, compress_level=1)
+        broken = site / "broken"
+        shutil.copytree(page, broken)
+        (broken / "model.onnx").write_bytes(b"this is not an ONNX model")
+
+        reference = python_answers(onnx_file, served, size)
+        with local_server(site) as base, headless_chromium() as chrome:
+            if not open_page(chrome, f"{base}/{page.name}/index.html"):
+                raise SystemExit(f"the page did not load its model: {page_status(chrome)[0]}")
+            rows, started = [], time.perf_counter()
+            for path, ref in zip(served, reference):
+                got = chrome.execute_async_script(CLASSIFY, f"/photos/{path.name}")
+                if "error" in got:
+                    raise SystemExit(f"the page could not classify {path.name}: {got['error']}")
+                probs = dict(got["top"])
+                rows.append({"photo": path.name, "page_top1": got["top"][0][0], "python_top1": classes[int(ref.argmax())],
+                             "max_prob_diff": float(max(abs(probs[c] - float(ref[k])) for k, c in enumerate(classes))),
+                             "inference_ms": got["ms"]})
+            page_seconds = time.perf_counter() - started
+            bad = {}
+            for name, path in (("not an image", site / "notes.txt"), ("too many pixels", site / "huge.png")):
+                upload(chrome, path)
+                bad[name] = page_status(chrome, wait_for_error=True)
+            if screenshot:
+                upload(chrome, served[0])
+                deadline = time.time() + 60
+                while page_status(chrome)[0].startswith("Reading") and time.time() < deadline:
+                    time.sleep(0.2)
+                screenshot.parent.mkdir(parents=True, exist_ok=True)
+                chrome.save_screenshot(str(screenshot))
+            open_page(chrome, f"{base}/broken/index.html")
+            bad["model fails to load"] = page_status(chrome, wait_for_error=True)
+    agreement = float(np.mean([r["page_top1"] == r["python_top1"] for r in rows]))
+    return {"photos": len(rows), "agreement": agreement, "max_prob_diff": max(r["max_prob_diff"] for r in rows),
+            "median_inference_ms": float(np.median([r["inference_ms"] for r in rows])),
+            "page_seconds": page_seconds, "bad_input": {k: {"text": t, "shown_as_error": e} for k, (t, e) in bad.items()},
+            "rows": rows}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="The bundle's web page in headless Chromium vs the Python path.")
+    parser.add_argument("--bundle", type=Path, default=RELEASED / "guitar-student")
+    parser.add_argument("--onnx", type=Path, default=RELEASED / "onnx_fp32" / "model.onnx", help="the student's ONNX file")
+    parser.add_argument("--photos", type=int, default=50, help="validation photos besides the golden ones (%(default)s)")
+    parser.add_argument("--preset", default="cpu", help="whose validation split (default: %(default)s)")
+    parser.add_argument("--screenshot", type=Path, help="save the page with a classified photo here (PNG)")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "artifacts" / "bench", help="record folder")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    result = check(args.bundle, args.onnx, args.photos, args.preset, args.screenshot)
+    bad_ok = all(v["shown_as_error"] for v in result["bad_input"].values())
+    result["passed"] = result["agreement"] >= 0.99 and bad_ok
+    result["seconds"] = time.perf_counter() - start
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "web_check.json").write_text(json.dumps(result, indent=2))
+    print(f"browser vs Python top-1 agreement: {result['agreement']:.4f} on {result['photos']} photos "
+          f"(max probability difference {result['max_prob_diff']:.2e}; median inference "
+          f"{result['median_inference_ms']:.1f} ms in headless Chromium, wasm, 1 thread)")
+    for name, v in result["bad_input"].items():
+        print(f"bad input, {name}: {'shown' if v['shown_as_error'] else 'NOT shown'} as an error: {v['text']}")
+    if args.screenshot:
+        print(f"screenshot: {args.screenshot}")
+    print(f"web check {'passed' if result['passed'] else 'FAILED'} in {result['seconds']:.0f} s: {args.out / 'web_check.json'}")
+    return 0 if result["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

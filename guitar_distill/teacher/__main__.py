@@ -1,0 +1,47 @@
+"""`python -m teacher`: fine-tune ResNet50 on the manifest's split with the write-up's recipe."""
+from __future__ import annotations
+
+import time
+
+from guitar_distill.common.config import training_config
+from guitar_distill.common.quiet import quiet_start
+
+
+def main(argv=None):
+    def weights_flag(parser):
+        parser.add_argument("--weights", help='"imagenet", "none" or a local no-top ResNet50 weights file')
+
+    args, cfg = training_config("Fine-tune the ResNet50 teacher with the write-up's recipe (resumable).",
+                                "teacher", argv, weights_flag)
+    quiet_start()  # parse first: --help and argument errors need no TensorFlow
+    from guitar_distill.common.progress import console
+    from guitar_distill.common.stage import finish_training, prepare_run_dir
+    from guitar_distill.common.training import configure_runtime, fit_recipe, recipe_loss, recipe_optimizer
+    from guitar_distill.dataset.cache import load_split
+    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.teacher.model import build_teacher
+
+    if args.weights:
+        cfg["teacher"]["weights"] = args.weights
+    tcfg = cfg["teacher"]
+    start = time.perf_counter()
+    out = prepare_run_dir(args.artifacts, "teacher", cfg, args.fresh, keys=("data", "teacher"))
+    info = load_data_info(args.artifacts)
+    runtime = configure_runtime(tcfg)
+    splits = {s: load_split(info, s) for s in ("train", "val", "test") if info.split_rows(s)}
+
+    model = build_teacher(len(info.classes), info.image_size, tcfg["weights"],
+                          zero_init_residual=bool(tcfg.get("zero_init_residual", False)))
+    model.compile(optimizer=recipe_optimizer(tcfg), loss=recipe_loss(tcfg), metrics=["accuracy"])
+    console.print(f"teacher: ResNet50 from {tcfg['weights'] or 'scratch'}, {model.count_params():,} parameters, "
+                  f"{tcfg.get('optimizer', 'sgd')} {tcfg.get('schedule', 'inverse_time')} lr {tcfg['learning_rate']}, "
+                  f"{len(splits['train'][0])} training photos at {info.image_size}px, backend {runtime['backend']}")
+    rows = fit_recipe(model, splits["train"], splits["val"], tcfg, out)
+
+    finish_training(model, rows, splits, out, cfg, "resnet50_teacher", f"ResNet50 teacher ({cfg['name']} preset)",
+                    runtime, extra={"weights": tcfg["weights"]}, classes=info.classes)
+    console.print(f"teacher wall time {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""ResNet50 + Flatten + Dense softmax, as the write-up built it, with ImageNet preprocessing inside."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from guitar_distill.common.layers import CaffePreprocess
+
+def build_teacher(num_classes: int, input_size: int = 224, weights: str | None = None,
+                  zero_init_residual: bool = False) -> keras.Model:
+    """`weights`: "imagenet" (Keras download), None/"none" (from scratch) or a local weights file
+    for the no-top ResNet50 (e.g. resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5).
+
+    `zero_init_residual` (from scratch only) starts the last BN gamma of every residual block at
+    zero, so each block begins as the identity (Goyal et al. 2017): deep nets from scratch train
+    sooner with it.
+    """
+    if weights in ("none", "None", ""):
+        weights = None
+    if weights not in (None, "imagenet"):
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"ResNet50 weights file not found: {path}")
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = CaffePreprocess(name="preprocess")(inputs)
+    try:
+        base = keras.applications.ResNet50(include_top=False, weights=weights, input_tensor=x)
+    except (ValueError, OSError) as e:
+        if weights in (None, "imagenet"):
+            raise
+        raise ValueError(f"{weights}: not no-top ResNet50 weights for a {input_size}px input ({e})") from e
+    if zero_init_residual and weights is None:
+        for layer in base.layers:
+            if layer.name.endswith("_3_bn"):  # convN_blockM_3_bn: the block's last BN before the add
+                layer.gamma.assign(keras.ops.zeros_like(layer.gamma))
+    x = keras.layers.Flatten(name="flatten")(base.output)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="resnet50_teacher")
+
+
+LAST_CONV_LAYER = "conv5_block3_out"
