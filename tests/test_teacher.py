@@ -133,9 +133,9 @@ def test_ctrl_c_says_what_was_saved_and_how_to_resume(tmp_path, photos, monkeypa
         raise KeyboardInterrupt
 
     monkeypatch.setattr(model, "fit", interrupted)
-    monkeypatch.setattr("sys.argv", ["/src/teacher/__main__.py", "--preset", "cpu"])
+    monkeypatch.setattr("sys.argv", ["guitar-distill teacher", "--preset", "cpu"])  # as the installed CLI runs it
     with pytest.raises(SystemExit, match=r"interrupted: 0 complete epoch\(s\) saved in .*backup.*\n"
-                                         r"  python -m teacher --preset cpu"):
+                                         r"  guitar-distill teacher --preset cpu"):
         fit_recipe(model, train, train, CFG, tmp_path / "run")
 
 
