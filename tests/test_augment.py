@@ -14,8 +14,8 @@ FEEDER_CHECK = """
 import numpy as np, keras, sys
 sys.path.insert(0, "tests")
 from conftest import real_photos
-from guitar_distill.edge.images import load_for_model
 from guitar_distill.common.augment import AugmentedBatches
+from guitar_distill.edge.images import load_for_model
 images = np.stack([load_for_model(p, 48) for p in real_photos("ES", 6)])
 feed = AugmentedBatches(images, np.arange(6), batch_size=4, seed=3)
 x, y = feed[0]

@@ -9,10 +9,11 @@ import numpy as np
 from guitar_distill.benchmarks.models import find_model_files
 from guitar_distill.benchmarks.record import markdown_table, write_record
 from guitar_distill.common.artifacts import stage_dir
-from guitar_distill.common.plots import pyplot, save_figure
-from guitar_distill.common.layout import evaluation_split
 from guitar_distill.common.config import resolve_config, stage_parser
+from guitar_distill.common.layout import evaluation_split
+from guitar_distill.common.plots import pyplot, save_figure
 from guitar_distill.common.progress import console, progress_bar
+from guitar_distill.common.quiet import quiet_start
 from guitar_distill.common.runtimes import open_classifier, predict_all
 from guitar_distill.dataset.cache import load_split
 from guitar_distill.dataset.manifest import load_data_info
@@ -90,6 +91,7 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+")
     parser.add_argument("--formats", nargs="+")
     args = parser.parse_args(argv)
+    quiet_start()  # after parsing: --help and argument errors need no TensorFlow
     resolve_config(args)
     start = time.perf_counter()
     info = load_data_info(args.artifacts)

@@ -10,23 +10,24 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 from PIL import Image
 
 from guitar_distill.benchmarks.record import markdown_table, write_record
 from guitar_distill.common.artifacts import stage_dir
-from guitar_distill.common.layout import evaluation_split
 from guitar_distill.common.config import resolve_config, stage_parser
-from guitar_distill.common.models import load_stage_model, logits_model
+from guitar_distill.common.layout import evaluation_split
 from guitar_distill.common.plots import pyplot, save_figure
 from guitar_distill.common.progress import console, progress_bar
+from guitar_distill.common.quiet import quiet_start
 from guitar_distill.dataset.corruptions import CORRUPTIONS, corrupt
 from guitar_distill.dataset.manifest import load_data_info
 from guitar_distill.edge.images import load_for_model
-from guitar_distill.student.model import LAST_FEATURES
-from guitar_distill.teacher.model import LAST_CONV_LAYER
+
+if TYPE_CHECKING:
+    import keras
 
 
 def grad_cam(model: keras.Model, images: np.ndarray, layer: str, class_index=None):
@@ -37,6 +38,10 @@ def grad_cam(model: keras.Model, images: np.ndarray, layer: str, class_index=Non
     averaged over space, weight its channels; the ReLU of the weighted sum is the map.
     """
     import tensorflow as tf  # gradients need a backend; the benchmarks run on TensorFlow
+
+    import keras
+
+    from guitar_distill.common.models import logits_model
 
     logits = logits_model(model)
     probe = keras.Model(logits.inputs, [logits.get_layer(layer).output, logits.outputs[0]])
@@ -78,6 +83,9 @@ def overlay(image: np.ndarray, cam: np.ndarray) -> np.ndarray:
 
 
 def gradcam_grid(photos, labels, classes, teacher, student, corruption, severity, seed, path) -> list[dict]:
+    from guitar_distill.student.model import LAST_FEATURES
+    from guitar_distill.teacher.model import LAST_CONV_LAYER
+
     size = teacher.input_shape[1]
     images = np.stack([load_for_model(p, size) for p in photos])
     variants = [("photo", images)]
@@ -115,9 +123,12 @@ def main(argv=None):
     parser.add_argument("--corrupt", choices=sorted(CORRUPTIONS), help="also show the maps after this corruption")
     parser.add_argument("--severity", type=int, default=3)
     args = parser.parse_args(argv)
+    quiet_start()  # after parsing: --help and argument errors need no TensorFlow
     cfg = resolve_config(args)
     start = time.perf_counter()
     info = load_data_info(args.artifacts)
+    from guitar_distill.common.models import load_stage_model
+
     teacher = load_stage_model(args.artifacts, "teacher", "make teacher")
     student = load_stage_model(args.artifacts, "distill", "make distill")
     if args.photos:

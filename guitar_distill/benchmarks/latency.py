@@ -22,8 +22,9 @@ from guitar_distill.benchmarks.peaks import roof_for
 from guitar_distill.benchmarks.record import write_record
 from guitar_distill.common.artifacts import stage_dir
 from guitar_distill.common.config import resolve_config, stage_parser
-from guitar_distill.common.runtimes import all_threads
 from guitar_distill.common.progress import console, progress_bar
+from guitar_distill.common.quiet import quiet_start
+from guitar_distill.common.runtimes import all_threads
 
 
 def summarize(times_ms) -> dict:
@@ -89,6 +90,7 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, help="timed runs per measurement (default: the preset's)")
     parser.add_argument("--out", type=Path, help="folder for latency.json and latency.md (default: ARTIFACTS/bench)")
     args = parser.parse_args(argv)
+    quiet_start()  # after parsing: --help and argument errors need no TensorFlow
     cfg = resolve_config(args)
     bcfg = dict(cfg["bench"], **({"runs": args.runs} if args.runs else {}))
     threads = sorted(set(args.threads or [1, all_threads()]))

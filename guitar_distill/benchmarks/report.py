@@ -4,13 +4,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from guitar_distill.common.artifacts import read_json, require, write_text
-from guitar_distill.common.plots import pyplot, save_figure
-from guitar_distill.common.config import PROJECT_ROOT, resolve_config, stage_parser
-from guitar_distill.common.layout import model_path
-from guitar_distill.common.progress import console
 from guitar_distill.benchmarks.hardware import header_markdown
 from guitar_distill.benchmarks.robustness import robustness_table
+from guitar_distill.common.artifacts import read_json, require, write_text
+from guitar_distill.common.config import PROJECT_ROOT, resolve_config, stage_parser
+from guitar_distill.common.layout import model_path
+from guitar_distill.common.plots import pyplot, save_figure
+from guitar_distill.common.progress import console
 
 
 def side_by_side(latency: dict, accuracy: dict) -> list[dict]:

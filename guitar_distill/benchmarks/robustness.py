@@ -13,10 +13,11 @@ import numpy as np
 from guitar_distill.benchmarks.models import find_model_files
 from guitar_distill.benchmarks.record import write_record
 from guitar_distill.common.artifacts import stage_dir
-from guitar_distill.common.layout import evaluation_split
 from guitar_distill.common.config import resolve_config, stage_parser
+from guitar_distill.common.layout import evaluation_split
 from guitar_distill.common.plots import pyplot, save_figure
 from guitar_distill.common.progress import console, progress_bar
+from guitar_distill.common.quiet import quiet_start
 from guitar_distill.common.runtimes import open_classifier, predict_all
 from guitar_distill.dataset.cache import load_split
 from guitar_distill.dataset.corruptions import CORRUPTIONS, SEVERITIES, corrupt
@@ -59,6 +60,7 @@ def main(argv=None):
     parser = stage_parser("Accuracy against corruption severity for teacher, student and int8 student.")
     parser.add_argument("--limit", type=int, help="use the first N test photos (default: the preset's; 0 = all)")
     args = parser.parse_args(argv)
+    quiet_start()  # after parsing: --help and argument errors need no TensorFlow
     cfg = resolve_config(args)
     limit = args.limit if args.limit is not None else int(cfg["bench"]["robustness_limit"])
     start = time.perf_counter()

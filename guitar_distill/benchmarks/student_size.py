@@ -23,6 +23,7 @@ from guitar_distill.benchmarks.models import count_macs
 from guitar_distill.benchmarks.record import write_record
 from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.progress import console, progress_bar
+from guitar_distill.common.quiet import quiet_start
 from guitar_distill.export.convert import export_saved_model, tflite_from_saved_model, write_tflite
 
 CANDIDATES = ("16,32,64", "24,48,96", "32,64,128", "48,96,192")
@@ -140,6 +141,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="rounds of measurement (default: %(default)s)")
     parser.add_argument("--out", type=Path, help="folder for the record and figures (default: ARTIFACTS/bench)")
     args = parser.parse_args(argv)
+    quiet_start()  # after parsing: --help and argument errors need no TensorFlow
     args.out = args.out or args.artifacts / "bench"
     cfg = resolve_config(args)
     from guitar_distill.student.model import build_nin_student

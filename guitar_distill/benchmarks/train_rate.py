@@ -10,21 +10,19 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from guitar_distill.benchmarks.record import markdown_table, write_record
 from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.progress import console, progress_bar
-from guitar_distill.common.training import configure_runtime, recipe_loss, recipe_optimizer
-from guitar_distill.common.augment import AugmentedBatches
+from guitar_distill.common.quiet import quiet_start
 from guitar_distill.dataset.scan import find_classes, list_files, resolve_source
 from guitar_distill.edge.images import load_for_model
 
 WRITEUP_EPOCHS = 36  # where the write-up stopped (its "steps" are epochs)
 
 
-def timed_batches(model, feed: AugmentedBatches, batches: int, advance) -> dict:
+def timed_batches(model, feed, batches: int, advance) -> dict:
     x, y = feed[0]
     model.train_on_batch(x, y)  # warm-up: tracing and compilation
     advance()
@@ -48,6 +46,11 @@ def main(argv=None):
     parser.add_argument("--source", type=Path, help="photo folder (default: the preset's)")
     parser.add_argument("--out", type=Path, help="folder for the record (default: ARTIFACTS/bench)")
     args = parser.parse_args(argv)
+    quiet_start()  # after parsing: --help and argument errors need no TensorFlow
+    import keras
+
+    from guitar_distill.common.augment import AugmentedBatches
+    from guitar_distill.common.training import configure_runtime, recipe_loss, recipe_optimizer
     args.out = args.out or args.artifacts / "bench"
     start = time.perf_counter()
     cfg = resolve_config(args)

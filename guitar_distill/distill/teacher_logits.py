@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from guitar_distill.common.artifacts import atomic_path, read_json, require, sha256_file, write_json
-from guitar_distill.common.layout import STAGE_COMMANDS, model_path
-from guitar_distill.common.config import PROJECT_ROOT
-from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.augment import AugmentedBatches, seed_augmentation
+from guitar_distill.common.config import PROJECT_ROOT
+from guitar_distill.common.layout import STAGE_COMMANDS, model_path
+from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.dataset.cache import cache_paths
 
 PROB_FLOOR = 1e-30  # float32 softmax can round a class to 0; log(0) would poison the KL term

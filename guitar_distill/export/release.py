@@ -19,8 +19,9 @@ from pathlib import Path
 from guitar_distill.common.artifacts import read_json, sha256_file, write_json, write_text
 from guitar_distill.common.config import PROJECT_ROOT, resolve_config, stage_parser
 from guitar_distill.common.layout import MODEL_STAGES, evaluation_split, model_path
-from guitar_distill.export.web import RUNTIME_FILES
 from guitar_distill.common.progress import console
+from guitar_distill.common.quiet import quiet_start
+from guitar_distill.export.web import RUNTIME_FILES
 
 MODELS_DIR = PROJECT_ROOT / "models"
 MAX_MB = 60.0
@@ -133,6 +134,7 @@ def main(argv=None):
     what.add_argument("--import-teacher", action="store_true",
                       help="copy the released teacher into ARTIFACTS/export/teacher/tflite_fp16")
     args = parser.parse_args(argv)
+    quiet_start()  # after parsing: --help and argument errors need no TensorFlow
     if args.check:
         check(args.dest, args.artifacts)
     elif args.import_teacher:
