@@ -9,7 +9,8 @@ from pathlib import Path
 from guitar_distill.benchmarks.peaks import ROOFS, measure_roof
 from guitar_distill.common.artifacts import cpu_name, environment_info
 
-ROOF_NAMES = {"fp32": "fp32 GEMM (numpy)", "litert-int8": "int8 fully-connected (LiteRT XNNPACK)",
+ROOF_NAMES = {"fp32": "fp32 GEMM (numpy)", "litert-fp32": "fp32 fully-connected (LiteRT XNNPACK)",
+              "litert-int8": "int8 fully-connected (LiteRT XNNPACK)", "onnxruntime-fp32": "fp32 MatMul (ONNX Runtime)",
               "onnxruntime-int8": "int8 MatMulInteger (ONNX Runtime)"}
 
 SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",

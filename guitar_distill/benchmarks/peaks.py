@@ -1,11 +1,12 @@
 """Compute roofs for the latency table: the best rate a large matrix product reaches here.
 
-fp32 files are compared with numpy's float32 GEMM; int8 files with a large int8 matrix product run
-by the runtime that runs them (LiteRT's XNNPACK fully-connected, ONNX Runtime's MatMulInteger), since
-int8 kernels reach several times the float32 rate and a float32 roof would read above 100 %.
+Each file is compared with a large matrix product run by its own runtime in its own precision
+(LiteRT's XNNPACK fully-connected, ONNX Runtime's MatMul / MatMulInteger): int8 kernels reach
+several times the float32 rate, and a runtime's own GEMM can beat numpy's BLAS, so any other roof
+reads above 100 %. Keras files are compared with numpy's float32 GEMM.
 Each roof is measured in a fresh process with the thread count pinned.
 
-    python -m benchmarks.peaks fp32 1 | litert-int8 2 | onnxruntime-int8 1   -> GFLOP/s (or GOP/s)
+    python -m benchmarks.peaks fp32 1 | litert-fp32 2 | litert-int8 1 | onnxruntime-fp32 1 | ...   -> GOP/s
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import numpy as np
 from guitar_distill.common.config import PROJECT_ROOT
 
 M, K, N = 512, 1024, 1024  # large enough that the kernel, not the call overhead, sets the rate
-ROOFS = ("fp32", "litert-int8", "onnxruntime-int8")
+ROOFS = ("fp32", "litert-fp32", "litert-int8", "onnxruntime-fp32", "onnxruntime-int8")
 
 
 def best_rate(run, ops: float, repeats: int = 7) -> float:
@@ -40,54 +41,61 @@ def numpy_fp32(threads: int) -> float:
     return best_rate(lambda: a @ b, 2.0 * M * K * N)
 
 
-def int8_dense_tflite(path: Path) -> Path:
-    """A Dense(K -> N) on a batch of M, fully int8-quantised by the TFLite converter."""
+def dense_tflite(path: Path, int8: bool) -> Path:
+    """A Dense(K -> N) on a batch of M as TFLite: float32, or fully int8-quantised by the converter."""
     import tensorflow as tf
 
     inputs = tf.keras.Input((K,), batch_size=M)
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(N, use_bias=False)(inputs))
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    rng = np.random.default_rng(0)
-    converter.representative_dataset = lambda: ([rng.standard_normal((M, K), dtype=np.float32)] for _ in range(4))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = tf.int8
+    if int8:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        rng = np.random.default_rng(0)
+        converter.representative_dataset = lambda: ([rng.standard_normal((M, K), dtype=np.float32)] for _ in range(4))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int8
     path.write_bytes(converter.convert())
     return path
 
 
-def litert_int8(threads: int) -> float:
+def litert(threads: int, int8: bool) -> float:
     from guitar_distill.edge.predict import _interpreter_class
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = Path(tmp) / "dense_int8.tflite"
-        subprocess.run([sys.executable, "-c", f"from guitar_distill.benchmarks.peaks import int8_dense_tflite as f; "
-                        f"from pathlib import Path; f(Path({str(model)!r}))"],
+        model = Path(tmp) / "dense.tflite"
+        subprocess.run([sys.executable, "-c", f"from guitar_distill.benchmarks.peaks import dense_tflite as f; "
+                        f"from pathlib import Path; f(Path({str(model)!r}), {int8})"],
                        check=True, capture_output=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
                        cwd=PROJECT_ROOT)
         interpreter = _interpreter_class()(model_path=str(model), num_threads=threads)
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]
-    interpreter.set_tensor(inp["index"], np.random.default_rng(0).integers(-128, 128, (M, K), dtype=np.int8))
+    rng = np.random.default_rng(0)
+    x = rng.integers(-128, 128, (M, K), dtype=np.int8) if int8 else rng.standard_normal((M, K), dtype=np.float32)
+    interpreter.set_tensor(inp["index"], x)
     return best_rate(interpreter.invoke, 2.0 * M * K * N)
 
 
-def onnxruntime_int8(threads: int) -> float:
+def onnxruntime(threads: int, int8: bool) -> float:
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    weights = np.random.default_rng(1).integers(-128, 128, (K, N), dtype=np.int8)
+    rng = np.random.default_rng(1)
+    if int8:
+        node, x_type, y_type = "MatMulInteger", TensorProto.UINT8, TensorProto.INT32
+        weights = rng.integers(-128, 128, (K, N), dtype=np.int8)
+        x = rng.integers(0, 256, (M, K), dtype=np.uint8)
+    else:
+        node, x_type, y_type = "MatMul", TensorProto.FLOAT, TensorProto.FLOAT
+        weights, x = rng.standard_normal((K, N), dtype=np.float32), rng.standard_normal((M, K), dtype=np.float32)
     graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["x", "w"], ["y"])], "int8_matmul",
-        [helper.make_tensor_value_info("x", TensorProto.UINT8, [M, K])],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, [M, N])],
-        initializer=[numpy_helper.from_array(weights, "w")])
+        [helper.make_node(node, ["x", "w"], ["y"])], "matmul", [helper.make_tensor_value_info("x", x_type, [M, K])],
+        [helper.make_tensor_value_info("y", y_type, [M, N])], initializer=[numpy_helper.from_array(weights, "w")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    feed = {"x": np.random.default_rng(0).integers(0, 256, (M, K), dtype=np.uint8)}
-    return best_rate(lambda: session.run(None, feed), 2.0 * M * K * N)
+    return best_rate(lambda: session.run(None, {"x": x}), 2.0 * M * K * N)
 
 
 def measure_roof(roof: str, threads: int) -> float:
@@ -104,12 +112,16 @@ def measure_roof(roof: str, threads: int) -> float:
 
 
 def roof_for(fmt: str, runtime: str) -> str:
-    """Which roof a file is measured against: int8 kernels against the int8 roof of their runtime."""
-    if "int8" in fmt and runtime in ("litert-xnnpack", "onnxruntime"):
-        return "litert-int8" if runtime == "litert-xnnpack" else "onnxruntime-int8"
-    return "fp32"
-
+    """Which roof a file is measured against: its own runtime's matrix product in its precision
+    (fp16 TFLite files compute in float32 on x86); Keras files against numpy's fp32 GEMM."""
+    if runtime not in ("litert-xnnpack", "onnxruntime"):
+        return "fp32"
+    return f"{'litert' if runtime == 'litert-xnnpack' else 'onnxruntime'}-{'int8' if 'int8' in fmt else 'fp32'}"
 
 if __name__ == "__main__":
     name, n_threads = sys.argv[1], int(sys.argv[2])
-    print({"fp32": numpy_fp32, "litert-int8": litert_int8, "onnxruntime-int8": onnxruntime_int8}[name](n_threads))
+    if name == "fp32":
+        print(numpy_fp32(n_threads))
+    else:
+        runtime, precision = name.split("-")
+        print({"litert": litert, "onnxruntime": onnxruntime}[runtime](n_threads, precision == "int8"))

@@ -211,6 +211,7 @@ def main(argv=None) -> int:
     # The fp32 student of the same run as the bundle: the export's, or the released one.
     fp32 = args.fp32 or (PROJECT_ROOT / "artifacts" / "export" / "student" / "tflite_fp32" / "model.tflite"
                          if bundle == built else PROJECT_ROOT / "models" / "student" / "tflite_fp32" / "model.tflite")
+    bundle, fp32 = bundle.resolve(), fp32.resolve()  # the commands run inside a copy of the bundle
     if not fp32.exists():
         raise SystemExit(f"{fp32}: no fp32 student .tflite: run `make export` (or `make release`), or pass --fp32 FILE")
     qemu, sysroot, site = ensure_qemu(), ensure_sysroot(), ensure_site()

@@ -159,8 +159,12 @@ def check(bundle: Path, onnx_file: Path, photos_count: int, preset: str, screens
             for name, path in (("not an image", site / "notes.txt"), ("too many pixels", site / "huge.png")):
                 upload(chrome, path)
                 bad[name] = page_status(chrome, wait_for_error=True)
-            if screenshot:
-                upload(chrome, served[0])
+            if screenshot:  # the first photo the page gets right (its true class is in its path)
+                truth = [photo.name.split("_")[0] if photo.parent.name == "golden" else photo.parent.name
+                         for photo in photos]
+                shown = next((path for path, row, label in zip(served, rows, truth) if row["page_top1"] == label),
+                             served[0])
+                upload(chrome, shown)
                 deadline = time.time() + 60
                 while page_status(chrome)[0].startswith("Reading") and time.time() < deadline:
                     time.sleep(0.2)
@@ -185,7 +189,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "artifacts" / "bench", help="record folder")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    result = check(args.bundle, args.onnx, args.photos, args.preset, args.screenshot)
+    result = check(args.bundle.resolve(), args.onnx.resolve(), args.photos, args.preset, args.screenshot)
     bad_ok = all(v["shown_as_error"] for v in result["bad_input"].values())
     result["passed"] = result["agreement"] >= 0.99 and bad_ok
     result["seconds"] = time.perf_counter() - start

@@ -110,7 +110,7 @@ def classify(classifier: TFLiteClassifier, labels: list[str], paths: list[Path],
             results.append({"file": str(path), "error": e.reason + (f" ({e.detail})" if e.detail else "")})
             continue
         probs = classifier.predict(x)[0]
-        order = np.argsort(-probs)[:top_k]
+        order = np.argsort(-probs, kind="stable")[:top_k]  # ties (int8 outputs) go to the first class on every CPU
         results.append({"file": str(path), "top": [[labels[i], round(float(probs[i]), 4)] for i in order]})
     return results
 
@@ -121,6 +121,11 @@ def selftest(classifier: TFLiteClassifier, labels: list[str], golden_dir: Path) 
               f"the bundle that `python -m export` builds has them)", file=sys.stderr)
         return 2
     expected = json.loads((golden_dir / "expected.json").read_text())
+    missing = [item["file"] for item in expected if not (golden_dir / item["file"]).exists()]
+    if missing:
+        print(f"error: golden photos missing in {golden_dir}: {', '.join(missing)} (the copy in the project's "
+              f"models/ keeps only expected.json; `make pi-check` puts the photos back from ../shared)", file=sys.stderr)
+        return 2
     failures = 0
     for item in expected:
         result = classify(classifier, labels, [golden_dir / item["file"]], len(item["top"]))[0]
@@ -134,16 +139,41 @@ def selftest(classifier: TFLiteClassifier, labels: list[str], golden_dir: Path) 
     return 1 if failures else 0
 
 
+def benchmark(classifier: TFLiteClassifier, runs: int, threads: int | None) -> int:
+    """Batch-1 latency of the model alone (no photo decoding) on this device."""
+    import platform
+    import time
+
+    x = np.random.default_rng(0).integers(0, 256, (1, classifier.size, classifier.size, 3)).astype(np.uint8)
+    for _ in range(10):
+        classifier.predict(x)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        classifier.predict(x)
+        times.append((time.perf_counter() - start) * 1000)
+    p50, p90 = np.percentile(times, [50, 90])
+    print(f"{classifier.path.name} on {platform.machine()}, {threads or 'default'} thread(s), {runs} runs: "
+          f"p50 {p50:.3f} ms, p90 {p90:.3f} ms, mean {np.mean(times):.3f} ms")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Classify guitar photos with a TFLite model.")
     parser.add_argument("inputs", nargs="*", help="photo files or folders")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="default: %(default)s")
     parser.add_argument("--labels", type=Path, help="labels.txt (default: next to the model)")
-    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--top-k", type=int, default=3, help="classes to show per photo, 1 to all (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--selftest", action="store_true", help="check the golden photos next to the model")
+    parser.add_argument("--benchmark", type=int, metavar="RUNS",
+                        help="time RUNS batch-1 inferences (after 10 warm-up runs) and print p50/p90/mean in ms")
     args = parser.parse_args(argv)
+    if args.top_k < 1:
+        parser.error(f"--top-k must be at least 1 (got {args.top_k})")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1 (got {args.threads})")
     meta = read_model_json(args.model)
     labels_path = args.labels or args.model.with_name("labels.txt")
     try:
@@ -154,9 +184,23 @@ def main(argv=None) -> int:
         return 2
     if args.selftest:
         return selftest(classifier, labels, args.model.parent / "golden")
+    if args.benchmark is not None:
+        if args.benchmark < 1:
+            parser.error(f"--benchmark must be at least 1 (got {args.benchmark})")
+        return benchmark(classifier, args.benchmark, args.threads)
     if not args.inputs:
         parser.error("give photo files or folders, or --selftest")
+    if args.top_k > len(labels):
+        parser.error(f"--top-k {args.top_k}: the model knows only {len(labels)} classes")
     paths = expand_inputs(args.inputs)
+    missing = [item for item in args.inputs if not Path(item).exists()]
+    for item in missing:
+        print(f"error: {item}: no such file or folder", file=sys.stderr)
+    empty = [item for item in args.inputs if Path(item).is_dir() and not expand_inputs([item])]
+    for item in empty:
+        print(f"error: {item}: no photos in this folder ({', '.join(sorted(PHOTO_SUFFIXES))})", file=sys.stderr)
+    if missing or empty:
+        return 2
     results = classify(classifier, labels, paths, args.top_k)
     if args.json:
         print(json.dumps(results, indent=2))
@@ -166,7 +210,7 @@ def main(argv=None) -> int:
                 print(f"{r['file']}: error: {r['error']}", file=sys.stderr)
             else:
                 print(f"{r['file']}: " + ", ".join(f"{label} {p:.1%}" for label, p in r["top"]))
-    return 1 if any("error" in r for r in results) or not results else 0
+    return 1 if any("error" in r for r in results) else 0
 
 
 if __name__ == "__main__":
