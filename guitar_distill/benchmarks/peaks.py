@@ -21,7 +21,9 @@ import numpy as np
 
 from guitar_distill.common.config import PROJECT_ROOT
 
-M, K, N = 512, 1024, 1024  # large enough that the kernel, not the call overhead, sets the rate
+# (M, K, N) of the matrix products: large enough that the kernel, not the call, sets the rate, and
+# shaped like a convolution's im2col GEMM (many rows, few hundred channels); the roof is the best.
+SHAPES = ((512, 1024, 1024), (2048, 512, 512), (1024, 576, 192))
 ROOFS = ("fp32", "litert-fp32", "litert-int8", "onnxruntime-fp32", "onnxruntime-int8")
 
 
@@ -36,12 +38,15 @@ def best_rate(run, ops: float, repeats: int = 7) -> float:
 
 
 def numpy_fp32(threads: int) -> float:
-    a = np.random.default_rng(0).random((M, K), dtype=np.float32)
-    b = np.random.default_rng(1).random((K, N), dtype=np.float32)
-    return best_rate(lambda: a @ b, 2.0 * M * K * N)
+    rates = []
+    for M, K, N in SHAPES:
+        a = np.random.default_rng(0).random((M, K), dtype=np.float32)
+        b = np.random.default_rng(1).random((K, N), dtype=np.float32)
+        rates.append(best_rate(lambda: a @ b, 2.0 * M * K * N))
+    return max(rates)
 
 
-def dense_tflite(path: Path, int8: bool) -> Path:
+def dense_tflite(path: Path, int8: bool, M: int, K: int, N: int) -> Path:
     """A Dense(K -> N) on a batch of M as TFLite: float32, or fully int8-quantised by the converter."""
     import tensorflow as tf
 
@@ -61,41 +66,48 @@ def dense_tflite(path: Path, int8: bool) -> Path:
 def litert(threads: int, int8: bool) -> float:
     from guitar_distill.edge.predict import _interpreter_class
 
+    rates = []
     with tempfile.TemporaryDirectory() as tmp:
-        model = Path(tmp) / "dense.tflite"
-        subprocess.run([sys.executable, "-c", f"from guitar_distill.benchmarks.peaks import dense_tflite as f; "
-                        f"from pathlib import Path; f(Path({str(model)!r}), {int8})"],
+        build = "; ".join(f"f(Path({str(Path(tmp) / f'{i}.tflite')!r}), {int8}, {M}, {K}, {N})"
+                          for i, (M, K, N) in enumerate(SHAPES))
+        subprocess.run([sys.executable, "-c", "from guitar_distill.benchmarks.peaks import dense_tflite as f; "
+                        f"from pathlib import Path; {build}"],
                        check=True, capture_output=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
                        cwd=PROJECT_ROOT)
-        interpreter = _interpreter_class()(model_path=str(model), num_threads=threads)
-    interpreter.allocate_tensors()
-    inp = interpreter.get_input_details()[0]
-    rng = np.random.default_rng(0)
-    x = rng.integers(-128, 128, (M, K), dtype=np.int8) if int8 else rng.standard_normal((M, K), dtype=np.float32)
-    interpreter.set_tensor(inp["index"], x)
-    return best_rate(interpreter.invoke, 2.0 * M * K * N)
+        for i, (M, K, N) in enumerate(SHAPES):
+            interpreter = _interpreter_class()(model_path=str(Path(tmp) / f"{i}.tflite"), num_threads=threads)
+            interpreter.allocate_tensors()
+            inp = interpreter.get_input_details()[0]
+            rng = np.random.default_rng(0)
+            x = rng.integers(-128, 128, (M, K), dtype=np.int8) if int8 else rng.standard_normal((M, K), dtype=np.float32)
+            interpreter.set_tensor(inp["index"], x)
+            rates.append(best_rate(interpreter.invoke, 2.0 * M * K * N))
+    return max(rates)
 
 
 def onnxruntime(threads: int, int8: bool) -> float:
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    rng = np.random.default_rng(1)
-    if int8:
-        node, x_type, y_type = "MatMulInteger", TensorProto.UINT8, TensorProto.INT32
-        weights = rng.integers(-128, 128, (K, N), dtype=np.int8)
-        x = rng.integers(0, 256, (M, K), dtype=np.uint8)
-    else:
-        node, x_type, y_type = "MatMul", TensorProto.FLOAT, TensorProto.FLOAT
-        weights, x = rng.standard_normal((K, N), dtype=np.float32), rng.standard_normal((M, K), dtype=np.float32)
-    graph = helper.make_graph(
-        [helper.make_node(node, ["x", "w"], ["y"])], "matmul", [helper.make_tensor_value_info("x", x_type, [M, K])],
-        [helper.make_tensor_value_info("y", y_type, [M, N])], initializer=[numpy_helper.from_array(weights, "w")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return best_rate(lambda: session.run(None, {"x": x}), 2.0 * M * K * N)
+    rates = []
+    for M, K, N in SHAPES:
+        rng = np.random.default_rng(1)
+        if int8:
+            node, x_type, y_type = "MatMulInteger", TensorProto.UINT8, TensorProto.INT32
+            weights = rng.integers(-128, 128, (K, N), dtype=np.int8)
+            x = rng.integers(0, 256, (M, K), dtype=np.uint8)
+        else:
+            node, x_type, y_type = "MatMul", TensorProto.FLOAT, TensorProto.FLOAT
+            weights, x = rng.standard_normal((K, N), dtype=np.float32), rng.standard_normal((M, K), dtype=np.float32)
+        graph = helper.make_graph(
+            [helper.make_node(node, ["x", "w"], ["y"])], "matmul", [helper.make_tensor_value_info("x", x_type, [M, K])],
+            [helper.make_tensor_value_info("y", y_type, [M, N])], initializer=[numpy_helper.from_array(weights, "w")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        rates.append(best_rate(lambda: session.run(None, {"x": x}), 2.0 * M * K * N))
+    return max(rates)
 
 
 def measure_roof(roof: str, threads: int) -> float:
