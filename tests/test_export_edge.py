@@ -212,13 +212,15 @@ def test_predict_refuses_bad_arguments_with_clear_messages(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_released_bundle_on_aarch64_gives_the_x86_answers(tmp_path):
+def test_released_bundle_on_aarch64_gives_the_x86_answers(tmp_path, capsys):
     """`make pi-check`: the released bundle under QEMU (arm64 Python, aarch64 wheels) vs x86, photo by photo."""
     if os.geteuid() != 0 and not shutil.which("qemu-aarch64-static"):
         pytest.skip("pi-check installs qemu-user-static and an arm64 sysroot with apt-get: needs root once")
     from conftest import run_stage
     out = run_stage("export.pi_check", "--bundle", "models/student/guitar-student", "--fp32",
                     "models/student/tflite_fp32/model.tflite", "--out", str(tmp_path), timeout=900).stdout
+    with capsys.disabled():  # the comparison summary, in the test log
+        print("\n" + "\n".join(line for line in out.splitlines() if "photos, top-1 flips" in line))
     record = json.loads((tmp_path / "pi_check.json").read_text())
     assert record["passed"] and record["selftest_exit"] == 0, out
     for kind in ("int8", "fp32"):
@@ -228,13 +230,14 @@ def test_released_bundle_on_aarch64_gives_the_x86_answers(tmp_path):
 
 
 @pytest.mark.slow
-def test_web_page_in_a_real_browser_matches_python(tmp_path):
+def test_web_page_in_a_real_browser_matches_python(tmp_path, capsys):
     """`make web-check`: the released student's page in headless Chromium vs edge/images.py + ONNX Runtime."""
     if os.geteuid() != 0 and not shutil.which("chromedriver"):
         pytest.skip("the web check installs Debian's chromium and chromium-driver with apt-get: needs root once")
     from conftest import run_stage
     out = run_stage("export.web_check", "--out", str(tmp_path), timeout=900).stdout
-    print(out)  # the agreement figure, in the test log
+    with capsys.disabled():  # the agreement figure, in the test log
+        print("\n" + "\n".join(line for line in out.splitlines() if "agreement" in line))
     record = json.loads((tmp_path / "web_check.json").read_text())
     assert record["photos"] >= 54 and record["agreement"] >= 0.99, out
     for case in ("not an image", "too many pixels", "model fails to load"):
