@@ -33,8 +33,11 @@ class KerasClassifier:
 
         if num_threads and keras.backend.backend() == "tensorflow":
             import tensorflow as tf
-            tf.config.threading.set_intra_op_parallelism_threads(num_threads)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(num_threads)
+                tf.config.threading.set_inter_op_parallelism_threads(1)
+            except RuntimeError:
+                pass  # this process has run TensorFlow already: its thread pools are fixed (all cores by default)
         from guitar_distill.common.models import load_model_file
 
         self.path = Path(path)

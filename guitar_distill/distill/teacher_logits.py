@@ -85,9 +85,7 @@ def cached_teacher_logits(info, train: tuple, teacher_path: Path, batch_size: in
         if have == 0 and folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        # LiteRT and ONNX Runtime files get every core (LiteRT defaults to one); Keras uses them all already,
-        # and its thread pools cannot be resized once this process has run an op.
-        teacher = open_classifier(teacher_path, None if Path(teacher_path).suffix == ".keras" else all_threads())
+        teacher = open_classifier(teacher_path, all_threads())  # LiteRT defaults to one thread
         console.print(f"teacher logits: {teacher_path} on batches {have}..{num_batches - 1} "
                       f"of the training stream (batch {batch_size}, seed {seed})")
         feed = AugmentedBatches(*train, batch_size=batch_size, seed=seed)
