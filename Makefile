@@ -44,10 +44,9 @@ cpu:              ## the CPU reference run behind models/ and reports/ (hours on
 release:          ## copy the cpu run's student and float16 teacher into models/
 	$(PYTHON) -m export.release --preset cpu --artifacts $(ARTIFACTS)
 
-demo:             ## ~20 minutes on 2 CPU cores: students distilled from the released teacher in models/
+demo:             ## ~20 minutes on 2 CPU cores: a student distilled from the released teacher in models/
 	@start=$$(date +%s); set -ex; \
 	$(PYTHON) -m dataset $(DEMO_ARGS); \
-	$(PYTHON) -m student $(DEMO_ARGS); \
 	$(PYTHON) -m distill $(DEMO_ARGS); \
 	$(PYTHON) -m export $(DEMO_ARGS) --models student; \
 	$(PYTHON) -m export.release $(DEMO_ARGS) --import-teacher; \

@@ -50,7 +50,8 @@ def test_presets_inherit_and_state_only_their_changes(tmp_path):
     assert cpu["data"]["split"] == full["data"]["split"]  # inherited whole
     assert cpu["teacher"]["momentum"] == full["teacher"]["momentum"] and cpu["teacher"]["schedule"] == "cosine"
     demo = load_preset("demo")  # two levels: demo -> cpu -> full
-    assert demo["student"]["max_epochs"] == 8 and demo["teacher"]["zero_init_residual"] is True
+    assert demo["student"]["max_epochs"] == 16 and demo["teacher"]["zero_init_residual"] is True
+    assert demo["distill"]["stored_epochs"] == 4 and cpu["distill"]["stored_epochs"] == 0  # inherited from full
     loop = tmp_path / "loop.toml"
     loop.write_text(f'base = "{loop}"\n')
     with pytest.raises(SystemExit, match="loops back"):

@@ -69,3 +69,24 @@ def test_feeder_runs_under_backend(backend):
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split()[0] == backend
+
+
+def test_a_period_replays_the_stored_batches_in_a_new_order(images):
+    full = AugmentedBatches(images, np.arange(6), batch_size=2, seed=3, batch_targets=np.arange(4)[:, None])
+    replay = AugmentedBatches(images, np.arange(6), batch_size=2, seed=3, batch_targets=np.arange(4)[:, None],
+                              period=4)
+    first = [replay[g] for g in range(4)]
+    for g in range(4):  # the first cycle is the stream itself
+        assert np.array_equal(first[g][0], full[g][0])
+    cycles = [[int(replay[c * 4 + k][1][1][0]) for k in range(4)] for c in (1, 2)]
+    assert all(sorted(c) == [0, 1, 2, 3] for c in cycles)  # every stored batch once per cycle ...
+    assert cycles[0] != cycles[1]  # ... in a new seeded order each cycle
+    k = cycles[0].index(2)  # a replayed batch is the stored one: same photos, same augmentation, same targets
+    assert np.array_equal(replay[4 + k][0], first[2][0]) and np.array_equal(replay[4 + k][1][0], first[2][1][0])
+    resumed = AugmentedBatches(images, np.arange(6), batch_size=2, seed=3, batch_targets=np.arange(4)[:, None],
+                               period=4, start_batch=6)
+    assert np.array_equal(resumed[0][0], replay[6][0])  # a resumed run replays the same order
+    with pytest.raises(IndexError):
+        full[4]  # without a period the stored targets end
+    with pytest.raises(ValueError):
+        AugmentedBatches(images, np.arange(6), batch_size=2, seed=3, period=0)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from guitar_distill.benchmarks.accuracy import classification_metrics, expected_calibration_error
-from guitar_distill.benchmarks.latency import flag_int8, latency_table, summarize
+from guitar_distill.benchmarks.latency import flag_int8, latency_table, median_of_rounds, speedups, summarize
 from guitar_distill.benchmarks.models import find_model_files
 from guitar_distill.benchmarks.report import side_by_side, side_by_side_table
 from conftest import run_stage
@@ -18,6 +18,22 @@ def test_percentiles_on_known_samples():
     assert s["images_per_s"] == pytest.approx(1000 / 50.5)
     with pytest.raises(ValueError):
         summarize([])
+
+
+def test_rounds_give_medians_and_the_speedup_pairs_rounds():
+    stats = median_of_rounds([{"times_ms": [1.0, 2.0, 3.0]}, {"times_ms": [10.0, 10.0, 10.0]},
+                              {"times_ms": [4.0, 4.0, 4.0]}])
+    assert stats["p50_ms_rounds"] == [2.0, 10.0, 4.0] and stats["p50_ms"] == 4.0 and stats["runs"] == 9
+    # A slow moment in round two hits both models: paired per round, the ratio stays 20x; the
+    # medians of each model's rounds alone would say 40 / 1.5 = 26.7x.
+    rows = [{"model": "teacher", "fmt": "tflite_fp16", "threads": 1, "p50_ms": 40.0, "p50_ms_rounds": [40.0, 80.0, 30.0]},
+            {"model": "teacher", "fmt": "tflite_fp32", "threads": 1, "p50_ms": 40.0, "p50_ms_rounds": [40.0, 80.0, 30.0]},
+            {"model": "student", "fmt": "tflite_int8", "threads": 1, "p50_ms": 1.5, "p50_ms_rounds": [2.0, 4.0, 1.5]},
+            {"model": "student", "fmt": "tflite_int8", "threads": 2, "p50_ms": 1.0, "p50_ms_rounds": [1.0]}]
+    [found] = speedups(rows)  # no teacher at 2 threads: no pair there
+    assert found["teacher"] == "tflite_fp32" and found["threads"] == 1
+    assert found["ratio_rounds"] == [20.0, 20.0, 20.0] and found["ratio"] == 20.0
+    assert speedups(rows[:1] + rows[2:3])[0]["teacher"] == "tflite_fp16"  # the released teacher alone
 
 
 def test_int8_flag_and_tables():
@@ -104,7 +120,8 @@ def test_train_rate_benchmark(photo_source, tmp_path):
     result = json.loads((tmp_path / "train_rate_smoke.json").read_text())
     assert result["settings"]["image_size"] == 32 and set(result["results"]) == {"teacher", "student"}
     for r in result["results"].values():
-        assert r["train_step_images_per_s"] > 0 and r["hours_for_36_epochs"] > 0
+        assert r["train_step_images_per_s"] > 0 and r["fit_images_per_s"] > 0 and r["hours_for_36_epochs"] > 0
+        assert r["hours_per_epoch"] == pytest.approx(r["steps_per_epoch"] * r["batch_size"] / r["fit_images_per_s"] / 3600)
     assert "| teacher |" in (tmp_path / "train_rate_smoke.md").read_text()
 
 

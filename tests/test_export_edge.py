@@ -10,6 +10,8 @@ import pytest
 from PIL import Image
 
 from conftest import real_photos
+from guitar_distill.common.layout import MODEL_STAGES
+from guitar_distill.common.models import load_model_file
 from guitar_distill.export.parity import ParityError, gate, measure
 
 FORMATS = {"teacher": ["onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_fp16", "tflite_dynamic_int8", "tflite_int8"]}
@@ -19,11 +21,14 @@ FORMATS["student"] = FORMATS["teacher"] + ["tflite_qat_int8"]
 def test_every_format_written_and_within_its_gate(exported):
     parity = json.loads((exported / "export" / "parity.json").read_text())
     for model, formats in FORMATS.items():
+        parameters = load_model_file(exported / MODEL_STAGES[model] / "model.keras").count_params()
         for fmt in formats:
             folder = exported / "export" / model / fmt
             assert (folder / "labels.txt").read_text().split() == ["ES", "FlyingV", "Telecaster"]
             meta = json.loads((folder / "model.json").read_text())
             assert meta["format"] == fmt and len(meta["sha256"]) == 64
+            # Each file says what its network costs: a runtime file alone (the released teacher) cannot.
+            assert meta["network"]["parameters"] == parameters and meta["network"]["macs"] > parameters
             r = parity[f"{model}/{fmt}"]
             assert r["images"] == 6
             if fmt in ("onnx_fp32", "tflite_fp32"):
@@ -245,3 +250,16 @@ def test_web_page_in_a_real_browser_matches_python(tmp_path, capsys):
     assert "not an image" in record["bad_input"]["not an image"]["text"]
     assert "too many pixels" in record["bad_input"]["too many pixels"]["text"]
     assert "failed to load" in record["bad_input"]["model fails to load"]["text"]
+
+
+def test_the_bundle_ships_the_most_accurate_int8_file_that_agrees_with_keras(capsys):
+    from guitar_distill.export.__main__ import bundle_choice
+
+    qat = {"accuracy": 0.526, "agreement": 0.946}  # the demo's: more accurate, but disagrees too often
+    ptq = {"accuracy": 0.518, "agreement": 0.991}
+    assert bundle_choice({"tflite_qat_int8": qat, "tflite_int8": ptq}, 0.98) == "tflite_int8"
+    assert bundle_choice({"tflite_qat_int8": qat, "tflite_int8": ptq}, 0.90) == "tflite_qat_int8"
+    tie = {"accuracy": 0.518, "agreement": 0.99}
+    assert bundle_choice({"tflite_qat_int8": tie, "tflite_int8": ptq}, 0.98) == "tflite_int8"
+    assert bundle_choice({"tflite_qat_int8": qat, "tflite_int8": dict(ptq, agreement=0.95)}, 0.98) == "tflite_int8"
+    assert "no int8 student agrees" in capsys.readouterr().out

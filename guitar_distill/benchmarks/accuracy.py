@@ -102,13 +102,13 @@ def main(argv=None):
     for line in missing:
         console.print(f"skipped: {line}")
     out = stage_dir(args.artifacts, "bench")
-    results, teacher_pred = {}, None
+    results, teacher_pred, reference = {}, None, None
     with progress_bar(len(files), f"accuracy on {len(labels)} {split} photos") as advance:
         for f in files:
             probs = predict_all(open_classifier(f.path), images)
             metrics = classification_metrics(probs, labels, info.classes)
-            if f.model == "teacher" and f.fmt == "keras":
-                teacher_pred = probs.argmax(1)
+            if f.model == "teacher" and teacher_pred is None:  # its Keras model, else its first file (the demo's)
+                teacher_pred, reference = probs.argmax(1), f.fmt
             metrics["agreement_with_teacher"] = (float(np.mean(probs.argmax(1) == teacher_pred))
                                                  if teacher_pred is not None else None)
             key = f"{f.model}/{f.fmt}"
@@ -125,7 +125,7 @@ def main(argv=None):
     table = markdown_table(["model", "format", "top-1", "top-3", "ECE", "agreement with teacher"], rows, "llrrrr")
     write_record(out, "accuracy", "benchmarks.accuracy", argv, title=f"Accuracy on the {split} split ({len(labels)} photos)",
                  settings={"split": split, "images": int(len(labels)), "models": args.models or "all",
-                           "formats": args.formats or "all"},
+                           "formats": args.formats or "all", "agreement_reference": f"teacher/{reference}" if reference else None},
                  results=results, table=table, started=start,
                  extra={"split": split, "images": int(len(labels)), "classes": info.classes, "missing": missing})
     console.print(table)

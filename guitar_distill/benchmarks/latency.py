@@ -2,6 +2,10 @@
 
 Each measurement runs in a fresh process that imports only its runtime (cold start and peak memory
 are the model's own): warm-up, then timed batch-1 runs for percentiles, then a batch-throughput pass.
+Every file is measured `bench.rounds` times in rotation and a row gives the median of its rounds:
+one round's ratios swing by a fifth on a shared 2-core machine, and rotating keeps a slow moment
+from landing on one model only. The headline speed-up, student int8 against teacher fp32, is the
+median of the ratios within each round.
 "% of roof" compares a file's batch-1 rate with a large matrix product of its own precision and
 runtime (benchmarks/peaks.py): int8 files against an int8 roof, the rest against numpy's fp32 GEMM.
 """
@@ -17,7 +21,7 @@ import numpy as np
 from rich.table import Table
 
 from guitar_distill.benchmarks.hardware import hardware_header
-from guitar_distill.benchmarks.models import count_macs, find_model_files
+from guitar_distill.benchmarks.models import find_model_files
 from guitar_distill.benchmarks.peaks import roof_for
 from guitar_distill.benchmarks.record import write_record
 from guitar_distill.common.artifacts import stage_dir
@@ -37,14 +41,19 @@ def summarize(times_ms) -> dict:
 
 
 def model_costs(files) -> dict:
-    """Parameters and multiply-adds from each Keras model (the exported files are the same network)."""
-    from guitar_distill.common.models import load_model_file
+    """Parameters and multiply-adds of each model (its files are one network): from the Keras model,
+    else from the cost export wrote into model.json (a runtime file alone cannot say it)."""
+    from guitar_distill.common.models import load_model_file, network_cost
 
     costs = {}
-    for f in files:
+    for f in sorted(files, key=lambda f: f.fmt != "keras"):
+        meta = f.path.with_name("model.json")
+        if f.model in costs:
+            continue
         if f.fmt == "keras":
-            model = load_model_file(f.path)
-            costs[f.model] = {"parameters": int(model.count_params()), "macs": count_macs(model)}
+            costs[f.model] = network_cost(load_model_file(f.path))
+        elif meta.exists() and "network" in json.loads(meta.read_text()):
+            costs[f.model] = json.loads(meta.read_text())["network"]
     return costs
 
 
@@ -56,6 +65,46 @@ def run_worker(path: Path, threads: int, cfg: dict, batch: int) -> dict:
     if out.returncode != 0:
         raise RuntimeError(f"{path} ({threads} threads) failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure_in_rounds(jobs: list[tuple[Path, int, int]], cfg: dict, rounds: int, advance) -> list[list[dict]]:
+    """Each (path, threads, batch) job measured `rounds` times in rotation; batch throughput in round one."""
+    measured = [[] for _ in jobs]
+    for r in range(rounds):
+        for i, (path, threads, batch) in enumerate(jobs):
+            measured[i].append(run_worker(path, threads, cfg, batch if r == 0 else 0))
+            advance()
+    return measured
+
+
+def median_of_rounds(raw_rounds: list[dict]) -> dict:
+    """Percentiles per round, then the median of each over the rounds; every round's p50 kept."""
+    per_round = [summarize(raw["times_ms"]) for raw in raw_rounds]
+    stats = {k: float(np.median([s[k] for s in per_round])) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")}
+    return {**stats, "runs": sum(s["runs"] for s in per_round), "images_per_s": 1000.0 / stats["mean_ms"],
+            "p50_ms_rounds": [s["p50_ms"] for s in per_round]}
+
+
+def speedups(rows: list[dict]) -> list[dict]:
+    """Student int8 TFLite (the bundle's format) against the teacher's fp32 TFLite (else its float16
+    file, the released one) at each thread count: the median of the per-round ratios."""
+    found = []
+    for threads in sorted({r["threads"] for r in rows}):
+        at = {(r["model"], r["fmt"]): r for r in rows if r["threads"] == threads}
+        student = at.get(("student", "tflite_int8"))
+        teacher = at.get(("teacher", "tflite_fp32")) or at.get(("teacher", "tflite_fp16"))
+        if student and teacher:
+            ratios = [t / s for t, s in zip(teacher["p50_ms_rounds"], student["p50_ms_rounds"])]
+            found.append({"threads": threads, "teacher": teacher["fmt"], "student": student["fmt"],
+                          "teacher_p50_ms": teacher["p50_ms"], "student_p50_ms": student["p50_ms"],
+                          "ratio": float(np.median(ratios)), "ratio_rounds": ratios})
+    return found
+
+
+def speedup_lines(found: list[dict]) -> str:
+    return "".join(f"Student {s['student']} against teacher {s['teacher']}, {s['threads']} thread(s): "
+                   f"**{s['ratio']:.1f}x** faster (median of the rounds' ratios "
+                   f"{', '.join(f'{r:.1f}' for r in s['ratio_rounds'])}).\n\n" for s in found)
 
 
 def flag_int8(rows: list[dict]) -> None:
@@ -88,11 +137,12 @@ def main(argv=None):
     parser.add_argument("--runtimes", nargs="+", help="keras onnxruntime litert-xnnpack (default: all)")
     parser.add_argument("--threads", nargs="+", type=int, help="thread counts (default: 1 and all cores)")
     parser.add_argument("--runs", type=int, help="timed runs per measurement (default: the preset's)")
+    parser.add_argument("--rounds", type=int, help="measurements of each file, in rotation (default: the preset's)")
     parser.add_argument("--out", type=Path, help="folder for latency.json and latency.md (default: ARTIFACTS/bench)")
     args = parser.parse_args(argv)
     quiet_start()  # after parsing: --help and argument errors need no TensorFlow
     cfg = resolve_config(args)
-    bcfg = dict(cfg["bench"], **({"runs": args.runs} if args.runs else {}))
+    bcfg = dict(cfg["bench"], **{k: v for k, v in (("runs", args.runs), ("rounds", args.rounds)) if v})
     threads = sorted(set(args.threads or [1, all_threads()]))
     files, missing = find_model_files(args.artifacts, args.models, args.formats)
     files = [f for f in files if not args.runtimes or f.runtime in args.runtimes]
@@ -103,30 +153,34 @@ def main(argv=None):
     start = time.perf_counter()
     hw = hardware_header(threads)
     costs = model_costs(files)
+    rounds = int(bcfg["rounds"])
+    jobs = [(f, t) for f in files for t in threads]
+    with progress_bar(len(jobs) * rounds, f"latency, {rounds} rounds") as advance:
+        measured = measure_in_rounds([(f.path, t, int(bcfg["batch"]) if t == threads[-1] else 0) for f, t in jobs],
+                                     bcfg, rounds, advance)
     rows = []
-    with progress_bar(len(files) * len(threads), "latency") as advance:
-        for f in files:
-            for t in threads:
-                raw = run_worker(f.path, t, bcfg, int(bcfg["batch"]) if t == threads[-1] else 0)
-                stats = summarize(raw["times_ms"])
-                cost = costs.get(f.model, {"parameters": 0, "macs": 0})
-                roof = roof_for(f.fmt, f.runtime)
-                achieved = 2 * cost["macs"] / (stats["p50_ms"] / 1000) / 1e9
-                rows.append({"model": f.model, "fmt": f.fmt, "runtime": f.runtime, "threads": t, "file": str(f.path),
-                             **stats, "cold_start_ms": raw["load_ms"] + raw["first_inference_ms"],
-                             "load_ms": raw["load_ms"], "first_inference_ms": raw["first_inference_ms"],
-                             "peak_rss_mib": raw["peak_rss_mib"], "bare_rss_mib": raw["bare_rss_mib"],
-                             "runtime_rss_mib": raw["runtime_rss_mib"], "batch": raw["batch"],
-                             "batch_images_per_s": raw["batch_images_per_s"], "input_size": raw["input_size"],
-                             "size_mb": f.path.stat().st_size / 1e6, **cost,
-                             "achieved_gops": achieved, "roof": roof,
-                             "roofline_pct": 100 * achieved / hw["roofs_gops"][roof][str(t)]})
-                advance()
+    for (f, t), raw_rounds in zip(jobs, measured):
+        raw = raw_rounds[0]  # cold start, memory and batch throughput: the first round's fresh process
+        stats = median_of_rounds(raw_rounds)
+        cost = costs.get(f.model, {"parameters": 0, "macs": 0})
+        roof = roof_for(f.fmt, f.runtime)
+        achieved = 2 * cost["macs"] / (stats["p50_ms"] / 1000) / 1e9
+        rows.append({"model": f.model, "fmt": f.fmt, "runtime": f.runtime, "threads": t, "file": str(f.path),
+                     **stats, "cold_start_ms": raw["load_ms"] + raw["first_inference_ms"],
+                     "load_ms": raw["load_ms"], "first_inference_ms": raw["first_inference_ms"],
+                     "peak_rss_mib": raw["peak_rss_mib"], "bare_rss_mib": raw["bare_rss_mib"],
+                     "runtime_rss_mib": raw["runtime_rss_mib"], "batch": raw["batch"],
+                     "batch_images_per_s": raw["batch_images_per_s"], "input_size": raw["input_size"],
+                     "size_mb": f.path.stat().st_size / 1e6, **cost,
+                     "achieved_gops": achieved, "roof": roof,
+                     "roofline_pct": 100 * achieved / hw["roofs_gops"][roof][str(t)]})
     flag_int8(rows)
+    found = speedups(rows)
     out = args.out or stage_dir(args.artifacts, "bench")
     result = write_record(out, "latency", "benchmarks.latency", argv, title="Latency", hardware=hw,
-                          settings={**bcfg, "threads": threads}, results=rows, table=latency_table(rows),
-                          started=start, extra={"missing": missing})
+                          settings={**bcfg, "threads": threads}, results=rows,
+                          table=speedup_lines(found) + latency_table(rows), started=start,
+                          extra={"missing": missing, "speedups": found})
     table = Table(title=f"latency, batch 1 ({hw['cpu']})")
     for col in ("model", "format", "runtime", "threads", "p50 ms", "p99 ms", "img/s", "peak MiB", "size MB", "% roof",
                 "note"):
@@ -137,6 +191,7 @@ def main(argv=None):
                       f"{r['roofline_pct']:.1f}",
                       "int8 not faster" if r["int8_not_faster"] else "")
     console.print(table)
+    console.print(speedup_lines(found).replace("**", "").strip())
     console.print(f"latency done in {result['seconds']:.0f} s: {Path(out) / 'latency.json'}, {Path(out) / 'latency.md'}")
 
 

@@ -1,10 +1,8 @@
-"""Which model files exist, and what each one costs: parameters and multiply-adds."""
+"""Which model files exist."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from guitar_distill.common.layout import FORMATS, MODEL_STAGES, formats_of, model_path
 
@@ -35,23 +33,3 @@ def find_model_files(artifacts: Path, models=None, formats=None) -> tuple[list[M
             else:
                 missing.append(f"{model}/{fmt.name}: {path} not found")
     return found, missing
-
-
-def count_macs(model) -> int:
-    """Multiply-adds of one forward pass: convolutions and dense layers (what dominates a CNN)."""
-    import keras
-
-    macs = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            _, h, w, c_out = layer.output.shape
-            kh, kw = layer.kernel_size
-            c_in = layer.input.shape[-1]
-            macs += h * w * kh * kw * (c_in // layer.groups) * c_out
-        elif isinstance(layer, keras.layers.DepthwiseConv2D):
-            _, h, w, c_out = layer.output.shape
-            macs += h * w * layer.kernel_size[0] * layer.kernel_size[1] * c_out
-        elif isinstance(layer, keras.layers.Dense):
-            macs += int(np.prod(layer.input.shape[1:])) * layer.units
-    return int(macs)
-

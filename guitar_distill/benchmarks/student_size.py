@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from guitar_distill.benchmarks.latency import run_worker, summarize
-from guitar_distill.benchmarks.models import count_macs
+from guitar_distill.benchmarks.latency import measure_in_rounds, median_of_rounds
 from guitar_distill.benchmarks.record import write_record
 from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.progress import console, progress_bar
@@ -37,19 +36,9 @@ def convert(model, precision: str, calibration: np.ndarray, workdir: Path) -> Pa
 
 
 def interleaved_latency(paths: list[Path], cfg: dict, repeats: int, advance) -> list[dict]:
-    """1-thread p50 of each file, measured `repeats` times in rotation; the median p50 of the rounds.
-
-    One round's ratios swing by a fifth on a shared 2-core machine; rotating and taking the
-    median keeps a slow moment from landing on one model only.
-    """
-    rounds = [[] for _ in paths]
-    for _ in range(repeats):
-        for i, path in enumerate(paths):
-            rounds[i].append(summarize(run_worker(path, 1, cfg, 0)["times_ms"]))
-            advance()
-    return [{"p50_ms": float(np.median([r["p50_ms"] for r in rs])), "p50_ms_rounds": [r["p50_ms"] for r in rs],
-             "p99_ms": float(np.median([r["p99_ms"] for r in rs])), "size_mb": path.stat().st_size / 1e6}
-            for rs, path in zip(rounds, paths)]
+    """1-thread p50 of each file, measured `repeats` times in rotation; the median of the rounds."""
+    measured = measure_in_rounds([(path, 1, 0) for path in paths], cfg, repeats, advance)
+    return [{**median_of_rounds(rounds), "size_mb": path.stat().st_size / 1e6} for rounds, path in zip(measured, paths)]
 
 
 def size_table(rows: list[dict]) -> str:
@@ -144,6 +133,7 @@ def main(argv=None):
     quiet_start()  # after parsing: --help and argument errors need no TensorFlow
     args.out = args.out or args.artifacts / "bench"
     cfg = resolve_config(args)
+    from guitar_distill.common.models import network_cost
     from guitar_distill.student.model import build_nin_student
     from guitar_distill.teacher.model import build_teacher
 
@@ -172,7 +162,7 @@ def main(argv=None):
         with progress_bar(len(paths) * args.repeats, "1-thread latency") as advance:
             timings = interleaved_latency(paths, bcfg, args.repeats, advance)
         for row, model, timing, path in zip(rows, models, timings, paths):
-            row.update(parameters=model.count_params(), macs=count_macs(model), **timing)
+            row.update(**network_cost(model), **timing)
             if args.distill and row["model"] == "nin_student":
                 (val_x, val_y), (test_x, test_y) = splits["val"], splits["test"]
                 row.update(val_top1=top1(model, val_x, val_y), val_top1_int8=top1(path, val_x, val_y),

@@ -2,8 +2,10 @@
 
 A few mini-batches of real photos through the recipe (augmenting feeder, optimiser step, the
 preset's precision policy) for the teacher and the student, after one warm-up batch that pays for
-graph building; then what an epoch (the write-up's "step") and 36 of them (where the write-up
-stopped) cost at that rate. Writes ARTIFACTS/bench/train_rate_<preset>.{md,json}.
+graph building: each step alone, then the same batches through `model.fit` as training feeds it
+(`--fit-feed pydataset` measures Keras's own PyDataset path instead, for comparison). Then what an
+epoch (the write-up's "step") and 36 of them (where the write-up stopped) cost at the fit rate.
+Writes ARTIFACTS/bench/train_rate_<preset>.{md,json}.
 """
 from __future__ import annotations
 
@@ -40,10 +42,23 @@ def timed_batches(model, feed, batches: int, advance) -> dict:
             "with_augmentation_images_per_s": images / (step_s + data_s), "augmentation_s_per_batch": data_s / batches}
 
 
+def timed_fit(model, feed, batches: int, keras_feed: bool) -> float:
+    """Images/s through model.fit: the training stages' input (fit_input), or the PyDataset as Keras takes it."""
+    from guitar_distill.common.training import fit_input
+
+    data = feed if keras_feed else fit_input(feed)
+    model.fit(data, steps_per_epoch=1, epochs=1, verbose=0)  # warm-up: fit builds its own train function
+    t = time.perf_counter()
+    model.fit(data, steps_per_epoch=batches, epochs=1, verbose=0)
+    return batches * feed.batch_size / (time.perf_counter() - t)
+
+
 def main(argv=None):
     parser = stage_parser("Training images/s of the recipe on this machine, teacher and student.", default_preset="seed")
     parser.add_argument("--batches", type=int, default=3, help="timed mini-batches per model (default: %(default)s)")
     parser.add_argument("--source", type=Path, help="photo folder (default: the preset's)")
+    parser.add_argument("--fit-feed", choices=("stages", "pydataset"), default="stages",
+                        help="model.fit input: what the training stages feed, or the PyDataset itself (default: %(default)s)")
     parser.add_argument("--out", type=Path, help="folder for the record (default: ARTIFACTS/bench)")
     args = parser.parse_args(argv)
     quiet_start()  # after parsing: --help and argument errors need no TensorFlow
@@ -68,15 +83,17 @@ def main(argv=None):
     models = {"teacher": (cfg["teacher"], lambda: build_teacher(len(classes), size, None)),
               "student": (cfg["student"], lambda: build_nin_student(len(classes), size, tuple(cfg["student"]["widths"]),
                                                                    float(cfg["student"]["dropout"])))}
-    with progress_bar(len(models) * (args.batches + 1), f"training rate at {size}px") as advance:
+    with progress_bar(len(models) * (args.batches + 2), f"training rate at {size}px") as advance:
         for name, (mcfg, build) in models.items():
             runtime = configure_runtime(mcfg)  # the preset's precision policy (bfloat16 on the cpu preset)
             model = build()
             model.compile(optimizer=recipe_optimizer(mcfg), loss=recipe_loss(mcfg))
             feed = AugmentedBatches(images, labels, int(mcfg["batch_size"]), int(mcfg["seed"]))
             r = timed_batches(model, feed, args.batches, advance)
+            r["fit_images_per_s"] = timed_fit(model, feed, args.batches, args.fit_feed == "pydataset")
+            advance()
             images_per_step = int(mcfg["steps_per_epoch"]) * r["batch_size"]
-            r["hours_per_epoch"] = images_per_step / r["with_augmentation_images_per_s"] / 3600
+            r["hours_per_epoch"] = images_per_step / r["fit_images_per_s"] / 3600
             r[f"hours_for_{WRITEUP_EPOCHS}_epochs"] = r["hours_per_epoch"] * WRITEUP_EPOCHS
             r["parameters"] = model.count_params()
             r["dtype_policy"], r["steps_per_epoch"] = runtime["dtype_policy"], int(mcfg["steps_per_epoch"])
@@ -84,16 +101,16 @@ def main(argv=None):
             results[name] = r
     stem = f"train_rate_{cfg['name']}"
     table = markdown_table(
-        ["model", "parameters", "batch", "precision", "devices", "train step images/s", "with augmentation images/s",
-         "hours per epoch (batches)", f"hours for {WRITEUP_EPOCHS} epochs"],
+        ["model", "parameters", "batch", "precision", "devices", "train step images/s",
+         "with augmentation images/s", "model.fit images/s", "hours per epoch (batches)", f"hours for {WRITEUP_EPOCHS} epochs"],
         [[name, f"{r['parameters']:,}", r["batch_size"], r["dtype_policy"], ", ".join(r["devices"]),
-          f"{r['train_step_images_per_s']:.2f}", f"{r['with_augmentation_images_per_s']:.2f}",
+          f"{r['train_step_images_per_s']:.2f}", f"{r['with_augmentation_images_per_s']:.2f}", f"{r['fit_images_per_s']:.2f}",
           f"{r['hours_per_epoch']:.2f} ({r['steps_per_epoch']})", f"{r[f'hours_for_{WRITEUP_EPOCHS}_epochs']:.1f}"]
-         for name, r in results.items()], "lrrllrrrr")
+         for name, r in results.items()], "lrrllrrrrr")
     write_record(args.out, stem, "benchmarks.train_rate", argv,
                  title=f"Training rate, {cfg['name']} recipe at {size} px ({keras.backend.backend()} backend)",
                  settings={"preset": cfg["name"], "image_size": size, "timed_batches": args.batches,
-                           "photos": len(files), "backend": keras.backend.backend(),
+                           "photos": len(files), "backend": keras.backend.backend(), "fit_feed": args.fit_feed,
                            **{f"{name}_steps_per_epoch": r["steps_per_epoch"] for name, r in results.items()}},
                  results=results, table=table, started=start)
     console.print(table)

@@ -32,10 +32,13 @@ class AugmentedBatches(keras.utils.PyDataset):
     Batch `i` of a fit that starts at epoch `e` is global batch `e * steps_per_epoch + i`, and
     everything about a global batch (which photos, which augmentation) is a pure function of
     it and the seed. So a resumed run sees exactly the batches an uninterrupted run would.
+
+    With `period`, the stream repeats: only its first `period` batches exist (a teacher's stored
+    logits cover just those), and each later cycle replays them in a new seeded order.
     """
 
     def __init__(self, images, labels, batch_size: int, seed: int, augment: bool = True,
-                 start_batch: int = 0, batch_targets=None, **kwargs):
+                 start_batch: int = 0, batch_targets=None, period: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -47,6 +50,10 @@ class AugmentedBatches(keras.utils.PyDataset):
         # Optional per-batch extra targets (a teacher's stored logits): batch g yields (x, (y, targets[g])).
         self.batch_targets = batch_targets
         self._perm_cache: tuple[int, np.ndarray] | None = None
+        if period is not None and int(period) < 1:
+            raise ValueError(f"period {period}: at least one batch")
+        self.period = int(period) if period else None
+        self._cycle_cache: tuple[int, np.ndarray] | None = None
 
     @property
     def num_batches(self):
@@ -70,8 +77,19 @@ class AugmentedBatches(keras.utils.PyDataset):
             out[sel] = self._permutation(int(data_pass))[positions[sel] % n]
         return out
 
+    def stream_batch(self, global_batch: int) -> int:
+        """Which batch of the stream global batch `global_batch` is: itself, or a replay within `period`."""
+        if not self.period:
+            return global_batch
+        cycle, k = divmod(global_batch, self.period)
+        if cycle == 0:
+            return k
+        if self._cycle_cache is None or self._cycle_cache[0] != cycle:
+            self._cycle_cache = (cycle, np.random.default_rng([self.seed, self.period, cycle]).permutation(self.period))
+        return int(self._cycle_cache[1][k])
+
     def __getitem__(self, i):
-        g = self.start_batch + int(i)
+        g = self.stream_batch(self.start_batch + int(i))
         idx = self.indices(g)
         order = np.argsort(idx)  # memory maps read faster in file order
         x = np.empty((len(idx), *self.images.shape[1:]), dtype=np.uint8)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from guitar_distill.common.artifacts import atomic_path, require
 from guitar_distill.common.layers import CaffePreprocess  # noqa: F401  registered for loading the teacher
@@ -57,3 +58,26 @@ def save_model(model: keras.Model, path: Path) -> Path:
     with atomic_path(path) as tmp:
         model.save(tmp)
     return Path(path)
+
+
+def count_macs(model) -> int:
+    """Multiply-adds of one forward pass: convolutions and dense layers (what dominates a CNN)."""
+    macs = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            kh, kw = layer.kernel_size
+            c_in = layer.input.shape[-1]
+            macs += h * w * kh * kw * (c_in // layer.groups) * c_out
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            _, h, w, c_out = layer.output.shape
+            macs += h * w * layer.kernel_size[0] * layer.kernel_size[1] * c_out
+        elif isinstance(layer, keras.layers.Dense):
+            macs += int(np.prod(layer.input.shape[1:])) * layer.units
+    return int(macs)
+
+
+def network_cost(model: keras.Model) -> dict:
+    """What one forward pass costs, written into every exported file's model.json: the exported
+    files are this network, and a runtime file alone (the released teacher) cannot say it."""
+    return {"parameters": int(model.count_params()), "macs": count_macs(model)}

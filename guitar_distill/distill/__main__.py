@@ -44,13 +44,19 @@ def main(argv=None):
     teacher = None if mode == "offline" else load_model_file(teacher_path)
     distiller = Distiller(student, teacher, float(dcfg["temperature"]), float(dcfg["hard_weight"]),
                           float(dcfg["soft_weight"]), name="nin_from_resnet50")
+    period, stored_epochs = None, None
     if mode == "offline":
-        batches = int(scfg["max_epochs"]) * int(scfg["steps_per_epoch"])
+        # Logits for every epoch of the stream, or for the first `stored_epochs`, replayed after that:
+        # the teacher's inference is most of an offline run's cost on a CPU.
+        epochs = int(scfg["max_epochs"])
+        stored_epochs = min(int(dcfg.get("stored_epochs", 0)) or epochs, epochs)
+        batches = stored_epochs * int(scfg["steps_per_epoch"])
+        period = batches if stored_epochs < epochs else None
         stored = cached_teacher_logits(info, splits["train"], teacher_path, int(scfg["batch_size"]),
                                        int(scfg["seed"]), batches, {s: x for s, (x, _) in splits.items()})
         teacher_logits = stored.splits
         val = (splits["val"][0], (splits["val"][1], teacher_logits["val"]))
-        source = f"stored logits ({stored.folder})"
+        source = f"stored logits ({stored.folder}" + (f"; {stored_epochs} epochs of the stream, replayed" if period else "") + ")"
     else:
         teacher_logits = {s: log_probabilities(predict_all(teacher, x)) for s, (x, _) in splits.items()}
         val, stored = splits["val"], None
@@ -61,7 +67,7 @@ def main(argv=None):
                   f"({student.count_params():,} parameters), T={dcfg['temperature']}, hard {dcfg['hard_weight']}, "
                   f"soft {dcfg['soft_weight']}, backend {runtime['backend']}")
     rows = fit_recipe(distiller, splits["train"], val, scfg, out, weights_of=student,
-                      batch_targets=stored.stream if stored else None)
+                      batch_targets=stored.stream if stored else None, stream_period=period)
 
     teacher_top1 = {s: np.argmax(v, axis=1) for s, v in teacher_logits.items()}
     baseline_path = args.artifacts / "baseline" / "metrics.json"
@@ -72,7 +78,8 @@ def main(argv=None):
         extra.update({f"teacher_{s}_accuracy": float(np.mean(teacher_top1[s] == y)) for s, (_, y) in splits.items()})
         extra.update({f"no_kd_{k}": v for k, v in baseline.items() if k.endswith("_accuracy")})
         extra.update(temperature=dcfg["temperature"], hard_weight=dcfg["hard_weight"],
-                     soft_weight=dcfg["soft_weight"], teacher_logits=mode, teacher_file=str(teacher_path))
+                     soft_weight=dcfg["soft_weight"], teacher_logits=mode, teacher_file=str(teacher_path),
+                     stored_epochs=stored_epochs)
         return extra
 
     metrics = finish_training(student, rows, splits, out, cfg, "nin_from_resnet50",

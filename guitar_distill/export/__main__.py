@@ -15,7 +15,8 @@ from guitar_distill.common.stage import check_upstream
 
 
 
-def model_json(path: Path, fmt: str, size: int, classes: list[str], source: dict, input_dtype: str) -> dict:
+def model_json(path: Path, fmt: str, size: int, classes: list[str], source: dict, input_dtype: str,
+               network: dict) -> dict:
     return {
         "file": path.name, "format": fmt,
         "input": {"shape": [None if fmt.startswith("onnx") else 1, size, size, 3], "dtype": input_dtype,
@@ -24,8 +25,23 @@ def model_json(path: Path, fmt: str, size: int, classes: list[str], source: dict
         "classes": classes,
         "preprocessing": "inside the graph: feed RGB pixels 0..255 resized (squashed) to the input size; "
                          "no mean subtraction or scaling by the caller",
-        "source_run": source, "sha256": sha256_file(path),
+        "network": network, "source_run": source, "sha256": sha256_file(path),
     }
+
+
+def bundle_choice(candidates: dict[str, dict], min_agreement: float) -> str:
+    """The int8 file the edge bundle ships: of those agreeing with the Keras model on at least
+    `min_agreement` of validation photos, the most accurate (post-training int8 on a tie); if none
+    agrees that often, the one that agrees most, with a warning."""
+    from guitar_distill.common.progress import console
+
+    agreeing = {f: r for f, r in candidates.items() if r["agreement"] >= min_agreement}
+    if agreeing:
+        return max(agreeing, key=lambda f: (agreeing[f]["accuracy"], f == "tflite_int8"))
+    fmt = max(candidates, key=lambda f: candidates[f]["agreement"])
+    console.print(f"warning: no int8 student agrees with its Keras model on {min_agreement:.0%} of validation "
+                  f"photos; the bundle ships {fmt} ({candidates[fmt]['agreement']:.1%}), the closest")
+    return fmt
 
 
 def distill_config(artifacts: Path) -> dict:
@@ -40,7 +56,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cfg = resolve_config(args)
     quiet_start()  # parse first: --help and argument errors need no TensorFlow
-    from guitar_distill.common.models import float32_copy, load_stage_model
+    from guitar_distill.common.models import float32_copy, load_stage_model, network_cost
     from guitar_distill.common.progress import console
     from guitar_distill.common.runtimes import open_classifier, predict_all
     from guitar_distill.dataset.cache import load_split
@@ -93,7 +109,7 @@ def main(argv=None):
         keras_probs = predict_all(model, val_x)
         for fmt, path in paths.items():
             write_json(path.with_name("model.json"), model_json(path, fmt, info.image_size, info.classes, source,
-                                                                FORMATS[fmt].input_dtype))
+                                                                FORMATS[fmt].input_dtype, network_cost(model)))
             write_text(path.with_name("labels.txt"), "\n".join(info.classes) + "\n")
             results[(name, fmt)] = measure(path, val_x, val_y, keras_probs)
             results[(name, fmt)].update(file=str(path.relative_to(out)), bytes=path.stat().st_size)
@@ -110,9 +126,8 @@ def main(argv=None):
                  float(ecfg["parity_max_prob_diff"]))
 
     if "student" in args.models:
-        # Ship the int8 model that holds accuracy best on validation: QAT or post-training.
-        best_fmt = max(("tflite_qat_int8", "tflite_int8"), key=lambda f: (results[("student", f)]["accuracy"],
-                                                                          f == "tflite_int8"))
+        best_fmt = bundle_choice({f: results[("student", f)] for f in ("tflite_qat_int8", "tflite_int8")},
+                                 float(ecfg["bundle_min_agreement"]))
         chosen = files[("student", best_fmt)]
         meta = read_json(chosen.with_name("model.json"))
         meta["validation"] = results[("student", best_fmt)]
