@@ -52,8 +52,8 @@ def model_costs(files) -> dict:
             continue
         if f.fmt == "keras":
             costs[f.model] = network_cost(load_model_file(f.path))
-        elif meta.exists() and "network" in json.loads(meta.read_text()):
-            costs[f.model] = json.loads(meta.read_text())["network"]
+        elif meta.exists() and (network := json.loads(meta.read_text()).get("network")):
+            costs[f.model] = network
     return costs
 
 
