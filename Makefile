@@ -39,6 +39,8 @@ bench: export     ## latency, accuracy, robustness, Grad-CAM; the side-by-side r
 all: bench        ## the whole pipeline, the write-up's recipe (PRESET=full wants a GPU)
 
 cpu:              ## the CPU reference run behind models/ and reports/ (hours on 2 cores, resumable)
+	$(MAKE) teacher baseline PRESET=cpu
+	$(PYTHON) -m export.release --preset cpu --artifacts $(ARTIFACTS) --import-teacher --teacher-file $(ARTIFACTS)/teacher/model.keras
 	$(MAKE) bench PRESET=cpu
 
 release:          ## copy the cpu run's student and float16 teacher into models/
@@ -47,9 +49,9 @@ release:          ## copy the cpu run's student and float16 teacher into models/
 demo:             ## ~20 minutes on 2 CPU cores: a student distilled from the released teacher in models/
 	@start=$$(date +%s); set -ex; \
 	$(PYTHON) -m dataset $(DEMO_ARGS); \
+	$(PYTHON) -m export.release $(DEMO_ARGS) --import-teacher; \
 	$(PYTHON) -m distill $(DEMO_ARGS); \
 	$(PYTHON) -m export $(DEMO_ARGS) --models student; \
-	$(PYTHON) -m export.release $(DEMO_ARGS) --import-teacher; \
 	$(PYTHON) -m benchmarks.latency $(DEMO_ARGS) --threads 1; \
 	$(PYTHON) -m benchmarks.accuracy $(DEMO_ARGS); \
 	$(PYTHON) -m benchmarks.report $(DEMO_ARGS) --reports $(ARTIFACTS)/demo/report; \

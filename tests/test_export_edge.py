@@ -167,7 +167,7 @@ def test_release_check_and_import_of_the_teacher(exported, tmp_path):
     assert set(release["files"]) == {
         "student/keras/model.keras", "student/tflite_fp32/model.tflite", "student/tflite_int8/model.tflite",
         "student/tflite_qat_int8/model.tflite",
-        "student/onnx_fp32/model.onnx", "teacher/tflite_fp16/model.tflite",
+        "student/onnx_fp32/model.onnx", "teacher/keras_fp16/model.keras",
         "student/guitar-student/model.tflite", "student/guitar-student.tar.gz"}
     assert release["labels"] == ["ES", "FlyingV", "Telecaster"]
     assert not list(dest.rglob("*.jpg")), "photos of the data set must stay out of models/"
@@ -190,9 +190,24 @@ def test_release_check_and_import_of_the_teacher(exported, tmp_path):
 
     artifacts = tmp_path / "artifacts"
     shutil.copytree(exported / "data", artifacts / "data")
+    # The released teacher is float16 Keras weights a later run can train from, half the size of float32
+    released = dest / "teacher" / "keras_fp16" / "model.keras"
+    teacher_json = json.loads(released.with_name("model.json").read_text())
+    assert teacher_json["weights_dtype"] == "float16" and teacher_json["head"] == "flatten"
+    keras_bytes = (exported / "teacher" / "model.keras").stat().st_size
+    assert released.stat().st_size < 0.6 * keras_bytes
+    # ... and its TFLite files are rebuilt from it, answering as the trained teacher does
     run_stage("export.release", "--preset", "smoke", "--artifacts", str(artifacts), "--dest", str(dest), "--import-teacher")
-    imported = artifacts / "export" / "teacher" / "tflite_fp16"
-    assert (imported / "model.tflite").read_bytes() == (dest / "teacher" / "tflite_fp16" / "model.tflite").read_bytes()
+    from guitar_distill.common.runtimes import open_classifier
+    from guitar_distill.dataset.cache import load_split
+    from guitar_distill.dataset.manifest import load_data_info
+
+    images, _ = load_split(load_data_info(exported), "val")
+    trained = open_classifier(exported / "export" / "teacher" / "tflite_fp32" / "model.tflite").predict(images)
+    for fmt in ("tflite_fp32", "tflite_fp16"):
+        imported = artifacts / "export" / "teacher" / fmt
+        assert (imported / "IMPORTED.txt").exists() and json.loads((imported / "model.json").read_text())["format"] == fmt
+        np.testing.assert_allclose(open_classifier(imported / "model.tflite").predict(images), trained, atol=5e-3)
 
 
 def test_predict_refuses_bad_arguments_with_clear_messages(tmp_path, capsys):

@@ -59,6 +59,7 @@ def size_table(rows: list[dict]) -> str:
 
 def distil_candidates(artifacts: Path, cfg: dict, widths: list[tuple], epochs: int, out: Path) -> tuple[list, dict]:
     """Distil each width with the same budget from the stored teacher logits; returns (students, splits)."""
+    from guitar_distill.common.augment import training_augmentation
     from guitar_distill.common.training import configure_runtime, fit_recipe, recipe_optimizer
     from guitar_distill.dataset.cache import load_split
     from guitar_distill.dataset.manifest import load_data_info
@@ -72,7 +73,7 @@ def distil_candidates(artifacts: Path, cfg: dict, widths: list[tuple], epochs: i
     splits = {s: load_split(info, s) for s in ("train", "val", "test") if info.split_rows(s)}
     stored = cached_teacher_logits(info, splits["train"], teacher_file(artifacts, dcfg), int(scfg["batch_size"]),
                                    int(scfg["seed"]), epochs * int(scfg["steps_per_epoch"]),
-                                   {s: x for s, (x, _) in splits.items()})
+                                   {s: x for s, (x, _) in splits.items()}, training_augmentation(scfg))
     students = []
     for w in widths:
         configure_runtime(scfg)  # same seed for every candidate

@@ -64,7 +64,7 @@ def main(argv=None):
     quiet_start()  # after parsing: --help and argument errors need no TensorFlow
     import keras
 
-    from guitar_distill.common.augment import AugmentedBatches
+    from guitar_distill.common.augment import AugmentedBatches, training_augmentation
     from guitar_distill.common.training import configure_runtime, recipe_loss, recipe_optimizer
     args.out = args.out or args.artifacts / "bench"
     start = time.perf_counter()
@@ -80,7 +80,8 @@ def main(argv=None):
     images = np.stack([load_for_model(source / rel, size) for rel, _ in files])
     labels = np.array([classes.index(label) for _, label in files])
     results = {}
-    models = {"teacher": (cfg["teacher"], lambda: build_teacher(len(classes), size, None)),
+    models = {"teacher": (cfg["teacher"], lambda: build_teacher(len(classes), size, None,
+                                                                 head=cfg["teacher"].get("head", "flatten"))),
               "student": (cfg["student"], lambda: build_nin_student(len(classes), size, tuple(cfg["student"]["widths"]),
                                                                    float(cfg["student"]["dropout"])))}
     with progress_bar(len(models) * (args.batches + 2), f"training rate at {size}px") as advance:
@@ -88,7 +89,8 @@ def main(argv=None):
             runtime = configure_runtime(mcfg)  # the preset's precision policy (bfloat16 on the cpu preset)
             model = build()
             model.compile(optimizer=recipe_optimizer(mcfg), loss=recipe_loss(mcfg))
-            feed = AugmentedBatches(images, labels, int(mcfg["batch_size"]), int(mcfg["seed"]))
+            feed = AugmentedBatches(images, labels, int(mcfg["batch_size"]), int(mcfg["seed"]),
+                                    augment=training_augmentation(mcfg))
             r = timed_batches(model, feed, args.batches, advance)
             r["fit_images_per_s"] = timed_fit(model, feed, args.batches, args.fit_feed == "pydataset")
             advance()

@@ -1,10 +1,16 @@
-"""The write-up's ImageDataGenerator augmentation from Keras preprocessing layers, and a seeded
-batch feeder over the decode cache. No tf.data and no TF ops: it runs under TensorFlow and JAX.
+"""Training augmentations and a seeded batch feeder over the decode cache.
+
+Two augmentations, chosen by a preset's `augmentation` field: the write-up's ImageDataGenerator
+set from Keras preprocessing layers ("seed"), and random-resized crop plus horizontal flip
+("crop_flip", the small-data recipe of fast.ai's Imagewoof runs and of FFCV's ResNet50). Both are
+numpy/Pillow or Keras ops, never TF ops, so they run under TensorFlow and JAX alike; on TensorFlow,
+`common.training.fit_input` hands the feed's batches to model.fit through tf.data.
 """
 from __future__ import annotations
 
 import keras
 import numpy as np
+from PIL import Image
 
 
 def seed_augmentation() -> list[keras.layers.Layer]:
@@ -26,6 +32,65 @@ def augment_batch(layers: list[keras.layers.Layer], images: np.ndarray, seed: in
     return np.clip(keras.ops.convert_to_numpy(x), 0.0, 255.0)
 
 
+class SeedAugmentation:
+    """The write-up's affine set as a seeded batch function."""
+
+    def __init__(self):
+        self.layers = seed_augmentation()
+
+    def __call__(self, images: np.ndarray, seed: int) -> np.ndarray:
+        return augment_batch(self.layers, images, seed)
+
+    def describe(self) -> dict:
+        return {"name": "seed", "layers": [layer.get_config() for layer in self.layers]}
+
+
+class CropFlip:
+    """Random-resized crop (torchvision's sampling: area share in `scale`, aspect ratio log-uniform
+    in `ratio`, 10 tries, else the whole photo) resized back to the photo's size, then a horizontal
+    flip with probability 1/2. Guitars are not upside down, so there is no vertical flip."""
+
+    def __init__(self, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3)):
+        self.scale, self.ratio = (float(scale[0]), float(scale[1])), (float(ratio[0]), float(ratio[1]))
+        if not 0 < self.scale[0] <= self.scale[1] <= 1:
+            raise ValueError(f"crop scale {scale}: want 0 < low <= high <= 1")
+
+    def box(self, rng: np.random.Generator, height: int, width: int) -> tuple[float, float, float, float]:
+        area = height * width
+        log_ratio = np.log(self.ratio)
+        for _ in range(10):
+            target = area * rng.uniform(*self.scale)
+            aspect = np.exp(rng.uniform(*log_ratio))
+            w, h = np.sqrt(target * aspect), np.sqrt(target / aspect)
+            if w <= width and h <= height:
+                x0, y0 = rng.uniform(0, width - w), rng.uniform(0, height - h)
+                return x0, y0, x0 + w, y0 + h
+        return 0.0, 0.0, float(width), float(height)
+
+    def __call__(self, images: np.ndarray, seed: int) -> np.ndarray:
+        rng = np.random.default_rng([int(seed) % (2**63)])
+        out = np.empty(images.shape, dtype=np.float32)
+        h, w = images.shape[1:3]
+        for k, image in enumerate(np.asarray(images, dtype=np.uint8)):
+            crop = Image.fromarray(image).resize((w, h), Image.BILINEAR, box=self.box(rng, h, w))
+            out[k] = np.asarray(crop, dtype=np.float32)[:, ::-1] if rng.random() < 0.5 else crop
+        return out
+
+    def describe(self) -> dict:
+        return {"name": "crop_flip", "scale": list(self.scale), "ratio": list(self.ratio)}
+
+
+def training_augmentation(cfg: dict):
+    """The augmentation a stage's table asks for: `augmentation` "seed" (default) or "crop_flip"
+    with `crop_scale`."""
+    name = cfg.get("augmentation", "seed")
+    if name == "seed":
+        return SeedAugmentation()
+    if name == "crop_flip":
+        return CropFlip(tuple(cfg.get("crop_scale", (0.35, 1.0))))
+    raise ValueError(f"augmentation {name!r}: use \"seed\" (the write-up's affine set) or \"crop_flip\"")
+
+
 class AugmentedBatches(keras.utils.PyDataset):
     """An endless, seeded stream of (augmented images float32 0..255, int labels) batches.
 
@@ -37,7 +102,7 @@ class AugmentedBatches(keras.utils.PyDataset):
     logits cover just those), and each later cycle replays them in a new seeded order.
     """
 
-    def __init__(self, images, labels, batch_size: int, seed: int, augment: bool = True,
+    def __init__(self, images, labels, batch_size: int, seed: int, augment=True,
                  start_batch: int = 0, batch_targets=None, period: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if len(images) != len(labels):
@@ -46,7 +111,8 @@ class AugmentedBatches(keras.utils.PyDataset):
             raise ValueError("no images to train on")
         self.images, self.labels = images, np.asarray(labels)
         self.batch_size, self.seed, self.start_batch = int(batch_size), int(seed), int(start_batch)
-        self.layers = seed_augmentation() if augment else []
+        # True: the write-up's set; False: none; or any seeded batch function (training_augmentation).
+        self.augment = SeedAugmentation() if augment is True else (augment or None)
         # Optional per-batch extra targets (a teacher's stored logits): batch g yields (x, (y, targets[g])).
         self.batch_targets = batch_targets
         self._perm_cache: tuple[int, np.ndarray] | None = None
@@ -94,8 +160,8 @@ class AugmentedBatches(keras.utils.PyDataset):
         order = np.argsort(idx)  # memory maps read faster in file order
         x = np.empty((len(idx), *self.images.shape[1:]), dtype=np.uint8)
         x[order] = self.images[idx[order]]
-        if self.layers:
-            x = augment_batch(self.layers, x, seed=self.seed * 1_000_003 + g)
+        if self.augment:
+            x = self.augment(x, seed=self.seed * 1_000_003 + g)
         if self.batch_targets is None:
             return x.astype(np.float32), self.labels[idx]
         if g >= len(self.batch_targets):

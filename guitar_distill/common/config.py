@@ -26,6 +26,12 @@ PRESET_DIR = PACKAGE_ROOT / "presets"  # package data: found without the source 
 DEFAULT_ARTIFACTS = Path(os.environ.get("GUITAR_ARTIFACTS", PROJECT_ROOT / "artifacts"))
 
 
+def resolve_project_path(path) -> Path:
+    """A path from a preset: relative ones are the project's (models/..., ../shared/guitars)."""
+    path = Path(path)
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
 def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
 

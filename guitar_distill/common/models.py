@@ -40,16 +40,24 @@ def float32_copy(model: keras.Model) -> keras.Model:
 
     A model trained under a mixed policy (bfloat16 on the cpu preset) keeps that policy in its
     saved config; ONNX has no mixed bfloat16/float16 arithmetic and TFLite's converters want
-    float32 graphs to quantise from, so export works from this copy. Weights are float32 under
-    a mixed policy already, so they copy over unchanged.
+    float32 graphs to quantise from, so export works from this copy. A released float16 teacher
+    (retyped_copy) trains and exports from it too.
     """
-    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+    return retyped_copy(model, "float32")
+
+
+def retyped_copy(model: keras.Model, dtype: str) -> keras.Model:
+    """The same network with every layer's variables and arithmetic in `dtype` ("float32" or "float16").
+
+    "float16" halves a released teacher's file (its weights are what later runs start from).
+    """
+    if all(layer.dtype_policy.name == dtype for layer in model.layers):
         return model
     config = model.get_config()
     for layer in config["layers"]:
-        layer["config"]["dtype"] = "float32"
+        layer["config"]["dtype"] = dtype
     copy = model.__class__.from_config(config)
-    copy.set_weights(model.get_weights())
+    copy.set_weights([np.asarray(w, dtype=np.float32) for w in model.get_weights()])
     return copy
 
 

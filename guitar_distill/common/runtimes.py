@@ -38,10 +38,12 @@ class KerasClassifier:
                 tf.config.threading.set_inter_op_parallelism_threads(1)
             except RuntimeError:
                 pass  # this process has run TensorFlow already: its thread pools are fixed (all cores by default)
-        from guitar_distill.common.models import load_model_file
+        from guitar_distill.common.models import float32_copy, load_model_file
 
         self.path = Path(path)
         self.model = load_model_file(path)
+        if any(layer.dtype_policy.name == "float16" for layer in self.model.layers):
+            self.model = float32_copy(self.model)  # float16 weights (the released teacher): float32 arithmetic
         self.size = int(self.model.input_shape[1])
 
     def predict(self, images: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from guitar_distill.common.artifacts import atomic_path, write_text
-from guitar_distill.common.augment import AugmentedBatches
+from guitar_distill.common.augment import AugmentedBatches, training_augmentation
 from guitar_distill.common.config import command_name
 
 MONITOR_BEST = "val_accuracy"
@@ -292,7 +292,8 @@ def fit_recipe(model: keras.Model, train: tuple, val: tuple, cfg: dict, out_dir:
     rows = [r for r in read_history(out_dir / "history.csv") if r["epoch"] <= done]
     steps = int(cfg["steps_per_epoch"])
     feed = AugmentedBatches(*train, batch_size=int(cfg["batch_size"]), seed=int(cfg["seed"]),
-                            start_batch=done * steps, batch_targets=batch_targets, period=stream_period)
+                            start_batch=done * steps, batch_targets=batch_targets, period=stream_period,
+                            augment=training_augmentation(cfg))
     val_x, val_y = np.asarray(val[0], dtype=np.float32), val[1]
     if done:
         print(f"resuming from {backup_dir}: {done} of at most {cfg['max_epochs']} epochs done")

@@ -11,7 +11,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from guitar_distill.common.config import PROJECT_ROOT
+from guitar_distill.common.config import resolve_project_path
 from guitar_distill.edge.images import ImageRejected, load_rgb
 
 THUMB_SIZE = 16
@@ -40,8 +40,7 @@ def resolve_source(cfg_source: str, cli_source: Path | None) -> Path:
     """The photo folder: the command line's, else the preset's (relative to the project root)."""
     if cli_source:
         return Path(cli_source).resolve()
-    path = Path(cfg_source)
-    return (path if path.is_absolute() else PROJECT_ROOT / path).resolve()
+    return resolve_project_path(cfg_source).resolve()
 
 
 def _visible(name: str) -> bool:

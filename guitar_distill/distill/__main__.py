@@ -18,6 +18,7 @@ def main(argv=None):
     args, cfg = training_config("Distil the ResNet50 teacher into the NiN student (resumable).", "student", argv)
     quiet_start()  # parse first: --help and argument errors need no TensorFlow
     from guitar_distill.common.artifacts import read_json
+    from guitar_distill.common.augment import training_augmentation
     from guitar_distill.common.models import load_model_file
     from guitar_distill.common.progress import console
     from guitar_distill.common.stage import finish_training, prepare_run_dir
@@ -53,7 +54,8 @@ def main(argv=None):
         batches = stored_epochs * int(scfg["steps_per_epoch"])
         period = batches if stored_epochs < epochs else None
         stored = cached_teacher_logits(info, splits["train"], teacher_path, int(scfg["batch_size"]),
-                                       int(scfg["seed"]), batches, {s: x for s, (x, _) in splits.items()})
+                                       int(scfg["seed"]), batches, {s: x for s, (x, _) in splits.items()},
+                                       training_augmentation(scfg))
         teacher_logits = stored.splits
         val = (splits["val"][0], (splits["val"][1], teacher_logits["val"]))
         source = f"stored logits ({stored.folder}" + (f"; {stored_epochs} epochs of the stream, replayed" if period else "") + ")"

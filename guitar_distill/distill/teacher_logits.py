@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from guitar_distill.common.artifacts import atomic_path, read_json, require, sha256_file, write_json
-from guitar_distill.common.augment import AugmentedBatches, seed_augmentation
-from guitar_distill.common.config import PROJECT_ROOT
+from guitar_distill.common.augment import AugmentedBatches
+from guitar_distill.common.config import resolve_project_path
 from guitar_distill.common.layout import STAGE_COMMANDS, model_path
 from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.dataset.cache import cache_paths
@@ -38,11 +38,18 @@ class TeacherLogits:
 
 
 def teacher_file(artifacts: Path, dcfg: dict) -> Path:
-    """The preset's teacher file (Keras, TFLite or ONNX), or the teacher stage's model.keras."""
+    """The preset's teacher file (Keras, TFLite or ONNX), or the teacher stage's model.keras.
+
+    In `distill.teacher`, "{artifacts}" stands for this run's artifacts root: the cpu and demo
+    presets read the TFLite teacher that `python -m export.release --import-teacher` rebuilds there
+    (XNNPACK computes the stored logits about four times faster than Keras on a CPU).
+    """
     if dcfg.get("teacher"):
-        path = Path(dcfg["teacher"])  # relative paths are the project's (models/...)
-        return require(path if path.is_absolute() else PROJECT_ROOT / path, "teacher model file (distill.teacher)",
-                       "make teacher, or point --set distill.teacher=PATH at a released teacher in models/")
+        named = str(dcfg["teacher"])
+        path = Path(named.replace("{artifacts}", str(artifacts))) if "{artifacts}" in named else resolve_project_path(named)
+        return require(path, "teacher model file (distill.teacher)",
+                       "python -m export.release --import-teacher (a TFLite teacher from the release, or from "
+                       "--teacher-file FILE), or point --set distill.teacher=PATH at a teacher file")
     return require(model_path(artifacts, "teacher", "keras"), "teacher model", STAGE_COMMANDS["teacher"])
 
 
@@ -50,9 +57,9 @@ def log_probabilities(probs: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(np.asarray(probs, dtype=np.float32), PROB_FLOOR))
 
 
-def stream_key(info, teacher_path: Path, batch_size: int, seed: int, splits: tuple[str, ...]) -> dict:
+def stream_key(info, teacher_path: Path, batch_size: int, seed: int, splits: tuple[str, ...], augment) -> dict:
     """Everything the stored logits depend on; a change in any of them invalidates the cache."""
-    augmentation = json.dumps([layer.get_config() for layer in seed_augmentation()], sort_keys=True, default=str)
+    augmentation = json.dumps(augment.describe(), sort_keys=True, default=str)
     return {
         "teacher_sha256": sha256_file(teacher_path), "teacher": str(teacher_path),
         "image_size": info.image_size, "batch_size": int(batch_size), "seed": int(seed),
@@ -62,15 +69,18 @@ def stream_key(info, teacher_path: Path, batch_size: int, seed: int, splits: tup
 
 
 def cached_teacher_logits(info, train: tuple, teacher_path: Path, batch_size: int, seed: int,
-                          num_batches: int, splits: dict[str, np.ndarray]) -> TeacherLogits:
+                          num_batches: int, splits: dict[str, np.ndarray], augment) -> TeacherLogits:
     """The teacher's log-probabilities for stream batches [0, num_batches) and for each split in `splits`.
+
+    `augment` is the students' augmentation (common.augment.training_augmentation): the teacher sees
+    exactly the crops the student will see.
 
     Computes only what the cache lacks: a longer run extends the stored stream instead of redoing it.
     """
     from guitar_distill.common.runtimes import all_threads, open_classifier, predict_all
 
     folder = info.root / "cache" / "teacher_logits"
-    key = stream_key(info, Path(teacher_path), batch_size, seed, tuple(splits))
+    key = stream_key(info, Path(teacher_path), batch_size, seed, tuple(splits), augment)
     key_path, stream_path = folder / "key.json", folder / "stream.npy"
     have = 0
     if key_path.exists() and stream_path.exists():
@@ -88,7 +98,7 @@ def cached_teacher_logits(info, train: tuple, teacher_path: Path, batch_size: in
         teacher = open_classifier(teacher_path, all_threads())  # LiteRT defaults to one thread
         console.print(f"teacher logits: {teacher_path} on batches {have}..{num_batches - 1} "
                       f"of the training stream (batch {batch_size}, seed {seed})")
-        feed = AugmentedBatches(*train, batch_size=batch_size, seed=seed)
+        feed = AugmentedBatches(*train, batch_size=batch_size, seed=seed, augment=augment)
         old = np.load(stream_path, mmap_mode="r") if have else None
         with atomic_path(stream_path) as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,

@@ -2,12 +2,15 @@
 
     python -m export.release --preset cpu     # artifacts -> models/ (after make cpu)
     python -m export.release --check          # every released file: sha256, and top-1 on the test split
-    python -m export.release --import-teacher # models/ teacher -> artifacts/export (the demo's teacher)
+    python -m export.release --import-teacher # models/ teacher -> TFLite files in artifacts/export
 
 models/ holds the distilled student in full (Keras, int8 TFLite, ONNX, the edge bundle) and the
-teacher as a float16 TFLite file: about 47 MB for ResNet50, where its Keras weights would add as
-much again. Both keep the artifacts' layout `<model>/<format>/model.<ext>` with model.json and
-labels.txt beside each file, so every runtime and benchmark reads them like an export.
+teacher as float16 Keras weights (`teacher/keras_fp16/model.keras`, about 48 MB for ResNet50): the
+form a later training stretch starts from (`--weights models/teacher/keras_fp16/model.keras`, at
+the same or, with the average-pooling head, another resolution). A TFLite file would fold the batch
+norms away and could not be trained further, and both would not fit the 60 MB; the teacher's
+TFLite files are rebuilt from the weights when needed (--import-teacher). Each file keeps the
+artifacts' layout `<model>/<format>/model.<ext>` with model.json and labels.txt beside it.
 """
 from __future__ import annotations
 
@@ -18,15 +21,16 @@ from pathlib import Path
 
 from guitar_distill.common.artifacts import read_json, sha256_file, write_json, write_text
 from guitar_distill.common.config import PROJECT_ROOT, resolve_config, stage_parser
-from guitar_distill.common.layout import MODEL_STAGES, evaluation_split, model_path
+from guitar_distill.common.layout import MODEL_STAGES, STAGE_COMMANDS, evaluation_split, model_path
 from guitar_distill.common.progress import console
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.export.web import RUNTIME_FILES
 
 MODELS_DIR = PROJECT_ROOT / "models"
 MAX_MB = 60.0
-RELEASED = {"student": ("keras", "tflite_fp32", "tflite_int8", "tflite_qat_int8", "onnx_fp32"),
-            "teacher": ("tflite_fp16",)}
+RELEASED = {"student": ("keras", "tflite_fp32", "tflite_int8", "tflite_qat_int8", "onnx_fp32")}
+TEACHER = Path("teacher") / "keras_fp16" / "model.keras"  # float16 weights: what later stretches start from
+IMPORTED_TEACHER = ("tflite_fp32", "tflite_fp16")  # rebuilt from them for the benchmarks and the demo
 TRAINING_RECORDS = {**MODEL_STAGES, "baseline": "baseline"}  # released record -> the stage that trained it
 
 
@@ -46,6 +50,8 @@ def release(artifacts: Path, dest: Path, preset: str) -> dict:
                 if (src_dir / extra).exists():
                     shutil.copy(src_dir / extra, tmp / model / fmt / extra)
             files[f"{model}/{fmt}/{name}"] = None
+    release_teacher(artifacts, tmp / TEACHER.parent)
+    files[TEACHER.as_posix()] = None
     for record, stage in TRAINING_RECORDS.items():  # how each was trained: config, history, metrics
         for name in ("config.json", "history.csv", "metrics.json", "curves.png"):
             if (artifacts / stage / name).exists():
@@ -76,6 +82,30 @@ def release(artifacts: Path, dest: Path, preset: str) -> dict:
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return manifest
+
+
+def release_teacher(artifacts: Path, folder: Path) -> Path:
+    """The teacher stage's model as float16 Keras weights, with its model.json and labels.txt."""
+    from guitar_distill.common.models import float32_copy, load_stage_model, network_cost, retyped_copy, save_model
+
+    model = float32_copy(load_stage_model(artifacts, "teacher", STAGE_COMMANDS["teacher"]))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = save_model(retyped_copy(model, "float16"), folder / "model.keras")
+    classes = (artifacts / "data" / "labels.txt").read_text().split()
+    metrics = read_json(artifacts / "teacher" / "metrics.json")
+    size = int(model.input_shape[1])
+    write_json(folder / "model.json", {
+        "file": path.name, "format": "keras_fp16",
+        "input": {"shape": [None, size, size, 3], "dtype": "float32", "range": [0, 255], "layout": "NHWC, RGB"},
+        "output": {"shape": [None, len(classes)], "meaning": "class probabilities in labels.txt order"},
+        "classes": classes, "head": "flatten" if any(layer.name == "flatten" for layer in model.layers) else "avg",
+        "weights_dtype": "float16", "network": network_cost(model),
+        "source_run": {"stage": "teacher", **{k: v for k, v in metrics.items() if k.endswith("accuracy")
+                                              or k in ("best_epoch", "epochs_run", "preset", "started_from")}},
+        "train_from": f"--weights models/{TEACHER.as_posix()}",
+        "sha256": sha256_file(path)})
+    write_text(folder / "labels.txt", "\n".join(classes) + "\n")
+    return path
 
 
 def check(dest: Path, artifacts: Path) -> list[dict]:
@@ -113,16 +143,50 @@ def check(dest: Path, artifacts: Path) -> list[dict]:
     return results
 
 
-def import_teacher(dest: Path, artifacts: Path) -> Path:
-    """Place the released teacher where the benchmarks look for an exported teacher."""
-    out = model_path(artifacts, "teacher", "tflite_fp16").parent
-    shutil.rmtree(out, ignore_errors=True)
-    shutil.copytree(dest / "teacher" / "tflite_fp16", out)
-    meta = read_json(out / "model.json")
-    meta["source_run"] = {**meta.get("source_run", {}), "imported_from": str(dest / "teacher" / "tflite_fp16")}
-    write_json(out / "model.json", meta)
-    write_text(out / "IMPORTED.txt", f"copied from {dest} by python -m export.release --import-teacher\n")
-    return out
+def import_teacher(source: Path, artifacts: Path) -> list[Path]:
+    """A Keras teacher file (the released float16 one by default) as TFLite fp32 and fp16 files where
+    the benchmarks and the stored logits look for them, at the data stage's resolution (an
+    average-pooling teacher takes any)."""
+    import numpy as np
+
+    import keras
+
+    from guitar_distill.common.models import float32_copy, load_model_file, network_cost
+    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.export.convert import export_saved_model, tflite_from_saved_model
+    from guitar_distill.teacher.model import build_teacher
+    from guitar_distill.teacher.warm_start import start_from_teacher
+
+    info = load_data_info(artifacts)
+    beside = source.with_name("model.json")
+    meta = read_json(beside) if beside.exists() else {"source_run": {"stage": "teacher", "file": str(source)}}
+    model = float32_copy(load_model_file(source))
+    if int(model.input_shape[1]) != info.image_size:
+        if not any(isinstance(layer, keras.layers.GlobalAveragePooling2D) for layer in model.layers):
+            raise SystemExit(f"{source} takes {model.input_shape[1]}px photos and its Flatten head cannot take the "
+                             f"data stage's {info.image_size}px (remake the data stage at {model.input_shape[1]}px)")
+        resized = build_teacher(len(info.classes), info.image_size, None, head="avg")
+        start_from_teacher(resized, source)
+        model = resized
+    saved = export_saved_model(model, artifacts / "export" / "saved_model" / "imported_teacher")
+    outs = []
+    for fmt in IMPORTED_TEACHER:
+        out = model_path(artifacts, "teacher", fmt)
+        shutil.rmtree(out.parent, ignore_errors=True)
+        out.parent.mkdir(parents=True)
+        out.write_bytes(tflite_from_saved_model(saved, fmt.removeprefix("tflite_")))
+        size = info.image_size
+        write_json(out.with_name("model.json"), {
+            **{k: v for k, v in meta.items() if k not in ("file", "format", "sha256", "train_from", "weights_dtype")},
+            "file": out.name, "format": fmt, "network": network_cost(model),
+            "input": {"shape": [1, size, size, 3], "dtype": "float32", "range": [0, 255], "layout": "NHWC, RGB"},
+            "source_run": {**meta.get("source_run", {}), "imported_from": str(source)}, "sha256": sha256_file(out)})
+        write_text(out.with_name("labels.txt"), "\n".join(info.classes) + "\n")
+        write_text(out.with_name("IMPORTED.txt"), f"rebuilt from {source} by python -m export.release --import-teacher\n")
+        console.print(f"teacher {fmt}: {out}")
+        outs.append(out)
+    shutil.rmtree(saved, ignore_errors=True)
+    return outs
 
 
 def main(argv=None):
@@ -132,14 +196,16 @@ def main(argv=None):
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--check", action="store_true", help="verify sha256 and measure top-1 of the released files")
     what.add_argument("--import-teacher", action="store_true",
-                      help="copy the released teacher into ARTIFACTS/export/teacher/tflite_fp16")
+                      help="rebuild the released teacher's TFLite fp32 and fp16 files in ARTIFACTS/export/teacher/")
+    parser.add_argument("--teacher-file", type=Path, help=f"with --import-teacher: another Keras teacher "
+                                                          f"(default: DEST/{TEACHER.as_posix()})")
     args = parser.parse_args(argv)
     quiet_start()  # after parsing: --help and argument errors need no TensorFlow
     if args.check:
         check(args.dest, args.artifacts)
     elif args.import_teacher:
-        out = import_teacher(args.dest, args.artifacts)
-        console.print(f"released teacher imported: {out}/model.tflite")
+        outs = import_teacher(args.teacher_file or args.dest / TEACHER, args.artifacts)
+        console.print("released teacher rebuilt: " + ", ".join(str(p) for p in outs))
     else:
         manifest = release(args.artifacts, args.dest, resolve_config(args)["name"])
         console.print(f"released {len(manifest['files'])} model files, {manifest['total_mb']:.1f} MB in all: "

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import time
 
-from guitar_distill.common.config import training_config
+from guitar_distill.common.config import resolve_project_path, training_config
 from guitar_distill.common.quiet import quiet_start
 
 
 def main(argv=None):
     def weights_flag(parser):
-        parser.add_argument("--weights", help='"imagenet", "none" or a local no-top ResNet50 weights file')
+        parser.add_argument("--weights", help='"imagenet", "none", a local no-top ResNet50 weights file, or a '
+                                              'teacher .keras file to start from (models/teacher/keras_fp16/model.keras)')
 
     args, cfg = training_config("Fine-tune the ResNet50 teacher with the write-up's recipe (resumable).",
                                 "teacher", argv, weights_flag)
@@ -20,6 +21,7 @@ def main(argv=None):
     from guitar_distill.dataset.cache import load_split
     from guitar_distill.dataset.manifest import load_data_info
     from guitar_distill.teacher.model import build_teacher
+    from guitar_distill.teacher.warm_start import is_teacher_file, start_from_teacher
 
     if args.weights:
         cfg["teacher"]["weights"] = args.weights
@@ -30,16 +32,24 @@ def main(argv=None):
     runtime = configure_runtime(tcfg)
     splits = {s: load_split(info, s) for s in ("train", "val", "test") if info.split_rows(s)}
 
-    model = build_teacher(len(info.classes), info.image_size, tcfg["weights"],
-                          zero_init_residual=bool(tcfg.get("zero_init_residual", False)))
+    warm = is_teacher_file(tcfg["weights"])
+    model = build_teacher(len(info.classes), info.image_size, None if warm else tcfg["weights"],
+                          zero_init_residual=bool(tcfg["zero_init_residual"]) and not warm, head=tcfg["head"])
+    started_from = {}
+    if warm and not (out / "backup").exists():  # a resumed run restores its own weights
+        try:
+            started_from = start_from_teacher(model, resolve_project_path(tcfg["weights"]))
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(str(e)) from None
     model.compile(optimizer=recipe_optimizer(tcfg), loss=recipe_loss(tcfg), metrics=["accuracy"])
-    console.print(f"teacher: ResNet50 from {tcfg['weights'] or 'scratch'}, {model.count_params():,} parameters, "
+    console.print(f"teacher: ResNet50 ({tcfg['head']} head) from {tcfg['weights'] or 'scratch'}, {model.count_params():,} parameters, "
                   f"{tcfg.get('optimizer', 'sgd')} {tcfg.get('schedule', 'inverse_time')} lr {tcfg['learning_rate']}, "
-                  f"{len(splits['train'][0])} training photos at {info.image_size}px, backend {runtime['backend']}")
+                  f"{len(splits['train'][0])} training photos at {info.image_size}px, {tcfg['augmentation']} augmentation, "
+                  f"backend {runtime['backend']}")
     rows = fit_recipe(model, splits["train"], splits["val"], tcfg, out)
 
     finish_training(model, rows, splits, out, cfg, "resnet50_teacher", f"ResNet50 teacher ({cfg['name']} preset)",
-                    runtime, extra={"weights": tcfg["weights"]}, classes=info.classes)
+                    runtime, extra={"weights": tcfg["weights"], **({"started_from": started_from} if started_from else {})}, classes=info.classes)
     console.print(f"teacher wall time {time.perf_counter() - start:.0f} s")
 
 

@@ -7,15 +7,23 @@ import keras
 
 from guitar_distill.common.layers import CaffePreprocess
 
+HEADS = ("flatten", "avg")
+
+
 def build_teacher(num_classes: int, input_size: int = 224, weights: str | None = None,
-                  zero_init_residual: bool = False) -> keras.Model:
+                  zero_init_residual: bool = False, head: str = "flatten") -> keras.Model:
     """`weights`: "imagenet" (Keras download), None/"none" (from scratch) or a local weights file
     for the no-top ResNet50 (e.g. resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5).
 
     `zero_init_residual` (from scratch only) starts the last BN gamma of every residual block at
     zero, so each block begins as the identity (Goyal et al. 2017): deep nets from scratch train
     sooner with it.
+
+    `head`: "flatten" (the write-up's Flatten + Dense, tied to one input size) or "avg" (global
+    average pooling + Dense: the same weights test and fine-tune at any resolution).
     """
+    if head not in HEADS:
+        raise ValueError(f"teacher head {head!r}: use one of {', '.join(HEADS)}")
     if weights in ("none", "None", ""):
         weights = None
     if weights not in (None, "imagenet"):
@@ -34,7 +42,10 @@ def build_teacher(num_classes: int, input_size: int = 224, weights: str | None =
         for layer in base.layers:
             if layer.name.endswith("_3_bn"):  # convN_blockM_3_bn: the block's last BN before the add
                 layer.gamma.assign(keras.ops.zeros_like(layer.gamma))
-    x = keras.layers.Flatten(name="flatten")(base.output)
+    if head == "flatten":
+        x = keras.layers.Flatten(name="flatten")(base.output)
+    else:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(base.output)
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name="resnet50_teacher")
 

@@ -1,0 +1,50 @@
+"""Start a teacher run from a released (or any saved) Keras teacher: the CPU budget adds up across runs.
+
+The source may have been trained at another resolution or with the write-up's Flatten head: every
+convolution and batch norm is resolution-free and copies as it is; a Flatten head over an HxW map
+becomes the average-pooling head whose dense kernel is the sum of the H*W position kernels, which
+gives the same logits wherever the features are equal across positions, and is a fine start
+elsewhere. A Flatten target needs a Flatten source of the same size.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+
+def is_teacher_file(weights) -> bool:
+    return bool(weights) and Path(str(weights)).suffix == ".keras"
+
+
+def start_from_teacher(model: keras.Model, path: Path) -> dict:
+    """Copy `path`'s weights into `model` (a build_teacher network); returns what was converted."""
+    from guitar_distill.common.models import float32_copy, load_model_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"teacher file not found: {path}")
+    source = float32_copy(load_model_file(path))
+    names = {layer.name for layer in source.layers}
+    missing = [layer.name for layer in model.layers if layer.weights and layer.name not in names
+               and layer.name != "predictions"]
+    if missing:
+        raise ValueError(f"{path}: not a ResNet50 teacher of this project (no layers {', '.join(missing[:3])} ...)")
+    for layer in model.layers:
+        if layer.weights and layer.name != "predictions":
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+    kernel, bias = source.get_layer("predictions").get_weights()
+    target = model.get_layer("predictions").kernel.shape
+    head_from = "flatten" if any(isinstance(layer, keras.layers.Flatten) for layer in source.layers) else "avg"
+    head_to = "flatten" if any(isinstance(layer, keras.layers.Flatten) for layer in model.layers) else "avg"
+    if kernel.shape[1] != target[1]:
+        raise ValueError(f"{path} has {kernel.shape[1]} classes; this run has {target[1]}")
+    if head_from == "flatten" and head_to == "avg":
+        channels = target[0]
+        kernel = kernel.reshape(-1, channels, kernel.shape[1]).sum(axis=0)  # Flatten order: (h, w, channel)
+    elif kernel.shape != tuple(target):
+        raise ValueError(f"{path}: its {head_from} head takes {kernel.shape[0]} features, this {head_to} head "
+                         f"{target[0]}: a Flatten head is tied to its input size (use teacher.head = \"avg\")")
+    model.get_layer("predictions").set_weights([kernel, bias])
+    return {"from": str(path), "source_image_size": int(source.input_shape[1]), "source_head": head_from}

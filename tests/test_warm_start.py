@@ -1,0 +1,105 @@
+"""A teacher run starts from a saved teacher: Flatten -> average-pooling heads, and the TFLite unfold."""
+import keras
+import numpy as np
+import pytest
+
+from guitar_distill.common.augment import CropFlip, training_augmentation
+from guitar_distill.common.layout import model_path
+from guitar_distill.common.models import float32_copy, load_model_file, retyped_copy, save_model
+from guitar_distill.teacher.model import build_teacher
+from guitar_distill.teacher.warm_start import start_from_teacher
+
+
+def randomised_teacher(size, head="flatten", classes=3, seed=0):
+    """A teacher whose batch norms hold non-trivial statistics, so copying them is visible."""
+    keras.utils.set_random_seed(seed)
+    model = build_teacher(classes, size, None, head=head)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n), rng.normal(0, 0.1, n),
+                               rng.uniform(0.5, 2.0, n)])
+    return model
+
+
+@pytest.fixture(scope="module")
+def saved_flatten_teacher(tmp_path_factory):
+    model = randomised_teacher(32)
+    path = tmp_path_factory.mktemp("teacher") / "model.keras"
+    save_model(retyped_copy(model, "float16"), path)
+    return model, path
+
+
+def test_flatten_teacher_starts_an_average_pooling_run_at_another_size(saved_flatten_teacher):
+    source, path = saved_flatten_teacher
+    target = build_teacher(3, 64, None, head="avg")
+    info = start_from_teacher(target, path)
+    assert info["source_head"] == "flatten" and info["source_image_size"] == 32
+    for name in ("conv1_conv", "conv3_block2_2_bn", "conv5_block3_3_conv"):
+        for a, b in zip(target.get_layer(name).get_weights(), source.get_layer(name).get_weights()):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)  # float16 in the file
+    flat_kernel = source.get_layer("predictions").get_weights()[0]  # (1 * 1 * 2048, 3) at 32 px
+    np.testing.assert_allclose(target.get_layer("predictions").get_weights()[0], flat_kernel.reshape(-1, 2048, 3).sum(0),
+                               rtol=1e-3, atol=1e-3)
+
+
+def test_same_head_same_size_answers_as_the_source(saved_flatten_teacher):
+    source, path = saved_flatten_teacher
+    target = build_teacher(3, 32, None, head="flatten")
+    start_from_teacher(target, path)
+    x = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(target.predict(x, verbose=0), source.predict(x, verbose=0), atol=2e-2)
+
+
+def test_mismatched_teachers_are_refused_with_the_reason(saved_flatten_teacher, tmp_path):
+    _, path = saved_flatten_teacher
+    with pytest.raises(ValueError, match="teacher.head"):
+        start_from_teacher(build_teacher(3, 64, None, head="flatten"), path)
+    with pytest.raises(ValueError, match="3 classes; this run has 5"):
+        start_from_teacher(build_teacher(5, 32, None, head="avg"), path)
+    with pytest.raises(FileNotFoundError, match="nope.keras"):
+        start_from_teacher(build_teacher(3, 32, None), tmp_path / "nope.keras")
+
+
+def test_unfolded_tflite_teacher_answers_as_the_file_and_trains_like_it(exported):
+    from guitar_distill.common.runtimes import open_classifier
+    from guitar_distill.dataset.cache import load_split
+    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.export.unfold import unfolded_teacher
+
+    tflite = model_path(exported, "teacher", "tflite_fp32")
+    images, _ = load_split(load_data_info(exported), "train")
+    model = unfolded_teacher(tflite, np.asarray(images))
+    x = np.asarray(images, dtype=np.float32)
+    expected = open_classifier(tflite).predict(x)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=1e-4)
+    keras_teacher = load_model_file(model_path(exported, "teacher", "keras"))
+    np.testing.assert_allclose(float32_copy(keras_teacher).predict(x, verbose=0), expected, atol=1e-4)
+    # The batch norms' training-mode statistics are those of these photos: training-mode answers
+    # stay those of the file (a fresh BN, gamma 1 and beta 0, would not).
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x, training=True)), expected, atol=2e-2)
+
+
+def test_crop_flip_is_seeded_and_a_whole_photo_crop_is_the_photo_or_its_mirror():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (16, 24, 24, 3), dtype=np.uint8)
+    whole = CropFlip(scale=(1.0, 1.0), ratio=(1.0, 1.0))(images, seed=5)
+    mirrored = [np.array_equal(out, img[:, ::-1]) for out, img in zip(whole, images)]
+    same = [np.array_equal(out, img) for out, img in zip(whole, images)]
+    assert all(m or s for m, s in zip(mirrored, same)) and 3 <= sum(mirrored) <= 13
+    crop = CropFlip()
+    np.testing.assert_array_equal(crop(images, seed=9), crop(images, seed=9))
+    assert not np.array_equal(crop(images, seed=9), crop(images, seed=10))
+    for _ in range(200):
+        x0, y0, x1, y1 = crop.box(rng, 60, 80)
+        assert 0 <= x0 < x1 <= 80 and 0 <= y0 < y1 <= 60
+        assert 0.35 * 4800 * 0.999 <= (x1 - x0) * (y1 - y0) <= 4800 * 1.001
+
+
+def test_augmentation_names_are_checked():
+    assert isinstance(training_augmentation({"augmentation": "crop_flip", "crop_scale": [0.5, 1.0]}), CropFlip)
+    with pytest.raises(ValueError, match="'rotate'"):
+        training_augmentation({"augmentation": "rotate"})
+    with pytest.raises(ValueError, match="crop scale"):
+        CropFlip(scale=(0.0, 1.0))
