@@ -7,27 +7,11 @@ import platform
 from pathlib import Path
 
 from guitar_distill.benchmarks.peaks import ROOFS, measure_roof
-from guitar_distill.common.artifacts import cpu_name, environment_info
+from guitar_distill.common.artifacts import cpu_flags, cpu_name, environment_info
 
 ROOF_NAMES = {"fp32": "fp32 GEMM (numpy)", "litert-fp32": "fp32 fully-connected (LiteRT XNNPACK)",
               "litert-int8": "int8 fully-connected (LiteRT XNNPACK)", "onnxruntime-fp32": "fp32 MatMul (ONNX Runtime)",
               "onnxruntime-int8": "int8 MatMulInteger (ONNX Runtime)"}
-
-SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
-              "amx_int8", "neon", "asimd", "asimddp")
-
-
-def cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            present = set(line.split(":", 1)[1].split())
-            return [f for f in SIMD_FLAGS if f in present]
-    return []
-
 
 def accelerators() -> list[str]:
     """GPUs the kernel driver lists (NVIDIA's /proc entries, then render nodes); empty on a CPU-only machine."""

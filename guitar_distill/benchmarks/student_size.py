@@ -61,7 +61,7 @@ def distil_candidates(artifacts: Path, cfg: dict, widths: list[tuple], epochs: i
     """Distil each width with the same budget from the stored teacher logits; returns (students, splits)."""
     from guitar_distill.common.augment import training_augmentation
     from guitar_distill.common.training import configure_runtime, fit_recipe, recipe_optimizer
-    from guitar_distill.dataset.cache import load_split
+    from guitar_distill.dataset.cache import load_splits
     from guitar_distill.dataset.manifest import load_data_info
     from guitar_distill.distill.distiller import Distiller
     from guitar_distill.distill.teacher_logits import cached_teacher_logits, teacher_file
@@ -70,7 +70,7 @@ def distil_candidates(artifacts: Path, cfg: dict, widths: list[tuple], epochs: i
     scfg = dict(cfg["student"], max_epochs=epochs, patience=epochs)
     dcfg = cfg["distill"]
     info = load_data_info(artifacts)
-    splits = {s: load_split(info, s) for s in ("train", "val", "test") if info.split_rows(s)}
+    splits = load_splits(info)
     stored = cached_teacher_logits(info, splits["train"], teacher_file(artifacts, dcfg), int(scfg["batch_size"]),
                                    int(scfg["seed"]), epochs * int(scfg["steps_per_epoch"]),
                                    {s: x for s, (x, _) in splits.items()}, training_augmentation(scfg))

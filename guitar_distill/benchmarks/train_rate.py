@@ -59,6 +59,9 @@ def main(argv=None):
     parser.add_argument("--source", type=Path, help="photo folder (default: the preset's)")
     parser.add_argument("--fit-feed", choices=("stages", "pydataset"), default="stages",
                         help="model.fit input: what the training stages feed, or the PyDataset itself (default: %(default)s)")
+    parser.add_argument("--models", nargs="+", choices=("teacher", "student"), default=["teacher", "student"])
+    parser.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
+                        help="Keras' jit_compile (XLA): auto is Keras' default, off on CPU-only TensorFlow (default: %(default)s)")
     parser.add_argument("--out", type=Path, help="folder for the record (default: ARTIFACTS/bench)")
     args = parser.parse_args(argv)
     quiet_start()  # after parsing: --help and argument errors need no TensorFlow
@@ -84,11 +87,12 @@ def main(argv=None):
                                                                  head=cfg["teacher"].get("head", "flatten"))),
               "student": (cfg["student"], lambda: build_nin_student(len(classes), size, tuple(cfg["student"]["widths"]),
                                                                    float(cfg["student"]["dropout"])))}
-    with progress_bar(len(models) * (args.batches + 2), f"training rate at {size}px") as advance:
-        for name, (mcfg, build) in models.items():
+    with progress_bar(len(args.models) * (args.batches + 2), f"training rate at {size}px") as advance:
+        for name, (mcfg, build) in ((n, m) for n, m in models.items() if n in args.models):
             runtime = configure_runtime(mcfg)  # the preset's precision policy (bfloat16 on the cpu preset)
             model = build()
-            model.compile(optimizer=recipe_optimizer(mcfg), loss=recipe_loss(mcfg))
+            model.compile(optimizer=recipe_optimizer(mcfg), loss=recipe_loss(mcfg),
+                          jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile])
             feed = AugmentedBatches(images, labels, int(mcfg["batch_size"]), int(mcfg["seed"]),
                                     augment=training_augmentation(mcfg))
             r = timed_batches(model, feed, args.batches, advance)
@@ -113,6 +117,7 @@ def main(argv=None):
                  title=f"Training rate, {cfg['name']} recipe at {size} px ({keras.backend.backend()} backend)",
                  settings={"preset": cfg["name"], "image_size": size, "timed_batches": args.batches,
                            "photos": len(files), "backend": keras.backend.backend(), "fit_feed": args.fit_feed,
+                           "jit_compile": args.jit_compile,
                            **{f"{name}_steps_per_epoch": r["steps_per_epoch"] for name, r in results.items()}},
                  results=results, table=table, started=start)
     console.print(table)

@@ -98,9 +98,27 @@ def environment_info() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "processor": cpu_name(),
+        "simd": cpu_flags(),
         "cpu_count": os.cpu_count(),
         "versions": versions,
     }
+
+
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
+              "amx_int8", "neon", "asimd", "asimddp")
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD features that decide how fast a model runs here (/proc/cpuinfo), in a fixed order."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            present = set(line.split(":", 1)[1].split())
+            return [f for f in SIMD_FLAGS if f in present]
+    return []
 
 
 def cpu_name() -> str:

@@ -54,10 +54,16 @@ def load_preset(name_or_path: str, _seen: tuple[Path, ...] = ()) -> dict:
     return cfg
 
 
+# Tables a preset replaces whole instead of merging field by field: a split is given either by
+# counts or by fractions, never by a mix of the base's and the child's.
+REPLACED_TABLES = ("split",)
+
+
 def _merge(base: dict, changes: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in changes.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        merge = isinstance(value, dict) and isinstance(out.get(key), dict) and key not in REPLACED_TABLES
+        out[key] = _merge(out[key], value) if merge else value
     return out
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from guitar_distill.common.artifacts import atomic_path, read_json, write_json
 from guitar_distill.common.progress import progress_bar
 from guitar_distill.dataset.manifest import DataInfo
+from guitar_distill.dataset.split import SPLITS
 from guitar_distill.edge.images import load_for_model
 
 
@@ -58,3 +59,8 @@ def load_split(info: DataInfo, split: str, size: int | None = None):
     path = build_split_cache(info, split, size)
     images = np.load(path, mmap_mode="r")
     return images, info.labels(split)
+
+
+def load_splits(info: DataInfo) -> dict[str, tuple]:
+    """{split: (images, labels)} for every split the manifest has photos in (a seed split has no test)."""
+    return {s: load_split(info, s) for s in SPLITS if info.split_rows(s)}

@@ -24,7 +24,7 @@ def main(argv=None):
     from guitar_distill.common.stage import finish_training, prepare_run_dir
     from guitar_distill.common.runtimes import predict_all
     from guitar_distill.common.training import configure_runtime, fit_recipe, recipe_optimizer
-    from guitar_distill.dataset.cache import load_split
+    from guitar_distill.dataset.cache import load_splits
     from guitar_distill.dataset.manifest import load_data_info
     from guitar_distill.distill.distiller import Distiller
     from guitar_distill.distill.teacher_logits import cached_teacher_logits, log_probabilities, teacher_file
@@ -38,7 +38,7 @@ def main(argv=None):
     out = prepare_run_dir(args.artifacts, "distill", cfg, args.fresh, keys=("data", "student", "distill"))
     info = load_data_info(args.artifacts)
     runtime = configure_runtime(scfg)
-    splits = {s: load_split(info, s) for s in ("train", "val", "test") if info.split_rows(s)}
+    splits = load_splits(info)
     student = build_nin_student(len(info.classes), info.image_size, tuple(scfg["widths"]), float(scfg["dropout"]))
     teacher_path = teacher_file(args.artifacts, dcfg)
 

@@ -134,7 +134,9 @@ def main(argv=None):
         bundle = build_bundle(stage_dir(args.artifacts, "edge") / "guitar-student", chosen, meta, info.classes,
                               golden_photos(info.split_rows("val"), info.source, info.classes,
                                             int(ecfg["golden_images"]), int(cfg["data"]["seed"])),
-                              onnx_file=files[("student", "onnx_fp32")])
+                              onnx_file=files[("student", "onnx_fp32")], fp32_file=files[("student", "tflite_fp32")],
+                              fp32_json={**read_json(files[("student", "tflite_fp32")].with_name("model.json")),
+                                         "validation": results[("student", "tflite_fp32")]})
         console.print(f"edge bundle ({best_fmt}): {bundle} and {bundle}.tar.gz")
     shutil.rmtree(out / "saved_model", ignore_errors=True)
     console.print(parity_table(results))

@@ -9,13 +9,14 @@ import numpy as np
 
 import guitar_distill.edge as edge
 from guitar_distill.common.artifacts import atomic_path, write_json, write_text
-from guitar_distill.edge.predict import TFLiteClassifier, classify
+from guitar_distill.edge.predict import TFLiteClassifier, classify, golden_answers
 from guitar_distill.export.web import add_web_page
 
 BUNDLE_README = """# guitar-student: a guitar body-type classifier for a Raspberry Pi or a phone
 
 A Network-in-Network student distilled from a ResNet50 teacher, quantised to int8 (uint8 input).
-`model.json` says where it came from, its input and its sha256.
+`model.json` says where it came from, its input and its sha256; in a release, `MODEL_CARD.md` says
+what it can and cannot do, with its test figures.
 
 ## Raspberry Pi (64-bit Raspberry Pi OS) or any Linux/macOS box
 
@@ -24,6 +25,12 @@ A Network-in-Network student distilled from a ResNet50 teacher, quantised to int
     python predict.py --selftest           # checks the golden photos: run this first
     python predict.py photo.jpg photos/ --top-k 3
     python predict.py photo.jpg --json
+
+Two files hold the same student: `model.tflite` (int8) and `model_fp32.tflite` (float32). On first
+use predict.py times both on this machine and keeps the faster (int8 wins on CPUs with int8 dot
+products; on a Raspberry Pi 4 or an AVX2-only PC float32 can be faster), prints which and why, and
+caches the choice in `.fastest.json`; `--model model_fp32.tflite` forces one, and `--selftest`
+checks whichever runs.
 
 Input: any JPEG, PNG, WebP, BMP or TIFF photo; EXIF orientation and colour modes are handled and
 the photo is resized to the model's input. Exit status is non-zero if any file failed.
@@ -38,28 +45,35 @@ in `model.json` ("validation") and in the project's reports.
 
 
 def build_bundle(dest: Path, model_file: Path, model_json: dict, labels: list[str],
-                 golden: list[tuple[str, Path]], onnx_file: Path | None = None) -> Path:
-    """Write `dest/` and `dest.tar.gz`; `golden` is (label, photo path) pairs; with `onnx_file`, the web page."""
+                 golden: list[tuple[str, Path]], onnx_file: Path | None = None,
+                 fp32_file: Path | None = None, fp32_json: dict | None = None) -> Path:
+    """Write `dest/` and `dest.tar.gz`; `golden` is (label, photo path) pairs; with `onnx_file`, the web page;
+    with `fp32_file`, the float32 student beside the int8 one (predict.py keeps the faster)."""
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "golden").mkdir(parents=True)
     shutil.copy(model_file, tmp / "model.tflite")
-    write_text(tmp / "labels.txt", "\n".join(labels) + "\n")
     write_json(tmp / "model.json", model_json)
+    if fp32_file is not None:
+        shutil.copy(fp32_file, tmp / "model_fp32.tflite")
+        write_json(tmp / "model_fp32.json", {**(fp32_json or {}), "file": "model_fp32.tflite"})
+    write_text(tmp / "labels.txt", "\n".join(labels) + "\n")
     edge_dir = Path(edge.__file__).parent
     shutil.copy(edge_dir / "predict.py", tmp / "predict.py")
     shutil.copy(edge_dir / "images.py", tmp / "images.py")
     write_text(tmp / "README.md", BUNDLE_README)
-    classifier = TFLiteClassifier(tmp / "model.tflite")
-    expected = []
+    photos = []
     for label, photo in golden:
         target = tmp / "golden" / f"{label}_{photo.name}"
         shutil.copy(photo, target)
-        result = classify(classifier, labels, [target], 3)[0]
-        expected.append({"file": target.name, "label": label, "top": result["top"]})
-    write_json(tmp / "golden" / "expected.json", expected)
+        photos.append((label, target))
+    for model in sorted(tmp.glob("model*.tflite")):  # each file's own answers: the self-test checks the file it runs
+        classifier = TFLiteClassifier(model)
+        expected = [{"file": target.name, "label": label, "top": classify(classifier, labels, [target], 3)[0]["top"]}
+                    for label, target in photos]
+        write_json(golden_answers(model), expected)
     if onnx_file is not None:
-        add_web_page(tmp, onnx_file, labels, classifier.size)
+        add_web_page(tmp, onnx_file, labels, TFLiteClassifier(tmp / "model.tflite").size)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     with atomic_path(dest.with_name(dest.name + ".tar.gz")) as archive:

@@ -15,7 +15,6 @@ artifacts' layout `<model>/<format>/model.<ext>` with model.json and labels.txt 
 from __future__ import annotations
 
 import shutil
-import tarfile
 import time
 from pathlib import Path
 
@@ -24,11 +23,13 @@ from guitar_distill.common.config import PROJECT_ROOT, resolve_config, stage_par
 from guitar_distill.common.layout import MODEL_STAGES, STAGE_COMMANDS, evaluation_split, model_path
 from guitar_distill.common.progress import console
 from guitar_distill.common.quiet import quiet_start
+from guitar_distill.export.model_card import RECORDS, write_model_card
 from guitar_distill.export.web import RUNTIME_FILES
 
 MODELS_DIR = PROJECT_ROOT / "models"
 MAX_MB = 60.0
-RELEASED = {"student": ("keras", "tflite_fp32", "tflite_int8", "tflite_qat_int8", "onnx_fp32")}
+# The float32 TFLite student ships inside the bundle (model_fp32.tflite), not a second time here.
+RELEASED = {"student": ("keras", "tflite_int8", "tflite_qat_int8", "onnx_fp32")}
 TEACHER = Path("teacher") / "keras_fp16" / "model.keras"  # float16 weights: what later stretches start from
 IMPORTED_TEACHER = ("tflite_fp32", "tflite_fp16")  # rebuilt from them for the benchmarks and the demo
 TRAINING_RECORDS = {**MODEL_STAGES, "baseline": "baseline"}  # released record -> the stage that trained it
@@ -68,9 +69,15 @@ def release(artifacts: Path, dest: Path, preset: str) -> dict:
         return [n for n in names if n in (*RUNTIME_FILES, "model.onnx")]
 
     shutil.copytree(artifacts / "edge" / "guitar-student", bundle, ignore=left_out)
-    with tarfile.open(bundle.with_name("guitar-student.tar.gz"), "w:gz") as tar:
-        tar.add(bundle, arcname=bundle.name)
-    files.update({"student/guitar-student/model.tflite": None, "student/guitar-student.tar.gz": None})
+    # The benchmark records the model card is made from travel with the release.
+    for name, src in (("data_summary", artifacts / "data" / "summary.json"), *((r, artifacts / "bench" / f"{r}.json")
+                                                                               for r in RECORDS[1:])):
+        if src.exists():
+            (tmp / "records").mkdir(exist_ok=True)
+            shutil.copy(src, tmp / "records" / f"{name}.json")
+    write_model_card(tmp)
+    # No .tar.gz: it would hold every bundle file a second time (`tar czf` makes one from the folder).
+    files.update({f"student/guitar-student/{p.name}": None for p in sorted(bundle.glob("model*.tflite"))})
     files = {rel: {"bytes": (tmp / rel).stat().st_size, "sha256": sha256_file(tmp / rel)} for rel in files}
     total_mb = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file()) / 1e6
     if total_mb > MAX_MB:
@@ -131,8 +138,6 @@ def check(dest: Path, artifacts: Path) -> list[dict]:
     split = evaluation_split(info)
     images, labels = load_split(info, split)
     for rel in manifest["files"]:
-        if rel.endswith(".tar.gz"):
-            continue
         model = open_classifier(dest / rel)
         if model.size != info.image_size:
             raise SystemExit(f"{dest / rel} takes {model.size}px photos; the data stage made {info.image_size}px "

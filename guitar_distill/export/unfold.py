@@ -4,10 +4,11 @@ A TFLite converter folds every batch norm into the convolution before it, so the
 kernel and one bias per convolution and no batch-norm statistics: it cannot be trained further.
 This rebuilds the teacher in Keras from the file: each convolution gets the folded kernel and bias,
 and each batch norm becomes an exact identity at inference that still normalises in training,
-with statistics measured on training photos (per channel: mean m and standard deviation s of the
-folded convolution's output; the kernel and bias divided by s, then gamma = s * sqrt(1 + eps),
-beta = m, moving mean m / s, moving variance 1). So the Keras model answers as the file does, and
-in training mode too: a fine-tune starts from the file's function, not from broken statistics.
+with statistics measured on training photos: per channel, the folded kernel and bias are scaled by
+a to the norm of a fresh He initialisation, and with m and v the mean and variance of the folded
+convolution's output, gamma = sqrt(a^2 v + eps) / a, beta = m, moving mean a m, moving variance
+a^2 v. So the Keras model answers as the file does, in training mode too, and a fine-tune takes
+steps of the size the recipe's learning rates were chosen for.
 
     python -m export.unfold models/teacher/tflite_fp16/model.tflite --preset cpu
 """
@@ -22,6 +23,7 @@ from guitar_distill.common.config import stage_parser
 from guitar_distill.common.quiet import quiet_start
 
 # TFLite names a folded convolution's kernel after its Keras layer: "resnet50_teacher_1/conv1_conv_1/convolution".
+FP16_SAFE = 1e4  # largest bias or variance the rescaling may produce (float16 holds up to 65504)
 KERNEL_NAME = re.compile(r"(?:^|/)(conv\d_(?:block\d+_\d_)?conv)(?:_\d+)?/")
 
 
@@ -97,13 +99,21 @@ def unfolded_teacher(path: Path, images: np.ndarray, batch_size: int = 64):
     for k, name in enumerate(conv_names):
         conv, bn = model.get_layer(name), model.get_layer(name.removesuffix("_conv") + "_bn")
         mean = sums[k] / counts[k]
-        std = np.sqrt(np.maximum(squares[k] / counts[k] - mean**2, 0.0)) + 1e-3
-        # Each kernel rescaled to outputs of unit variance, the scale of a fresh initialisation that
-        # the recipe's learning rates were chosen for (under a batch norm the scale changes nothing
-        # else); the batch norm multiplies it back: gamma (x / std - mean / std) / sqrt(1 + eps) + beta = x.
+        var = np.maximum(squares[k] / counts[k] - mean**2, 0.0)
+        # Each output channel's kernel rescaled to the norm of a fresh He initialisation, the scale the
+        # recipe's learning rates were chosen for: under a batch norm the scale changes nothing else,
+        # but it sets the effective step (lr / |w|^2), and the folded kernels' scales are arbitrary.
+        # The batch norm multiplies it back: gamma (a x - a m) / sqrt(a^2 v + eps) + beta = x.
         w, b = conv.get_weights()
-        conv.set_weights([w / std, b / std])
-        bn.set_weights([std * np.sqrt(1 + bn.epsilon), mean, mean / std, np.ones_like(mean)])
+        fan_in = int(np.prod(w.shape[:-1]))
+        norm = np.sqrt((w.reshape(-1, w.shape[-1]) ** 2).mean(0))
+        a = np.where(norm > 0, np.sqrt(2.0 / fan_in) / np.maximum(norm, 1e-12), 1.0)
+        # ... within what the float16 release can hold: a dead channel (kernel near 0, bias not) is left
+        # near its own scale rather than blown up to an infinite bias or variance.
+        a = np.minimum(a, np.minimum(FP16_SAFE / np.maximum(np.abs(b), 1e-12), np.sqrt(FP16_SAFE / np.maximum(var, 1e-12))))
+        conv.set_weights([w * a, b * a])
+        gamma = np.sqrt(a**2 * var + bn.epsilon) / a
+        bn.set_weights([gamma, mean, a * mean, a**2 * var])
     return model
 
 
@@ -124,14 +134,15 @@ def main(argv=None):
     from guitar_distill.dataset.manifest import load_data_info
 
     info = load_data_info(args.artifacts)
-    train, _ = load_split(info, "train")
+    size = open_classifier(args.tflite).size  # the file's own resolution, whatever the data stage's
+    train, _ = load_split(info, "train", size)
     rng = np.random.default_rng(0)
     picked = np.sort(rng.choice(len(train), min(args.photos, len(train)), replace=False))
     try:
         model = unfolded_teacher(args.tflite, np.asarray(train[picked]))
     except ValueError as e:
         raise SystemExit(str(e)) from None
-    val_x, val_y = load_split(info, "val")
+    val_x, val_y = load_split(info, "val", size)
     ours = predict_all(model, val_x)
     theirs = predict_all(open_classifier(args.tflite), val_x)
     out = args.out or args.artifacts / "unfold" / "model.keras"

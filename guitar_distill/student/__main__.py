@@ -13,7 +13,7 @@ def main(argv=None):
     from guitar_distill.common.progress import console
     from guitar_distill.common.stage import finish_training, prepare_run_dir
     from guitar_distill.common.training import configure_runtime, fit_recipe, recipe_loss, recipe_optimizer
-    from guitar_distill.dataset.cache import load_split
+    from guitar_distill.dataset.cache import load_splits
     from guitar_distill.dataset.manifest import load_data_info
     from guitar_distill.student.model import build_nin_student
 
@@ -22,7 +22,7 @@ def main(argv=None):
     out = prepare_run_dir(args.artifacts, "baseline", cfg, args.fresh, keys=("data", "student"))
     info = load_data_info(args.artifacts)
     runtime = configure_runtime(scfg)
-    splits = {s: load_split(info, s) for s in ("train", "val", "test") if info.split_rows(s)}
+    splits = load_splits(info)
     model = build_nin_student(len(info.classes), info.image_size, tuple(scfg["widths"]), float(scfg["dropout"]))
     model.compile(optimizer=recipe_optimizer(scfg), loss=recipe_loss(scfg), metrics=["accuracy"])
     console.print(f"student baseline (no distillation): NiN {scfg['widths']}, {model.count_params():,} parameters, "

@@ -18,7 +18,7 @@ def main(argv=None):
     from guitar_distill.common.progress import console
     from guitar_distill.common.stage import finish_training, prepare_run_dir
     from guitar_distill.common.training import configure_runtime, fit_recipe, recipe_loss, recipe_optimizer
-    from guitar_distill.dataset.cache import load_split
+    from guitar_distill.dataset.cache import load_splits
     from guitar_distill.dataset.manifest import load_data_info
     from guitar_distill.teacher.model import build_teacher
     from guitar_distill.teacher.warm_start import is_teacher_file, start_from_teacher
@@ -30,7 +30,7 @@ def main(argv=None):
     out = prepare_run_dir(args.artifacts, "teacher", cfg, args.fresh, keys=("data", "teacher"))
     info = load_data_info(args.artifacts)
     runtime = configure_runtime(tcfg)
-    splits = {s: load_split(info, s) for s in ("train", "val", "test") if info.split_rows(s)}
+    splits = load_splits(info)
 
     warm = is_teacher_file(tcfg["weights"])
     model = build_teacher(len(info.classes), info.image_size, None if warm else tcfg["weights"],
