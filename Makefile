@@ -5,7 +5,7 @@ PYTHON ?= .venv/bin/python
 STAGE_ARGS = --preset $(PRESET) --artifacts $(ARTIFACTS)
 DEMO_ARGS = --preset demo --artifacts $(ARTIFACTS)/demo
 
-.PHONY: setup data teacher baseline student distill export bench demo cpu release all pi-check web-check test test-fast clean
+.PHONY: setup data teacher baseline student distill export bench demo cpu stretch release all pi-check web-check test test-fast clean
 
 setup:            ## .venv in the project root with the dependencies' ranges (dev and jax extras)
 	python3 -m venv .venv
@@ -42,6 +42,10 @@ cpu:              ## the CPU reference run behind models/ and reports/ (hours on
 	$(MAKE) teacher baseline PRESET=cpu
 	$(PYTHON) -m export.release --preset cpu --artifacts $(ARTIFACTS) --import-teacher --teacher-file $(ARTIFACTS)/teacher/model.keras
 	$(MAKE) bench PRESET=cpu
+
+stretch:          ## a further teacher stretch from the released teacher (presets/stretch.toml), resumable
+	$(PYTHON) -m dataset --preset stretch --artifacts $(ARTIFACTS)/stretch
+	$(PYTHON) -m teacher --preset stretch --artifacts $(ARTIFACTS)/stretch
 
 release:          ## copy the cpu run's student and float16 teacher into models/
 	$(PYTHON) -m export.release --preset cpu --artifacts $(ARTIFACTS)

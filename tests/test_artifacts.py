@@ -51,7 +51,10 @@ def test_presets_inherit_and_state_only_their_changes(tmp_path):
     assert cpu["teacher"]["momentum"] == full["teacher"]["momentum"] and cpu["teacher"]["schedule"] == "cosine"
     demo = load_preset("demo")  # two levels: demo -> cpu -> full
     assert demo["student"]["max_epochs"] == 16 and demo["teacher"]["zero_init_residual"] is True
-    assert demo["distill"]["stored_epochs"] == 4 and cpu["distill"]["stored_epochs"] == 0  # inherited from full
+    assert demo["distill"]["stored_epochs"] == 4 and demo["distill"]["temperature"] == full["distill"]["temperature"]
+    stretch = load_preset("stretch")  # three levels: stretch -> cpu -> full
+    assert stretch["teacher"]["head"] == "avg" and stretch["teacher"]["batch_size"] == 64 and full["teacher"]["head"] == "flatten"
+    assert load_preset("smoke")["data"]["split"] == {"counts": {"train": 6, "val": 2, "test": 2}}  # replaced whole
     loop = tmp_path / "loop.toml"
     loop.write_text(f'base = "{loop}"\n')
     with pytest.raises(SystemExit, match="loops back"):

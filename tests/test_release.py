@@ -47,3 +47,35 @@ def test_released_bundle_matches_the_code_that_makes_it():
                          ("index.html", "web/index.html"), ("app.js", "web/app.js")):
         assert (bundle / copy).read_bytes() == (code / source).read_bytes(), \
             f"{bundle / copy} differs from {code / source}: make release rebuilds the bundle from the code"
+
+
+def synthetic_records():
+    classes = ["a", "b", "c"]
+    per_class = {c: {"precision": 0.5, "recall": 0.25, "f1": 1 / 3, "support": 4} for c in classes}
+    metrics = {"test_accuracy": 0.4, "epochs_run": 3, "train_seconds": 120.0,
+               "environment": {"processor": "Test CPU", "cpu_count": 2, "simd": ["avx2"], "versions": {"keras": "3"}}}
+    config = {"data": {"image_size": 80}, "distill": {"temperature": 4.0, "hard_weight": 0.5, "soft_weight": 0.5},
+              "student": {"widths": [8, 16, 32], "optimizer": "adamw", "schedule": "cosine"},
+              "teacher": {"optimizer": "sgd", "schedule": "cosine", "learning_rate": 0.003, "head": "avg"}}
+    confusion = [[3, 1, 0], [0, 1, 3], [0, 0, 4]]
+    return {"labels": classes,
+            "bundle": {"network": {"parameters": 1234, "macs": 65_000_000}, "format": "tflite_int8",
+                       "validation": {"agreement": 0.99}},
+            "training": {n: {"metrics": metrics, "config": config} for n in ("teacher", "baseline", "student")},
+            "accuracy": {"split": "test", "images": 12, "results": {
+                "student/keras": {"top1": 0.5, "top3": 1.0, "ece": 0.1, "per_class": per_class, "confusion": confusion},
+                "student/tflite_int8": {"top1": 0.5833, "top3": 1.0, "ece": 0.12, "per_class": per_class,
+                                        "confusion": confusion}}},
+            "data_summary": None, "robustness": None, "latency": None}
+
+
+def test_known_figures_land_where_they_belong():
+    card = render_model_card(synthetic_records())
+    assert "| student | keras | 0.500 | 1.000 | 0.100 |" in card
+    assert "| baseline (no distillation) | keras | 0.400 | - | - |" in card
+    assert "- b -> c: 3 photos (75% of b)" in card.splitlines()  # the largest off-diagonal cell first
+    assert "Test top-1 0.583 for the int8 file against 0.500 for the float32 Keras student (+8.3 points)" in card
+    assert "| a | 0.500 | 0.250 | 0.333 | 4 |" in card
+    # Pi 4 estimate: 65 M multiply-adds at 569 M per 87 ms on 4 threads
+    assert "| fp32, 4 threads | 9.9 |" in card and "| fp32, 1 thread | 19.9-29.8 |" in card
+    assert "Test CPU, 2 cores (avx2)" in card

@@ -31,6 +31,7 @@ def saved_flatten_teacher(tmp_path_factory):
     return model, path
 
 
+@pytest.mark.slow  # builds ResNet50s
 def test_flatten_teacher_starts_an_average_pooling_run_at_another_size(saved_flatten_teacher):
     source, path = saved_flatten_teacher
     target = build_teacher(3, 64, None, head="avg")
@@ -44,6 +45,7 @@ def test_flatten_teacher_starts_an_average_pooling_run_at_another_size(saved_fla
                                rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.slow  # builds ResNet50s
 def test_same_head_same_size_answers_as_the_source(saved_flatten_teacher):
     source, path = saved_flatten_teacher
     target = build_teacher(3, 32, None, head="flatten")
@@ -52,6 +54,7 @@ def test_same_head_same_size_answers_as_the_source(saved_flatten_teacher):
     np.testing.assert_allclose(target.predict(x, verbose=0), source.predict(x, verbose=0), atol=2e-2)
 
 
+@pytest.mark.slow  # builds ResNet50s
 def test_mismatched_teachers_are_refused_with_the_reason(saved_flatten_teacher, tmp_path):
     _, path = saved_flatten_teacher
     with pytest.raises(ValueError, match="teacher.head"):

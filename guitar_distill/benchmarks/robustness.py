@@ -22,6 +22,7 @@ from guitar_distill.common.runtimes import open_classifier, predict_all
 from guitar_distill.dataset.cache import load_split
 from guitar_distill.dataset.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from guitar_distill.dataset.manifest import load_data_info
+from guitar_distill.dataset.split import balanced_subset
 
 MODELS = (("teacher", "keras"), ("student", "keras"), ("student", "tflite_int8"))
 
@@ -58,7 +59,8 @@ def plot_robustness(results: dict, path) -> None:
 
 def main(argv=None):
     parser = stage_parser("Accuracy against corruption severity for teacher, student and int8 student.")
-    parser.add_argument("--limit", type=int, help="use the first N test photos (default: the preset's; 0 = all)")
+    parser.add_argument("--limit", type=int, help="about N test photos, the same number from each class "
+                                                  "(default: the preset's; 0 = all)")
     args = parser.parse_args(argv)
     quiet_start()  # after parsing: --help and argument errors need no TensorFlow
     cfg = resolve_config(args)
@@ -67,8 +69,9 @@ def main(argv=None):
     info = load_data_info(args.artifacts)
     split = evaluation_split(info)
     images, labels = load_split(info, split)
-    if limit:
-        images, labels = images[:limit], labels[:limit]
+    if limit:  # a seeded, class-balanced sample: the split's own order is by class
+        keep = balanced_subset(labels, max(1, limit // len(info.classes)), seed=int(cfg["data"]["seed"]))
+        images, labels = np.asarray(images[keep]), labels[keep]
     files, missing = find_model_files(args.artifacts)
     chosen = [f for f in files if (f.model, f.fmt) in MODELS]
     for model, fmt in MODELS:

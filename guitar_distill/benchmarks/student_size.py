@@ -20,10 +20,11 @@ import numpy as np
 
 from guitar_distill.benchmarks.latency import measure_in_rounds, median_of_rounds
 from guitar_distill.benchmarks.record import write_record
+from guitar_distill.common.artifacts import write_bytes
 from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.quiet import quiet_start
-from guitar_distill.export.convert import export_saved_model, tflite_from_saved_model, write_tflite
+from guitar_distill.export.convert import export_saved_model, tflite_from_saved_model
 
 CANDIDATES = ("16,32,64", "24,48,96", "32,64,128", "48,96,192")
 MIN_RATIO = 30.0
@@ -31,7 +32,7 @@ MIN_RATIO = 30.0
 
 def convert(model, precision: str, calibration: np.ndarray, workdir: Path) -> Path:
     saved = export_saved_model(model, workdir / "saved_model")
-    return write_tflite(workdir / f"{model.name}_{precision}.tflite",
+    return write_bytes(workdir / f"{model.name}_{precision}.tflite",
                         tflite_from_saved_model(saved, precision, calibration))
 
 
@@ -145,7 +146,7 @@ def main(argv=None):
         epochs = args.epochs or int(cfg["student"]["max_epochs"])
         students, splits = distil_candidates(args.artifacts, cfg, widths, epochs, args.artifacts / "bench")
         args.size, args.classes = students[0].input_shape[1], students[0].output_shape[-1]
-        from guitar_distill.export.convert import balanced_subset
+        from guitar_distill.dataset.split import balanced_subset
         train_x, train_y = splits["train"]
         calibration = np.asarray(train_x[balanced_subset(train_y, int(cfg["export"]["calibration_per_class"]),
                                                          int(cfg["data"]["seed"]))])

@@ -1,6 +1,6 @@
 """Where every artifact lives and what every model format is: the one place for both.
 
-    artifacts/<stage>/                       one folder a stage (STAGES)
+    artifacts/<stage>/                       one folder a stage
     artifacts/<stage>/model.keras            a trained model (MODEL_STAGES says which stage holds which)
     artifacts/export/<model>/<format>/model.<extension>   an exported file (FORMATS)
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-STAGES = ("data", "teacher", "baseline", "distill", "export", "edge", "bench")
 MODEL_STAGES = {"teacher": "teacher", "student": "distill"}  # exported model -> the stage that trained it
 STAGE_COMMANDS = {"data": "make data  (python -m dataset)", "teacher": "make teacher  (python -m teacher)",
                   "baseline": "make baseline  (python -m student)", "distill": "make distill  (python -m distill)",
@@ -26,10 +25,6 @@ class Format:
     input_dtype: str  # what the file's input tensor takes (pixels 0..255 either way)
     quantised: bool  # parity-gated on agreement with Keras; unquantised files on near-equal probabilities
     student_only: bool = False  # quantisation-aware training needs the distillation targets
-
-    @property
-    def exported(self) -> bool:
-        return self.name != "keras"
 
     @property
     def tflite_precision(self) -> str | None:

@@ -38,3 +38,10 @@ def split_groups(groups_by_class: dict[str, list[list[int]]], spec: dict, seed: 
                         assignment[i] = split
                     break
     return assignment
+
+
+def balanced_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Indices of up to `per_class` photos of every class, seeded, in split order."""
+    rng = np.random.default_rng(seed)
+    picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]
+    return np.sort(np.concatenate(picks))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from guitar_distill.common.artifacts import read_json, require, sha256_file, stage_dir, write_json, write_text
+from guitar_distill.common.artifacts import read_json, require, sha256_file, stage_dir, write_bytes, write_json, write_text
 from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.layout import FORMATS, MODEL_STAGES, STAGE_COMMANDS, TFLITE_PRECISIONS, model_path
 from guitar_distill.common.quiet import quiet_start
@@ -62,9 +62,9 @@ def main(argv=None):
     from guitar_distill.dataset.cache import load_split
     from guitar_distill.dataset.manifest import load_data_info
     from guitar_distill.distill.teacher_logits import stored_split_probabilities, teacher_file
+    from guitar_distill.dataset.split import balanced_subset
     from guitar_distill.export.bundle import build_bundle, golden_photos
-    from guitar_distill.export.convert import (balanced_subset, export_onnx, export_saved_model, onnx_int8, tflite_from_saved_model,
-                                write_tflite)
+    from guitar_distill.export.convert import export_onnx, export_saved_model, onnx_int8, tflite_from_saved_model
     from guitar_distill.export.parity import gate, measure, parity_table
     from guitar_distill.export.qat import qat_tflite
 
@@ -93,7 +93,7 @@ def main(argv=None):
         for precision in TFLITE_PRECISIONS:
             fmt = f"tflite_{precision}"
             console.print(f"[{name}] {fmt}")
-            paths[fmt] = write_tflite(model_path(args.artifacts, name, fmt),
+            paths[fmt] = write_bytes(model_path(args.artifacts, name, fmt),
                                       tflite_from_saved_model(saved, precision, calibration))
         if name == "student":
             console.print(f"[{name}] quantisation-aware training against the teacher's soft targets")
@@ -102,7 +102,7 @@ def main(argv=None):
             soft = stored_split_probabilities(info, "train")
             if soft is None or len(soft) != len(train_x):
                 soft = predict_all(open_classifier(teacher_file(args.artifacts, cfg["distill"])), train_x, 64)
-            paths["tflite_qat_int8"] = write_tflite(
+            paths["tflite_qat_int8"] = write_bytes(
                 model_path(args.artifacts, name, "tflite_qat_int8"),
                 qat_tflite(model, distill_config(args.artifacts)["student"], np.asarray(train_x), soft, ecfg,
                            int(cfg["data"]["seed"])))

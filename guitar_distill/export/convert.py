@@ -11,15 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from guitar_distill.common.artifacts import atomic_path, write_bytes
+from guitar_distill.common.artifacts import atomic_path
 from guitar_distill.common.layout import TFLITE_PRECISIONS
-
-def balanced_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """Indices of up to `per_class` photos of every class, seeded."""
-    rng = np.random.default_rng(seed)
-    picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]
-    return np.sort(np.concatenate(picks))
-
 
 def export_saved_model(model, directory: Path) -> Path:
     directory = Path(directory)
@@ -99,6 +92,3 @@ def onnx_int8(fp32_path: Path, path: Path, calibration: np.ndarray) -> Path:
     path.with_name("prepared.onnx").unlink(missing_ok=True)
     return Path(path)
 
-
-def write_tflite(path: Path, content: bytes) -> Path:
-    return write_bytes(path, content)

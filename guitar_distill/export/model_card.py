@@ -47,6 +47,24 @@ def confused_pairs(confusion, classes: list[str], top: int = 5) -> list[tuple[st
     return [(classes[i], classes[j], int(n), float(n / confusion[i].sum())) for n, i, j in pairs[:top]]
 
 
+# A Raspberry Pi 4 estimate from published figures, not a measurement (no emulated timing means anything):
+# MobileNet v1 1.0/224 (569 million multiply-adds) at 87 ms in TFLite on a Pi 4's CPU, i.e. about 6.5
+# billion multiply-adds a second on its four Cortex-A72 cores; 4 threads 2-3x faster than 1 on that
+# board; int8 1.2-1.8x faster than float32 there (no dot-product instructions on the A72).
+PI4_MACS_PER_S_4_THREADS = 569e6 / 0.087
+PI4_THREAD_SPEEDUP = (2.0, 3.0)
+PI4_INT8_SPEEDUP = (1.2, 1.8)
+
+
+def pi4_estimate(macs: int) -> dict[str, tuple[float, float]]:
+    """Estimated milliseconds (low, high) for one photo on a Raspberry Pi 4, by file and threads."""
+    fp32_4 = macs / PI4_MACS_PER_S_4_THREADS * 1000
+    fp32_1 = (fp32_4 * PI4_THREAD_SPEEDUP[0], fp32_4 * PI4_THREAD_SPEEDUP[1])
+    return {"fp32, 4 threads": (fp32_4, fp32_4), "fp32, 1 thread": fp32_1,
+            "int8, 4 threads": (fp32_4 / PI4_INT8_SPEEDUP[1], fp32_4 / PI4_INT8_SPEEDUP[0]),
+            "int8, 1 thread": (fp32_1[0] / PI4_INT8_SPEEDUP[1], fp32_1[1] / PI4_INT8_SPEEDUP[0])}
+
+
 def _row(*cells) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
@@ -141,22 +159,34 @@ def render_model_card(records: dict) -> str:
     if rob:
         lines += [f"## Robustness ({rob['images']} {rob['split']} photos, each corruption at severities 1-5, mean top-1)", ""]
         keys = list(rob["results"])
-        corruptions = list(next(iter(rob["results"].values())))
+        first = next(iter(rob["results"].values()))
+        corruptions = [c for c, v in first.items() if isinstance(v, dict)]  # "clean" is one figure
         lines += [_row("corruption", *keys), _row("---", *["---:"] * len(keys))]
+        lines.append(_row("none (clean photos)", *(f"{rob['results'][k]['clean']:.3f}" for k in keys)))
         for c in corruptions:
             lines.append(_row(c, *(f"{np.mean(list(rob['results'][k][c].values())):.3f}" for k in keys)))
         lines.append("")
     lat = records["latency"]
     if lat:
         hw = lat["hardware"]
-        lines += [f"## Latency (batch 1, {hw.get('cpu', 'CPU')}, {hw.get('simd', '')})", "",
+        lines += [f"## Latency (batch 1, {hw.get('cpu', 'CPU')}, {hw.get('cores', '?')} cores, SIMD "
+                  f"{' '.join(hw.get('simd', [])) or 'unknown'})", "",
                   _row("model", "format", "threads", "p50 ms"), _row("---", "---", "---:", "---:")]
         for r in lat["results"]:
             if r["model"] == "student" and r["fmt"] in ("tflite_int8", "tflite_qat_int8", "tflite_fp32") \
                     or r["model"] == "teacher" and r["fmt"] == "tflite_fp32":
                 lines.append(_row(r["model"], r["fmt"], r["threads"], f"{r['p50_ms']:.2f}"))
-        lines += ["", f"Measured with `{lat['command']}`. On a Raspberry Pi, `python predict.py --benchmark 200 "
-                  "--threads 4` in this bundle measures it there.", ""]
+        lines += ["", f"Measured with `{lat['command']}`.", ""]
+    macs = bundle["network"]["macs"]
+    lines += ["### A Raspberry Pi 4: an estimate, not a measurement", "",
+              f"From the student's {macs / 1e6:.0f} million multiply-adds and published figures for that board "
+              "(MobileNet v1 at 87 ms on its CPU: about 6.5 billion multiply-adds a second on 4 Cortex-A72 cores; "
+              "4 threads 2-3x faster than 1; int8 1.2-1.8x faster than float32, the A72 having no dot-product "
+              "instructions):", "", _row("file, threads", "estimated ms"), _row("---", "---:")]
+    lines += [_row(k, f"{lo:.1f}" if lo == hi else f"{lo:.1f}-{hi:.1f}") for k, (lo, hi) in pi4_estimate(macs).items()]
+    lines += ["", "Measure it on the board, in this bundle: `python predict.py --benchmark 200 --threads 4 --model "
+              "model.tflite` and the same with `--model model_fp32.tflite` (and `--threads 1`); `predict.py` "
+              "itself keeps whichever is faster there.", ""]
     lines += ["## Known limits", "",
               "- `ES` mixes semi-hollow and hollow bodies: the write-up's SemiHollow, Hollow and Acoustic classes",
               "  have no data here, so an acoustic or a hollow-body jazz guitar gets one of these 11 labels anyway.",

@@ -51,21 +51,31 @@ def release(artifacts: Path, dest: Path, preset: str) -> dict:
                 if (src_dir / extra).exists():
                     shutil.copy(src_dir / extra, tmp / model / fmt / extra)
             files[f"{model}/{fmt}/{name}"] = None
-    release_teacher(artifacts, tmp / TEACHER.parent)
+    classes = (artifacts / "data" / "labels.txt").read_text().split()
+    if (artifacts / "teacher" / "model.keras").exists():
+        release_teacher(artifacts / "teacher" / "model.keras", read_json(artifacts / "teacher" / "metrics.json"),
+                        classes, tmp / TEACHER.parent)
+    elif (dest / TEACHER).exists():  # this run trained students only: the released teacher stays, with its record
+        shutil.copytree((dest / TEACHER).parent, tmp / TEACHER.parent)
+        if (dest / "training" / "teacher").is_dir():
+            shutil.copytree(dest / "training" / "teacher", tmp / "training" / "teacher")
+    else:
+        raise SystemExit(f"no teacher: neither {artifacts / 'teacher' / 'model.keras'} nor {dest / TEACHER} exists "
+                         f"(run make teacher)")
     files[TEACHER.as_posix()] = None
     for record, stage in TRAINING_RECORDS.items():  # how each was trained: config, history, metrics
         for name in ("config.json", "history.csv", "metrics.json", "curves.png"):
-            if (artifacts / stage / name).exists():
+            if (artifacts / stage / name).exists() and (artifacts / stage / "metrics.json").exists():
                 (tmp / "training" / record).mkdir(parents=True, exist_ok=True)
                 shutil.copy(artifacts / stage / name, tmp / "training" / record / name)
     # The edge bundle without its golden photos (photos of the data set stay out of git; their
-    # expected.json stays, so `make pi-check` can put them back from ../shared) and without the web
+    # expected answers stay, so `make pi-check` can put them back from ../shared) and without the web
     # page's runtime and ONNX copy (16 MB: over the release's budget; `python -m export.web` puts them back).
     bundle = tmp / "student" / "guitar-student"
 
     def left_out(folder, names):
-        if Path(folder).name == "golden":
-            return [n for n in names if n != "expected.json"]
+        if Path(folder).name == "golden":  # each model file's golden answers stay; the photos go
+            return [n for n in names if not (n.startswith("expected") and n.endswith(".json"))]
         return [n for n in names if n in (*RUNTIME_FILES, "model.onnx")]
 
     shutil.copytree(artifacts / "edge" / "guitar-student", bundle, ignore=left_out)
@@ -91,15 +101,13 @@ def release(artifacts: Path, dest: Path, preset: str) -> dict:
     return manifest
 
 
-def release_teacher(artifacts: Path, folder: Path) -> Path:
-    """The teacher stage's model as float16 Keras weights, with its model.json and labels.txt."""
-    from guitar_distill.common.models import float32_copy, load_stage_model, network_cost, retyped_copy, save_model
+def release_teacher(source: Path, metrics: dict, classes: list[str], folder: Path, note: str | None = None) -> Path:
+    """A Keras teacher file as float16 Keras weights in `folder`, with its model.json and labels.txt."""
+    from guitar_distill.common.models import float32_copy, load_model_file, network_cost, retyped_copy, save_model
 
-    model = float32_copy(load_stage_model(artifacts, "teacher", STAGE_COMMANDS["teacher"]))
+    model = float32_copy(load_model_file(source))
     folder.mkdir(parents=True, exist_ok=True)
     path = save_model(retyped_copy(model, "float16"), folder / "model.keras")
-    classes = (artifacts / "data" / "labels.txt").read_text().split()
-    metrics = read_json(artifacts / "teacher" / "metrics.json")
     size = int(model.input_shape[1])
     write_json(folder / "model.json", {
         "file": path.name, "format": "keras_fp16",
@@ -109,6 +117,7 @@ def release_teacher(artifacts: Path, folder: Path) -> Path:
         "weights_dtype": "float16", "network": network_cost(model),
         "source_run": {"stage": "teacher", **{k: v for k, v in metrics.items() if k.endswith("accuracy")
                                               or k in ("best_epoch", "epochs_run", "preset", "started_from")}},
+        **({"note": note} if note else {}),
         "train_from": f"--weights models/{TEACHER.as_posix()}",
         "sha256": sha256_file(path)})
     write_text(folder / "labels.txt", "\n".join(classes) + "\n")

@@ -53,6 +53,8 @@ def add_web_page(bundle: Path, onnx_file: Path, classes: list[str], input_size: 
         shutil.copy(dist / name, bundle / name)
     shutil.copy(onnx_file, bundle / "model.onnx")
     (bundle / "web.json").write_text(json.dumps({"model": "model.onnx", "classes": classes, "input_size": input_size,
+                                                 "description": "the float32 student (ONNX Runtime Web, wasm), "
+                                                                "the same network as predict.py's files",
                                                  "onnxruntime_web": ONNXRUNTIME_WEB}, indent=2) + "\n")
     return [*PAGE_FILES, *RUNTIME_FILES, "model.onnx", "web.json"]
 

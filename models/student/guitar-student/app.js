@@ -189,6 +189,10 @@ window.addEventListener("error", (e) => say(`Something went wrong: ${e.message}`
 window.addEventListener("unhandledrejection", (e) => say(`Something went wrong: ${e.reason && e.reason.message || e.reason}`, true));
 
 window.modelReady = loadModel()
-  .then((meta) => { say(`Ready: ${labels.length} classes, ${inputSize}x${inputSize} input (${meta.model}).`); return true; })
+  .then((meta) => {
+    say(`Ready: ${labels.length} classes, ${inputSize}x${inputSize} input; model ${meta.model}` +
+        (meta.description ? `: ${meta.description}.` : "."));
+    return true;
+  })
   .catch((e) => { say(e.message, true); return false; });
 window.classifyUrl = classifyUrl;

@@ -3,6 +3,13 @@
     python predict.py photo.jpg more_photos/ --top-k 3 [--json]
     python predict.py --selftest          # golden photos checked on this device
 
+The bundle holds the student twice: int8 (`model.tflite`) and float32 (`model_fp32.tflite`). Which
+is faster depends on the processor: int8 wins where the CPU has int8 dot products (VNNI/AMX on x86,
+`sdot` on ARMv8.2+), and can lose where it has not (AVX2-only x86, a Raspberry Pi 4's Cortex-A72).
+So on first use predict.py times both, keeps the faster, says which and why, and caches the choice
+in `.fastest.json` beside them, redone when the CPU, the thread count or the files change.
+`--model FILE` forces one.
+
 In the project the same file runs as `python -m edge.predict --model artifacts/edge/guitar-student/model.tflite`.
 """
 from __future__ import annotations
@@ -10,20 +17,25 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import platform
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 try:  # inside the project
-    from edge.images import ImageRejected, load_for_model
+    from guitar_distill.edge.images import ImageRejected, load_for_model
 except ImportError:  # in the bundle, next to images.py
     from images import ImageRejected, load_for_model
 
 HERE = Path(__file__).resolve().parent
-# In a bundle the model sits beside this file; in the project, the released student in models/.
-DEFAULT_MODEL = next((p for p in (HERE / "model.tflite", HERE.parent / "models" / "student" / "guitar-student" /
+# In a bundle the models sit beside this file; in the project (guitar_distill/edge/), the released student's.
+DEFAULT_MODEL = next((p for p in (HERE / "model.tflite", HERE.parents[1] / "models" / "student" / "guitar-student" /
                                   "model.tflite") if p.exists()), HERE / "model.tflite")
+CANDIDATES = ("model.tflite", "model_fp32.tflite")  # int8 (uint8 in), float32: the same student
+CHOICE_FILE = ".fastest.json"
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
@@ -84,8 +96,81 @@ class TFLiteClassifier:
 
 
 def read_model_json(model_path: Path) -> dict:
-    meta = Path(model_path).with_name("model.json")
+    """model.json for model.tflite, model_fp32.json for model_fp32.tflite."""
+    model_path = Path(model_path)
+    meta = model_path.with_name("model.json" if model_path.name == "model.tflite" else f"{model_path.stem}.json")
     return json.loads(meta.read_text()) if meta.exists() else {}
+
+
+def cpu_signature() -> str:
+    """What decides which file is faster: the processor and its features."""
+    name, flags = platform.machine(), ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key = line.split(":", 1)[0].strip()
+            if key in ("model name", "Model", "CPU part") and name == platform.machine():
+                name += " " + line.split(":", 1)[1].strip()
+            elif key in ("flags", "Features") and not flags:
+                flags = line.split(":", 1)[1].strip()
+    except OSError:
+        name += " " + platform.processor()
+    return name + " | " + hashlib.sha256(flags.encode()).hexdigest()[:16]
+
+
+def time_model(classifier: TFLiteClassifier, runs: int = 30) -> float:
+    """Median batch-1 milliseconds of the model alone, after 5 warm-up runs."""
+    x = np.random.default_rng(0).integers(0, 256, (1, classifier.size, classifier.size, 3)).astype(np.uint8)
+    for _ in range(5):
+        classifier.predict(x)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        classifier.predict(x)
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
+
+
+def choose_model(folder: Path, threads: int | None, rounds: int = 3) -> tuple[Path, str]:
+    """The faster of the bundle's files on this machine, and a line saying why.
+
+    Timed in `rounds` alternating rounds (a busy moment then hits both files), cached in
+    `.fastest.json`; the cache holds while the CPU, the threads and the files' sha256 are the same.
+    """
+    folder = Path(folder)
+    files = [folder / name for name in CANDIDATES if (folder / name).is_file()]
+    if len(files) < 2:
+        return (files[0] if files else folder / CANDIDATES[0]), ""
+    key = {"cpu": cpu_signature(), "threads": threads,
+           "files": {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}}
+    cache = folder / CHOICE_FILE
+    try:
+        saved = json.loads(cache.read_text())
+        if {k: saved.get(k) for k in key} == key:
+            return folder / saved["choice"], why(saved, cached=True)
+    except (OSError, ValueError, KeyError):
+        pass
+    classifiers = {f.name: TFLiteClassifier(f, threads, read_model_json(f).get("sha256")) for f in files}
+    rounds_ms = {name: [] for name in classifiers}
+    for _ in range(rounds):
+        for name, classifier in classifiers.items():
+            rounds_ms[name].append(time_model(classifier))
+    ms = {name: float(np.median(v)) for name, v in rounds_ms.items()}
+    record = {**key, "ms": ms, "choice": min(ms, key=ms.get)}
+    try:  # a read-only bundle still works: it just times again next time
+        tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp, cache)
+    except OSError:
+        pass
+    return folder / record["choice"], why(record, cached=False)
+
+
+def why(record: dict, cached: bool) -> str:
+    ms = record["ms"]
+    other = next(name for name in ms if name != record["choice"])
+    when = f"timed on first use, cached in {CHOICE_FILE}" if not cached else f"as timed before ({CHOICE_FILE})"
+    return (f"using {record['choice']}: {ms[record['choice']]:.2f} ms a photo against {ms[other]:.2f} ms for {other} "
+            f"on this CPU, {record['threads'] or 'default'} thread(s) ({when}; --model FILE forces one)")
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
@@ -115,12 +200,20 @@ def classify(classifier: TFLiteClassifier, labels: list[str], paths: list[Path],
     return results
 
 
+def golden_answers(model_path: Path) -> Path:
+    """golden/expected.json holds model.tflite's answers; golden/expected_<stem>.json another file's."""
+    model_path = Path(model_path)
+    name = "expected.json" if model_path.name == "model.tflite" else f"expected_{model_path.stem}.json"
+    return model_path.parent / "golden" / name
+
+
 def selftest(classifier: TFLiteClassifier, labels: list[str], golden_dir: Path) -> int:
-    if not (golden_dir / "expected.json").exists():
+    answers = golden_answers(classifier.path)
+    if not answers.exists():
         print(f"error: no golden photos in {golden_dir} (the copy in the project's models/ leaves photos out; "
               f"the bundle that `python -m export` builds has them)", file=sys.stderr)
         return 2
-    expected = json.loads((golden_dir / "expected.json").read_text())
+    expected = json.loads(answers.read_text())
     missing = [item["file"] for item in expected if not (golden_dir / item["file"]).exists()]
     if missing:
         print(f"error: golden photos missing in {golden_dir}: {', '.join(missing)} (the copy in the project's "
@@ -141,9 +234,6 @@ def selftest(classifier: TFLiteClassifier, labels: list[str], golden_dir: Path) 
 
 def benchmark(classifier: TFLiteClassifier, runs: int, threads: int | None) -> int:
     """Batch-1 latency of the model alone (no photo decoding) on this device."""
-    import platform
-    import time
-
     x = np.random.default_rng(0).integers(0, 256, (1, classifier.size, classifier.size, 3)).astype(np.uint8)
     for _ in range(10):
         classifier.predict(x)
@@ -161,7 +251,8 @@ def benchmark(classifier: TFLiteClassifier, runs: int, threads: int | None) -> i
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Classify guitar photos with a TFLite model.")
     parser.add_argument("inputs", nargs="*", help="photo files or folders")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="default: %(default)s")
+    parser.add_argument("--model", type=Path, help=f"a .tflite file (default: the faster of {' and '.join(CANDIDATES)} "
+                                                    f"in {DEFAULT_MODEL.parent}, timed on first use)")
     parser.add_argument("--labels", type=Path, help="labels.txt (default: next to the model)")
     parser.add_argument("--top-k", type=int, default=3, help="classes to show per photo, 1 to all (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None)
@@ -174,9 +265,13 @@ def main(argv=None) -> int:
         parser.error(f"--top-k must be at least 1 (got {args.top_k})")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be at least 1 (got {args.threads})")
-    meta = read_model_json(args.model)
-    labels_path = args.labels or args.model.with_name("labels.txt")
     try:
+        if args.model is None:
+            args.model, reason = choose_model(DEFAULT_MODEL.parent, args.threads)
+            if reason:
+                print(reason, file=sys.stderr)
+        meta = read_model_json(args.model)
+        labels_path = args.labels or args.model.with_name("labels.txt")
         classifier = TFLiteClassifier(args.model, args.threads, meta.get("sha256"))
         labels = labels_path.read_text().split()
     except (ModelError, OSError) as e:
