@@ -321,3 +321,16 @@ def test_the_bundle_ships_the_most_accurate_int8_file_that_agrees_with_keras(cap
     assert bundle_choice({"tflite_qat_int8": tie, "tflite_int8": ptq}, 0.98) == "tflite_int8"
     assert bundle_choice({"tflite_qat_int8": qat, "tflite_int8": dict(ptq, agreement=0.95)}, 0.98) == "tflite_int8"
     assert "no int8 student agrees" in capsys.readouterr().out
+
+
+def test_partitions_name_the_ops_xnnpack_leaves_out(exported, tmp_path):
+    from guitar_distill.benchmarks.partitions import delegated_partitions, main as partitions_main
+
+    fp32 = delegated_partitions(exported / "export" / "student" / "tflite_fp32" / "model.tflite")
+    assert fp32["partitions"] == 1 and fp32["outside"] == []  # the whole float graph in one partition
+    int8 = delegated_partitions(exported / "export" / "student" / "tflite_int8" / "model.tflite")
+    assert int8["partitions"] >= 1 and int8["nodes"] > len(int8["outside"])
+    # what XNNPACK may leave to LiteRT's kernels in a uint8-in, uint8-out int8 graph: the edges only
+    assert set(int8["outside"]) <= {"QUANTIZE", "DEQUANTIZE", "SOFTMAX"}, int8
+    partitions_main([str(exported / "export" / "student" / "tflite_int8" / "model.tflite"), "--out", str(tmp_path)])
+    assert json.loads((tmp_path / "partitions.json").read_text())["results"]

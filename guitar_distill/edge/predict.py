@@ -117,17 +117,22 @@ def cpu_signature() -> str:
     return name + " | " + hashlib.sha256(flags.encode()).hexdigest()[:16]
 
 
-def time_model(classifier: TFLiteClassifier, runs: int = 30) -> float:
-    """Median batch-1 milliseconds of the model alone, after 5 warm-up runs."""
+def latencies_ms(classifier: TFLiteClassifier, runs: int, warmup: int) -> list[float]:
+    """Batch-1 milliseconds of the model alone (no photo decoding), after `warmup` untimed runs."""
     x = np.random.default_rng(0).integers(0, 256, (1, classifier.size, classifier.size, 3)).astype(np.uint8)
-    for _ in range(5):
+    for _ in range(warmup):
         classifier.predict(x)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         classifier.predict(x)
         times.append((time.perf_counter() - start) * 1000)
-    return float(np.median(times))
+    return times
+
+
+def time_model(classifier: TFLiteClassifier, runs: int = 30) -> float:
+    """Median batch-1 milliseconds, after 5 warm-up runs: enough to tell two files apart."""
+    return float(np.median(latencies_ms(classifier, runs, warmup=5)))
 
 
 def choose_model(folder: Path, threads: int | None, rounds: int = 3) -> tuple[Path, str]:
@@ -234,14 +239,7 @@ def selftest(classifier: TFLiteClassifier, labels: list[str], golden_dir: Path) 
 
 def benchmark(classifier: TFLiteClassifier, runs: int, threads: int | None) -> int:
     """Batch-1 latency of the model alone (no photo decoding) on this device."""
-    x = np.random.default_rng(0).integers(0, 256, (1, classifier.size, classifier.size, 3)).astype(np.uint8)
-    for _ in range(10):
-        classifier.predict(x)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        classifier.predict(x)
-        times.append((time.perf_counter() - start) * 1000)
+    times = latencies_ms(classifier, runs, warmup=10)
     p50, p90 = np.percentile(times, [50, 90])
     print(f"{classifier.path.name} on {platform.machine()}, {threads or 'default'} thread(s), {runs} runs: "
           f"p50 {p50:.3f} ms, p90 {p90:.3f} ms, mean {np.mean(times):.3f} ms")
