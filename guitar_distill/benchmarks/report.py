@@ -76,7 +76,8 @@ def provenance(artifacts: Path) -> list[str]:
     return [" ".join(lines) + "\n"]
 
 
-STAGE_BENCHMARKS = {"student_size": "student size", "train_rate_*": "training rate", "cache_build": "decode-cache build rate"}
+STAGE_BENCHMARKS = {"student_size": "student size", "train_rate_*": "training rate", "cache_build": "decode-cache build rate",
+                    "partitions": "XNNPACK partitions of the TFLite files"}
 
 
 def publish_stage_benchmarks(bench: Path, reports: Path) -> list[tuple[str, str]]:
@@ -91,7 +92,7 @@ def publish_stage_benchmarks(bench: Path, reports: Path) -> list[tuple[str, str]
                 shutil.copy(record.with_suffix(suffix), reports / record.with_suffix(suffix).name)
     for figure in (bench / "figures").glob("*.png"):
         shutil.copy(figure, reports / "figures" / figure.name)
-    return [(md.name, f"{title}{md.stem[len(pattern) - 1:].replace('_', ' ') if pattern.endswith('*') else ''}")
+    return [(md.name, f"{title}" + (f", {md.stem[len(pattern) - 1:].replace('_', ' ')} preset" if pattern.endswith('*') else ""))
             for pattern, title in STAGE_BENCHMARKS.items() for md in sorted(reports.glob(f"{pattern}.md"))]
 
 

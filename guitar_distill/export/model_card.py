@@ -138,8 +138,9 @@ def render_model_card(records: dict) -> str:
                   _row("model", "format", "top-1", "top-3", "ECE"), _row("---", "---", "---:", "---:", "---:")]
         lines += [_row(*key.split("/"), f"{m['top1']:.3f}", f"{m['top3']:.3f}", f"{m['ece']:.3f}") for key, m in rows]
         lines += [_row("baseline (no distillation)", "keras", f"{bm['test_accuracy']:.3f}", "-", "-"), ""]
-        mine = res.get(f"student/{bundle['format']}") or res.get("student/keras")
-        which = f"student/{bundle['format']}" if f"student/{bundle['format']}" in res else "student/keras"
+        which = next((k for k in (f"student/{bundle['format']}", "student/keras") if k in res), None)
+        mine = res.get(which, {})
+    if acc and mine:
         lines += [f"Per class, `{which}` (the bundle's file):", "",
                   _row("class", "precision", "recall", "F1", "photos"), _row("---", "---:", "---:", "---:", "---:")]
         lines += [_row(c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"])
@@ -149,6 +150,8 @@ def render_model_card(records: dict) -> str:
                   confused_pairs(mine["confusion"], classes)]
         lines += ["", f"Calibration: expected calibration error {mine['ece']:.3f} (15 bins); the top probability "
                   "is a rough confidence, not a calibrated one.", ""]
+    if acc:
+        res = acc["results"]
         if "student/keras" in res and f"student/{bundle['format']}" in res:
             fp, q = res["student/keras"], res[f"student/{bundle['format']}"]
             lines += ["## int8 against float32", "",

@@ -36,8 +36,8 @@ def main(argv=None):
     model = build_teacher(len(info.classes), info.image_size, None if warm else tcfg["weights"],
                           zero_init_residual=bool(tcfg["zero_init_residual"]) and not warm, head=tcfg["head"])
     started_from = {}
-    if warm and not (out / "backup").exists():  # a resumed run restores its own weights
-        try:
+    if warm:
+        try:  # a resumed run then restores its own weights over these, from backup/
             started_from = start_from_teacher(model, resolve_project_path(tcfg["weights"]))
         except (FileNotFoundError, ValueError) as e:
             raise SystemExit(str(e)) from None
