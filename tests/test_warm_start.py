@@ -82,8 +82,11 @@ def test_unfolded_tflite_teacher_answers_as_the_file_and_trains_like_it(exported
     # The batch norms' training-mode statistics are those of these photos: training-mode answers
     # stay those of the file (a fresh BN, gamma 1 and beta 0, would not).
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x, training=True)), expected, atol=2e-2)
-    # and it survives the float16 release format (rescaled kernels stay inside float16's range)
-    np.testing.assert_allclose(float32_copy(retyped_copy(model, "float16")).predict(x, verbose=0), expected, atol=2e-2)
+    # Two smoke steps leave activations growing through the blocks past float16's range (means of
+    # 1e6 and more): their identity batch norms cannot be float16, and the release format says so
+    # instead of writing infinities (a trained teacher's fit: see the randomised teacher above).
+    with pytest.raises(ValueError, match="do not fit float16"):
+        retyped_copy(model, "float16")
 
 
 def test_crop_flip_is_seeded_and_a_whole_photo_crop_is_the_photo_or_its_mirror():

@@ -53,6 +53,15 @@ def retyped_copy(model: keras.Model, dtype: str) -> keras.Model:
     """
     if all(layer.dtype_policy.name == dtype for layer in model.layers):
         return model
+    if dtype == "float16":  # an infinite weight would load as NaN answers: refuse, naming it
+        limit = float(np.finfo(np.float16).max)
+        for layer in model.layers:
+            for w in layer.weights:
+                values = np.abs(keras.ops.convert_to_numpy(w))
+                big = float(values.max()) if values.size else 0.0
+                if big > limit:
+                    raise ValueError(f"{layer.name} {w.name}: values up to {big:.3g} do not fit float16 "
+                                     f"(at most {limit:.0f}); keep this model in float32")
     config = model.get_config()
     for layer in config["layers"]:
         layer["config"]["dtype"] = dtype
