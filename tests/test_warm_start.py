@@ -86,7 +86,7 @@ def test_unfolded_tflite_teacher_answers_as_the_file_and_trains_like_it(exported
     # 1e6 and more): their identity batch norms cannot be float16, and the release format says so
     # instead of writing infinities (a trained teacher's fit: see the randomised teacher above).
     with pytest.raises(ValueError, match="do not fit float16"):
-        retyped_copy(model, "float16")
+        retyped_copy(model, "float16", strict=True)
 
 
 def test_crop_flip_is_seeded_and_a_whole_photo_crop_is_the_photo_or_its_mirror():

@@ -46,14 +46,15 @@ def float32_copy(model: keras.Model) -> keras.Model:
     return retyped_copy(model, "float32")
 
 
-def retyped_copy(model: keras.Model, dtype: str) -> keras.Model:
+def retyped_copy(model: keras.Model, dtype: str, strict: bool = False) -> keras.Model:
     """The same network with every layer's variables and arithmetic in `dtype` ("float32" or "float16").
 
-    "float16" halves a released teacher's file (its weights are what later runs start from).
+    "float16" halves a released teacher's file (its weights are what later runs start from); with
+    `strict`, a weight past float16's range is an error naming it rather than an infinity.
     """
     if all(layer.dtype_policy.name == dtype for layer in model.layers):
         return model
-    if dtype == "float16":  # an infinite weight would load as NaN answers: refuse, naming it
+    if dtype == "float16" and strict:  # an infinite weight would load as NaN answers: refuse, naming it
         limit = float(np.finfo(np.float16).max)
         for layer in model.layers:
             for w in layer.weights:

@@ -146,7 +146,10 @@ def main(argv=None):
     ours = predict_all(model, val_x)
     theirs = predict_all(open_classifier(args.tflite), val_x)
     out = args.out or args.artifacts / "unfold" / "model.keras"
-    save_model(retyped_copy(model, "float16"), out)
+    try:
+        save_model(retyped_copy(model, "float16", strict=True), out)
+    except ValueError as e:
+        raise SystemExit(f"{args.tflite}: {e}") from None
     again = predict_all(float32_copy(load_model_file(out)), val_x)
     console.print(f"val top-1: TFLite {np.mean(theirs.argmax(1) == val_y):.4f}, Keras {np.mean(ours.argmax(1) == val_y):.4f}, "
                   f"its float16 file {np.mean(again.argmax(1) == val_y):.4f}; top-1 agreement with the TFLite file "
