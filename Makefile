@@ -5,7 +5,7 @@ PYTHON ?= .venv/bin/python
 STAGE_ARGS = --preset $(PRESET) --artifacts $(ARTIFACTS)
 DEMO_ARGS = --preset demo --artifacts $(ARTIFACTS)/demo
 
-.PHONY: setup data teacher baseline student distill export bench demo cpu stretch release all pi-check web-check test test-fast clean
+.PHONY: setup data teacher baseline student distill export bench demo cpu stretch release all pi-check web-check gpu-kit gpu-check test test-fast clean
 
 setup:            ## .venv in the project root with the dependencies' ranges (dev and jax extras)
 	python3 -m venv .venv
@@ -60,6 +60,13 @@ demo:             ## ~20 minutes on 2 CPU cores: a student distilled from the re
 	$(PYTHON) -m benchmarks.accuracy $(DEMO_ARGS); \
 	$(PYTHON) -m benchmarks.report $(DEMO_ARGS) --reports $(ARTIFACTS)/demo/report; \
 	set +x; echo "demo finished in $$(( $$(date +%s) - start )) s; report: $(ARTIFACTS)/demo/report/README.md"
+
+gpu-kit:          ## gpu-kit/: the full split as 224 px WebP, the manifest, keras wheels (docs/gpu.md)
+	$(PYTHON) -m dataset --preset full --artifacts $(ARTIFACTS)/gpu --no-cache
+	$(PYTHON) -m gpukit.build --preset full --artifacts $(ARTIFACTS)/gpu --kit gpu-kit
+
+gpu-check:        ## the kit on the smoke preset in a venv with only the GPU machine's packages, no TensorFlow
+	$(PYTHON) -m gpukit.check
 
 pi-check:         ## the edge bundle on aarch64 (QEMU user mode), answers compared with x86
 	$(PYTHON) -m export.pi_check

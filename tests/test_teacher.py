@@ -96,7 +96,7 @@ def _student(seed=0):
 
 
 CFG = {"learning_rate": 0.01, "momentum": 0.9, "nesterov": True, "decay": 1e-6, "steps_per_epoch": 3,
-       "batch_size": 4, "max_epochs": 4, "patience": 20, "seed": 11}
+       "batch_size": 4, "max_epochs": 4, "patience": 20, "seed": 11, "max_minutes": 0.0}
 
 
 def test_resume_after_a_kill_mid_run_matches_an_uninterrupted_run(tmp_path, photos, monkeypatch):
@@ -123,6 +123,25 @@ def test_resume_after_a_kill_mid_run_matches_an_uninterrupted_run(tmp_path, phot
     for a, b in zip(straight, resumed):
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), (a, b)
+
+
+def test_the_wall_clock_budget_stops_before_the_epoch_that_would_overrun_it(monkeypatch):
+    from guitar_distill.common import training
+
+    now = iter([0.0,                 # train begins
+                0.0, 100.0,          # epoch 1 (compilation): 100 s; 100 + 100 <= 300: go on
+                100.0, 160.0,        # epoch 2: 60 s; 160 + 100 (the slowest) <= 300: go on
+                160.0, 220.0])       # epoch 3: 220 + 100 > 300: stop here, not in epoch 4
+    monkeypatch.setattr(training.time, "perf_counter", lambda: next(now))
+    budget = training.WallClockBudget(minutes=5)
+    budget.set_model(keras.Sequential())
+    budget.model.stop_training = False
+    budget.on_train_begin()
+    for epoch in range(3):
+        budget.on_epoch_begin(epoch)
+        budget.on_epoch_end(epoch)
+        assert budget.model.stop_training == (epoch == 2)
+    assert budget.stopped_at == 3
 
 
 def test_ctrl_c_says_what_was_saved_and_how_to_resume(tmp_path, photos, monkeypatch):

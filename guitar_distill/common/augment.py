@@ -129,10 +129,11 @@ class AugmentedBatches(keras.utils.PyDataset):
         raise TypeError("AugmentedBatches is endless; pass steps_per_epoch to fit()")
 
     def _permutation(self, data_pass: int) -> np.ndarray:
-        if self._perm_cache is None or self._perm_cache[0] != data_pass:
-            perm = np.random.default_rng([self.seed, data_pass]).permutation(len(self.images))
-            self._perm_cache = (data_pass, perm)
-        return self._perm_cache[1]
+        cached = self._perm_cache  # one read: feed worker threads may replace it meanwhile
+        if cached is None or cached[0] != data_pass:
+            cached = (data_pass, np.random.default_rng([self.seed, data_pass]).permutation(len(self.images)))
+            self._perm_cache = cached
+        return cached[1]
 
     def indices(self, global_batch: int) -> np.ndarray:
         n = len(self.images)
@@ -150,9 +151,11 @@ class AugmentedBatches(keras.utils.PyDataset):
         cycle, k = divmod(global_batch, self.period)
         if cycle == 0:
             return k
-        if self._cycle_cache is None or self._cycle_cache[0] != cycle:
-            self._cycle_cache = (cycle, np.random.default_rng([self.seed, self.period, cycle]).permutation(self.period))
-        return int(self._cycle_cache[1][k])
+        cached = self._cycle_cache
+        if cached is None or cached[0] != cycle:
+            cached = (cycle, np.random.default_rng([self.seed, self.period, cycle]).permutation(self.period))
+            self._cycle_cache = cached
+        return int(cached[1][k])
 
     def __getitem__(self, i):
         g = self.stream_batch(self.start_batch + int(i))

@@ -9,6 +9,8 @@ from guitar_distill.common.artifacts import read_json, stage_dir, write_json
 
 # A longer budget may continue a run: these fields of the stage's own table may grow on resume.
 EXTENDABLE = ("max_epochs", "patience")
+# A wall-clock cap says when this invocation stops, not what the run is: it may differ on resume.
+RUN_LIMITS = ("max_minutes",)
 
 
 def check_upstream(artifacts: Path, cfg: dict, needs: dict[str, tuple[str, ...]]) -> dict[str, dict]:
@@ -54,9 +56,10 @@ def prepare_run_dir(artifacts: Path, stage: str, cfg: dict, fresh: bool, keys: t
         table = keys[-1]
         grown = {f: (old.get(table, {}).get(f), cfg[table].get(f)) for f in EXTENDABLE
                  if old.get(table, {}).get(f) != cfg[table].get(f)}
+        free = EXTENDABLE + RUN_LIMITS
         same_rest = all(old.get(k) == cfg.get(k) for k in keys[:-1]) and \
-            {f: v for f, v in old.get(table, {}).items() if f not in EXTENDABLE} == \
-            {f: v for f, v in cfg[table].items() if f not in EXTENDABLE}
+            {f: v for f, v in old.get(table, {}).items() if f not in free} == \
+            {f: v for f, v in cfg[table].items() if f not in free}
         if not same_rest or any(new is None or old_v is None or new < old_v for old_v, new in grown.values()):
             raise SystemExit(f"{out} holds a run made with another config ({saved}); "
                              f"rerun with --fresh to start over, or use another --artifacts root")

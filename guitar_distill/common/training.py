@@ -233,11 +233,52 @@ class ReseedEachStep(keras.callbacks.Callback):
             var.assign(np.array([value, 0], dtype=keras.backend.standardize_dtype(var.dtype)))
 
 
+class WallClockBudget(keras.callbacks.Callback):
+    """Stop after the epoch past which another one would overrun `minutes` of this invocation.
+
+    For a machine lent for a fixed time (the GPU kit): the run ends there, with its best epoch, as
+    if early stopping had ended it. The next epoch is assumed to take as long as the slowest so far
+    (the first includes compilation).
+    """
+
+    def __init__(self, minutes: float):
+        super().__init__()
+        self.seconds = float(minutes) * 60.0
+        self.stopped_at = None
+
+    def on_train_begin(self, logs=None):
+        self._start, self._slowest = time.perf_counter(), 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        self._slowest = max(self._slowest, now - self._epoch_start)
+        if now - self._start + self._slowest > self.seconds:
+            self.model.stop_training = True
+            self.stopped_at = epoch + 1
+            print(f"wall-clock budget: stopping after epoch {epoch + 1}, {now - self._start:.0f} s of "
+                  f"{self.seconds:.0f} s used (an epoch takes up to {self._slowest:.0f} s)")
+
+
 def completed_epochs(backup_dir: Path) -> int:
     meta = Path(backup_dir) / "training_metadata.json"
     if meta.exists():
         return int(json.loads(meta.read_text())["epoch"])
     return 0
+
+
+def feed_workers() -> dict:
+    """PyDataset threads for a backend that reads the feed itself (JAX), from GUITAR_FEED_WORKERS.
+
+    A fast accelerator waits on the augmentation (Pillow, which releases the GIL) unless several
+    batches are made at once; the batches stay in order and each is a pure function of its index.
+    """
+    workers = int(os.environ.get("GUITAR_FEED_WORKERS", "1"))
+    if workers <= 1 or keras.backend.backend() == "tensorflow":
+        return {}
+    return {"workers": workers, "use_multiprocessing": False, "max_queue_size": 2 * workers}
 
 
 def fit_input(feed: AugmentedBatches):
@@ -293,7 +334,7 @@ def fit_recipe(model: keras.Model, train: tuple, val: tuple, cfg: dict, out_dir:
     steps = int(cfg["steps_per_epoch"])
     feed = AugmentedBatches(*train, batch_size=int(cfg["batch_size"]), seed=int(cfg["seed"]),
                             start_batch=done * steps, batch_targets=batch_targets, period=stream_period,
-                            augment=training_augmentation(cfg))
+                            augment=training_augmentation(cfg), **feed_workers())
     val_x, val_y = np.asarray(val[0], dtype=np.float32), val[1]
     if done:
         print(f"resuming from {backup_dir}: {done} of at most {cfg['max_epochs']} epochs done")
@@ -305,6 +346,8 @@ def fit_recipe(model: keras.Model, train: tuple, val: tuple, cfg: dict, out_dir:
         # Last, so a step counts as done only once history and best snapshot are written.
         keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False),
     ]
+    if float(cfg["max_minutes"]) > 0:
+        callbacks.insert(-1, WallClockBudget(float(cfg["max_minutes"])))
     if not finished and done < int(cfg["max_epochs"]) and not _stopped_early(rows, cfg):
         try:
             model.fit(fit_input(feed), steps_per_epoch=steps, epochs=int(cfg["max_epochs"]), initial_epoch=done,

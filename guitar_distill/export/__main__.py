@@ -63,6 +63,8 @@ def main(argv=None):
     from guitar_distill.dataset.manifest import load_data_info
     from guitar_distill.distill.teacher_logits import stored_split_probabilities, teacher_file
     from guitar_distill.dataset.split import balanced_subset
+    from guitar_distill.edge.check import choose_threshold
+    from guitar_distill.edge.predict import TFLiteClassifier
     from guitar_distill.export.bundle import build_bundle, golden_photos
     from guitar_distill.export.convert import export_onnx, export_saved_model, onnx_int8, tflite_from_saved_model
     from guitar_distill.export.parity import gate, measure, parity_table
@@ -131,13 +133,20 @@ def main(argv=None):
         chosen = files[("student", best_fmt)]
         meta = read_json(chosen.with_name("model.json"))
         meta["validation"] = results[("student", best_fmt)]
+        # The listing checker's threshold (edge/check.py), chosen with a known share of validation labels flipped.
+        chosen_probs = np.concatenate([TFLiteClassifier(chosen).predict(val_x[i:i + 256]) for i in range(0, len(val_x), 256)])
+        meta["label_check"] = choose_threshold(chosen_probs, val_y, float(ecfg["label_check_flip_share"]),
+                                               float(ecfg["label_check_precision"]), int(cfg["data"]["seed"]))
         bundle = build_bundle(stage_dir(args.artifacts, "edge") / "guitar-student", chosen, meta, info.classes,
                               golden_photos(info.split_rows("val"), info.source, info.classes,
                                             int(ecfg["golden_images"]), int(cfg["data"]["seed"])),
                               onnx_file=files[("student", "onnx_fp32")], fp32_file=files[("student", "tflite_fp32")],
                               fp32_json={**read_json(files[("student", "tflite_fp32")].with_name("model.json")),
                                          "validation": results[("student", "tflite_fp32")]})
-        console.print(f"edge bundle ({best_fmt}): {bundle} and {bundle}.tar.gz")
+        check = meta["label_check"]
+        console.print(f"edge bundle ({best_fmt}): {bundle} and {bundle}.tar.gz; its label check flags p(claimed) < "
+                      f"{check['threshold']:.3g}: precision {check['precision']:.2f}, recall {check['recall']:.2f} "
+                      f"on validation with {check['flipped']} of {check['photos']} labels flipped")
     shutil.rmtree(out / "saved_model", ignore_errors=True)
     console.print(parity_table(results))
     console.print(f"export done in {time.perf_counter() - start:.0f} s: {out}/<model>/<format>/, "

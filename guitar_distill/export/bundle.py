@@ -61,6 +61,7 @@ def build_bundle(dest: Path, model_file: Path, model_json: dict, labels: list[st
     edge_dir = Path(edge.__file__).parent
     shutil.copy(edge_dir / "predict.py", tmp / "predict.py")
     shutil.copy(edge_dir / "images.py", tmp / "images.py")
+    shutil.copy(edge_dir / "check.py", tmp / "check.py")
     write_text(tmp / "README.md", BUNDLE_README)
     photos = []
     for label, photo in golden:
