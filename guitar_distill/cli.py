@@ -8,6 +8,8 @@ from __future__ import annotations
 import runpy
 import sys
 
+from guitar_distill.common.errors import ToolkitError, run_cli
+
 COMMANDS = {
     "data": "guitar_distill.dataset", "teacher": "guitar_distill.teacher", "baseline": "guitar_distill.student",
     "distill": "guitar_distill.distill", "export": "guitar_distill.export", "release": "guitar_distill.export.release",
@@ -25,10 +27,12 @@ def main(argv=None) -> None:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         known = "\n".join(f"  {name:13s} python -m {module}" for name, module in COMMANDS.items())
         print(f"usage: guitar-distill COMMAND [options]   (COMMAND --help for its options)\n\ncommands:\n{known}")
-        raise SystemExit(0 if not argv or argv[0] in ("-h", "--help") else f"unknown command {argv[0]!r}")
+        if argv and argv[0] not in ("-h", "--help"):
+            raise ToolkitError(f"unknown command {argv[0]!r}")
+        return
     sys.argv = [f"guitar-distill {argv[0]}", *argv[1:]]
     runpy.run_module(COMMANDS[argv[0]], run_name="__main__", alter_sys=True)
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

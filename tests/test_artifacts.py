@@ -5,6 +5,7 @@ import pytest
 
 from guitar_distill.common.artifacts import atomic_path, write_json
 from guitar_distill.common.config import apply_overrides, load_preset
+from guitar_distill.common.errors import ToolkitError
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporaries(tmp_path):
@@ -30,7 +31,7 @@ def test_overrides_parse_values_and_reject_unknown_fields():
                                                   "teacher.weights=none", "teacher.mixed_precision=true"])
     assert cfg["teacher"]["max_epochs"] == 5 and cfg["student"]["widths"] == [4, 8, 16]
     assert cfg["teacher"]["weights"] == "none" and cfg["teacher"]["mixed_precision"] is True
-    with pytest.raises(SystemExit, match="unknown field 'max_epoch'"):
+    with pytest.raises(ToolkitError, match="unknown field 'max_epoch'"):
         apply_overrides(cfg, ["teacher.max_epoch=5"])
     # Values must have the preset's type, checked before any work starts.
     assert apply_overrides(cfg, ["teacher.learning_rate=1"])["teacher"]["learning_rate"] == 1.0
@@ -38,9 +39,9 @@ def test_overrides_parse_values_and_reject_unknown_fields():
     for bad, expected in (("teacher.max_epochs=abc", "expected int"), ("teacher.nesterov=1", "expected bool"),
                           ("student.widths=8", "expected list"), ("teacher.learning_rate=fast", "expected float"),
                           ("teacher.mixed_precision=3", "expected bool or str")):
-        with pytest.raises(SystemExit, match=expected):
+        with pytest.raises(ToolkitError, match=expected):
             apply_overrides(cfg, [bad])
-    with pytest.raises(SystemExit, match="not found"):
+    with pytest.raises(ToolkitError, match="not found"):
         load_preset("no-such-preset")
 
 
@@ -57,7 +58,7 @@ def test_presets_inherit_and_state_only_their_changes(tmp_path):
     assert load_preset("smoke")["data"]["split"] == {"counts": {"train": 6, "val": 2, "test": 2}}  # replaced whole
     loop = tmp_path / "loop.toml"
     loop.write_text(f'base = "{loop}"\n')
-    with pytest.raises(SystemExit, match="loops back"):
+    with pytest.raises(ToolkitError, match="loops back"):
         load_preset(str(loop))
 
 
@@ -72,7 +73,7 @@ def test_precision_policy_falls_back_where_the_cpu_lacks_bfloat16(monkeypatch):
     assert training.precision_policy("bfloat16", accelerators=False)[0] == "mixed_bfloat16"
     assert training.precision_policy(True, False)[0] == "mixed_float16"
     assert training.precision_policy(False, False)[0] == "float32"
-    with pytest.raises(SystemExit, match="mixed_precision 'int4'"):
+    with pytest.raises(ToolkitError, match="mixed_precision 'int4'"):
         training.precision_policy("int4", False)
 
 
@@ -114,7 +115,7 @@ def test_a_run_may_grow_its_epoch_budget_and_nothing_else(tmp_path, capsys):
     assert saved["extended"] == [{"after_epoch": 2, "max_epochs": {"from": 2, "to": 9},
                                   "patience": {"from": 20, "to": 30}}]
     for changed in (["teacher.max_epochs=5"], ["teacher.learning_rate=0.5"], ["data.image_size=48"]):
-        with pytest.raises(SystemExit, match="another config"):
+        with pytest.raises(ToolkitError, match="another config"):
             prepare_run_dir(tmp_path, "teacher", apply_overrides(longer, changed), False, keys=("data", "teacher"))
     prepare_run_dir(tmp_path, "teacher", apply_overrides(longer, []), False, keys=("data", "teacher"))
     assert len(json.loads((tmp_path / "teacher" / "config.json").read_text())["extended"]) == 1
@@ -126,7 +127,7 @@ def test_a_stage_refuses_inputs_made_with_another_preset(tmp_path):
 
     write_json(tmp_path / "data" / "config.json", load_preset("demo"))
     full = load_preset("full")
-    with pytest.raises(SystemExit, match=r"made with preset 'demo', whose \[data\] differs .* in: image_size.*"
+    with pytest.raises(ToolkitError, match=r"made with preset 'demo', whose \[data\] differs .* in: image_size.*"
                                          r"--preset demo"):
         prepare_run_dir(tmp_path, "teacher", full, False, keys=("data", "teacher"))
     assert not (tmp_path / "teacher" / "config.json").exists()

@@ -7,6 +7,7 @@ from guitar_distill.common.training import BestSnapshot, ResumableEarlyStopping,
 from conftest import real_photos
 from guitar_distill.edge.images import load_for_model
 from guitar_distill.teacher.model import LAST_CONV_LAYER, build_teacher
+from guitar_distill.common.errors import ToolkitError
 
 SIZE = 32
 
@@ -153,7 +154,7 @@ def test_ctrl_c_says_what_was_saved_and_how_to_resume(tmp_path, photos, monkeypa
 
     monkeypatch.setattr(model, "fit", interrupted)
     monkeypatch.setattr("sys.argv", ["guitar-distill teacher", "--preset", "cpu"])  # as the installed CLI runs it
-    with pytest.raises(SystemExit, match=r"interrupted: 0 complete epoch\(s\) saved in .*backup.*\n"
+    with pytest.raises(ToolkitError, match=r"interrupted: 0 complete epoch\(s\) saved in .*backup.*\n"
                                          r"  guitar-distill teacher --preset cpu"):
         fit_recipe(model, train, train, CFG, tmp_path / "run")
 

@@ -17,6 +17,7 @@ from guitar_distill.common.quiet import quiet_start
 from guitar_distill.common.runtimes import open_classifier, predict_all
 from guitar_distill.dataset.cache import load_split
 from guitar_distill.dataset.manifest import load_data_info
+from guitar_distill.common.errors import run_cli
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
@@ -134,4 +135,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

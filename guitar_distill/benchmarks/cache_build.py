@@ -15,6 +15,7 @@ from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.progress import console
 from guitar_distill.dataset.cache import build_split_cache
 from guitar_distill.dataset.manifest import load_data_info
+from guitar_distill.common.errors import run_cli
 
 
 def main(argv=None):
@@ -49,4 +50,4 @@ def main(argv=None):
     console.print(f"written: {args.out / 'cache_build.md'}, {args.out / 'cache_build.json'}")
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

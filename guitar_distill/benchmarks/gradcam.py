@@ -25,6 +25,7 @@ from guitar_distill.common.quiet import quiet_start
 from guitar_distill.dataset.corruptions import CORRUPTIONS, corrupt
 from guitar_distill.dataset.manifest import load_data_info
 from guitar_distill.edge.images import load_for_model
+from guitar_distill.common.errors import run_cli
 
 if TYPE_CHECKING:
     import keras
@@ -173,4 +174,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -29,6 +29,7 @@ from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.common.runtimes import all_threads
+from guitar_distill.common.errors import ToolkitError, run_cli
 
 
 def summarize(times_ms) -> dict:
@@ -149,7 +150,7 @@ def main(argv=None):
     for line in missing:
         console.print(f"skipped: {line}")
     if not files:
-        raise SystemExit(f"no model files under {args.artifacts}: run `make export` first")
+        raise ToolkitError(f"no model files under {args.artifacts}: run `make export` first")
     start = time.perf_counter()
     hw = hardware_header(threads)
     costs = model_costs(files)
@@ -196,4 +197,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

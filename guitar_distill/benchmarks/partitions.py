@@ -12,6 +12,7 @@ from pathlib import Path
 
 from guitar_distill.benchmarks.record import markdown_table, write_record
 from guitar_distill.common.config import DEFAULT_ARTIFACTS
+from guitar_distill.common.errors import ToolkitError, run_cli
 
 
 def delegated_partitions(path: Path) -> dict:
@@ -45,7 +46,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     missing = [str(f) for f in args.files if not f.is_file()]
     if missing:
-        raise SystemExit(f"no such file: {', '.join(missing)}")
+        raise ToolkitError(f"no such file: {', '.join(missing)}")
     results = {str(f): delegated_partitions(f) for f in args.files}
     table = markdown_table(["file", "ops", "XNNPACK partitions", "ops outside XNNPACK"],
                            [[f, r["nodes"], r["partitions"], ", ".join(r["outside"]) or "none"] for f, r in results.items()],
@@ -57,4 +58,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -11,6 +11,7 @@ from guitar_distill.common.config import PROJECT_ROOT, resolve_config, stage_par
 from guitar_distill.common.layout import model_path
 from guitar_distill.common.plots import pyplot, save_figure
 from guitar_distill.common.progress import console
+from guitar_distill.common.errors import run_cli
 
 
 def side_by_side(latency: dict, accuracy: dict) -> list[dict]:
@@ -168,4 +169,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -23,6 +23,7 @@ from guitar_distill.dataset.cache import load_split
 from guitar_distill.dataset.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from guitar_distill.dataset.manifest import load_data_info
 from guitar_distill.dataset.split import balanced_subset
+from guitar_distill.common.errors import ToolkitError, run_cli
 
 MODELS = (("teacher", "keras"), ("student", "keras"), ("student", "tflite_int8"))
 
@@ -78,7 +79,7 @@ def main(argv=None):
         if not any((f.model, f.fmt) == (model, fmt) for f in chosen):
             console.print(f"skipped: {model}/{fmt} not found")
     if not chosen:
-        raise SystemExit(f"no models under {args.artifacts}: run `make export` first")
+        raise ToolkitError(f"no models under {args.artifacts}: run `make export` first")
     classifiers = {f"{f.model}/{f.fmt}": open_classifier(f.path) for f in chosen}
     seed = int(cfg["data"]["seed"])
     results = {k: {"clean": float(np.mean(predict_all(c, images).argmax(1) == labels))} for k, c in classifiers.items()}
@@ -103,4 +104,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

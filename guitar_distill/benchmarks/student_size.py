@@ -25,6 +25,7 @@ from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.export.convert import export_saved_model, tflite_from_saved_model
+from guitar_distill.common.errors import run_cli
 
 CANDIDATES = ("16,32,64", "24,48,96", "32,64,128", "48,96,192")
 MIN_RATIO = 30.0
@@ -196,4 +197,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

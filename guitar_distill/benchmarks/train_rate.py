@@ -20,6 +20,7 @@ from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.dataset.scan import find_classes, list_files, resolve_source
 from guitar_distill.edge.images import load_for_model
+from guitar_distill.common.errors import run_cli
 
 WRITEUP_EPOCHS = 36  # where the write-up stopped (its "steps" are epochs)
 
@@ -124,4 +125,4 @@ def main(argv=None):
     console.print(f"written: {args.out / stem}.md, {args.out / stem}.json")
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

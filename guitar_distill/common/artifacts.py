@@ -9,6 +9,8 @@ import platform
 import tempfile
 from pathlib import Path
 
+from guitar_distill.common.errors import ToolkitError
+
 
 def stage_dir(artifacts: Path, stage: str) -> Path:
     path = Path(artifacts) / stage
@@ -82,7 +84,7 @@ def require(path: Path, what: str, hint: str) -> Path:
     """Fail with a message that names the missing input and the command that makes it."""
     path = Path(path)
     if not path.exists():
-        raise SystemExit(f"{what} not found: {path}\n  make it first with: {hint}")
+        raise ToolkitError(f"{what} not found: {path}\n  make it first with: {hint}")
     return path
 
 

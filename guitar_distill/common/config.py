@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from guitar_distill.common.errors import ToolkitError
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -42,9 +44,9 @@ def load_preset(name_or_path: str, _seen: tuple[Path, ...] = ()) -> dict:
     if path.suffix != ".toml":
         path = PRESET_DIR / f"{name_or_path}.toml"
     if not path.is_file():
-        raise SystemExit(f"preset {name_or_path!r} not found ({path}); known presets: {', '.join(preset_names())}")
+        raise ToolkitError(f"preset {name_or_path!r} not found ({path}); known presets: {', '.join(preset_names())}")
     if path.resolve() in _seen:
-        raise SystemExit(f"preset {path}: `base` chain loops back to itself")
+        raise ToolkitError(f"preset {path}: `base` chain loops back to itself")
     with open(path, "rb") as f:
         cfg = tomllib.load(f)
     name, base = cfg.get("name", path.stem), cfg.pop("base", None)
@@ -99,7 +101,7 @@ def typed_value(key: str, raw: str, current):
     elif isinstance(value, type(current)):
         return value
     kind = " or ".join(t.__name__ for t in allowed) if allowed else type(current).__name__
-    raise SystemExit(f"--set {key}={raw}: expected {kind} like the preset's value {current!r}")
+    raise ToolkitError(f"--set {key}={raw}: expected {kind} like the preset's value {current!r}")
 
 
 def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
@@ -108,16 +110,16 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:
-            raise SystemExit(f"--set expects stage.field=value, got {item!r}")
+            raise ToolkitError(f"--set expects stage.field=value, got {item!r}")
         *parents, leaf = key.strip().split(".")
         node = cfg
         for part in parents:
             if not isinstance(node.get(part), dict):
-                raise SystemExit(f"--set {key}: no table {part!r} in preset {cfg.get('name')!r}")
+                raise ToolkitError(f"--set {key}: no table {part!r} in preset {cfg.get('name')!r}")
             node = node[part]
         if leaf not in node:
             known = ", ".join(sorted(node))
-            raise SystemExit(f"--set {key}: unknown field {leaf!r} (known: {known})")
+            raise ToolkitError(f"--set {key}: unknown field {leaf!r} (known: {known})")
         node[leaf] = typed_value(key.strip(), raw.strip(), node[leaf])
     return cfg
 
@@ -167,6 +169,6 @@ def training_config(description: str, stage: str, argv=None, extra_args=None):
     cfg = resolve_config(args)
     if args.max_epochs is not None:
         if args.max_epochs < 1:
-            raise SystemExit(f"--max-epochs must be at least 1 (got {args.max_epochs})")
+            raise ToolkitError(f"--max-epochs must be at least 1 (got {args.max_epochs})")
         cfg[stage]["max_epochs"] = args.max_epochs
     return args, cfg

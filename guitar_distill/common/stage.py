@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 from guitar_distill.common.artifacts import read_json, stage_dir, write_json
+from guitar_distill.common.errors import ToolkitError
 
 
 # A longer budget may continue a run: these fields of the stage's own table may grow on resume.
@@ -30,7 +31,7 @@ def check_upstream(artifacts: Path, cfg: dict, needs: dict[str, tuple[str, ...]]
             theirs, ours = upstream.get(table, {}), cfg.get(table, {})
             if theirs != ours:
                 fields = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
-                raise SystemExit(
+                raise ToolkitError(
                     f"{path.parent} was made with preset {upstream.get('name')!r}, whose [{table}] differs from this "
                     f"run's (preset {cfg.get('name')!r}) in: {', '.join(fields)}. Run with --preset "
                     f"{upstream.get('name')} (the same --set overrides), or remake {stage} with this preset, "
@@ -61,11 +62,11 @@ def prepare_run_dir(artifacts: Path, stage: str, cfg: dict, fresh: bool, keys: t
             {f: v for f, v in old.get(table, {}).items() if f not in free} == \
             {f: v for f, v in cfg[table].items() if f not in free}
         if not same_rest or any(new is None or old_v is None or new < old_v for old_v, new in grown.values()):
-            raise SystemExit(f"{out} holds a run made with another config ({saved}); "
+            raise ToolkitError(f"{out} holds a run made with another config ({saved}); "
                              f"rerun with --fresh to start over, or use another --artifacts root")
         cfg["extended"] = list(old.get("extended", []))
         if grown and (out / "metrics.json").exists() and not (out / "backup").exists():
-            raise SystemExit(f"{out} holds a finished run whose resume state was removed, so it cannot be extended "
+            raise ToolkitError(f"{out} holds a finished run whose resume state was removed, so it cannot be extended "
                              f"to {cfg[table]['max_epochs']} epochs; rerun with --fresh to train the longer run")
         if grown:
             meta = out / "backup" / "training_metadata.json"

@@ -20,6 +20,7 @@ import numpy as np
 from guitar_distill.common.artifacts import atomic_path, write_text
 from guitar_distill.common.augment import AugmentedBatches, training_augmentation
 from guitar_distill.common.config import command_name
+from guitar_distill.common.errors import ToolkitError
 
 MONITOR_BEST = "val_accuracy"
 MONITOR_STOP = "val_loss"  # what the write-up's EarlyStopping watched
@@ -45,7 +46,7 @@ def recipe_optimizer(cfg: dict) -> keras.optimizers.Optimizer:
             initial_learning_rate=0.0 if warmup else lr, decay_steps=max(total - warmup, 1),
             warmup_target=lr if warmup else None, warmup_steps=warmup)
     else:
-        raise SystemExit(f"unknown schedule {schedule_name!r} (inverse_time or cosine)")
+        raise ToolkitError(f"unknown schedule {schedule_name!r} (inverse_time or cosine)")
     weight_decay = float(cfg.get("weight_decay", 0.0)) or None
     name = cfg.get("optimizer", "sgd")
     if name == "sgd":
@@ -54,7 +55,7 @@ def recipe_optimizer(cfg: dict) -> keras.optimizers.Optimizer:
     elif name == "adamw":
         opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay or 0.0)
     else:
-        raise SystemExit(f"unknown optimizer {name!r} (sgd or adamw)")
+        raise ToolkitError(f"unknown optimizer {name!r} (sgd or adamw)")
     if weight_decay:
         opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return opt
@@ -104,7 +105,7 @@ def precision_policy(setting, accelerators: bool) -> tuple[str, str]:
         if accelerators or cpu_has_bfloat16():
             return "mixed_bfloat16", "native bfloat16 on this machine"
         return "float32", "bfloat16 asked for, but this CPU has no AVX512-BF16/AMX: float32 instead"
-    raise SystemExit(f"mixed_precision {setting!r}: use false, \"float16\" or \"bfloat16\"")
+    raise ToolkitError(f"mixed_precision {setting!r}: use false, \"float16\" or \"bfloat16\"")
 
 
 def configure_runtime(cfg: dict) -> dict:
@@ -124,7 +125,7 @@ def configure_runtime(cfg: dict) -> dict:
             "devices": [str(d) for d in devices] or ["cpu"]}
     if len(devices) > 1:
         if int(cfg["batch_size"]) % len(devices):
-            raise SystemExit(f"batch_size {cfg['batch_size']} is not divisible by the {len(devices)} devices")
+            raise ToolkitError(f"batch_size {cfg['batch_size']} is not divisible by the {len(devices)} devices")
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
     return info
 
@@ -355,7 +356,7 @@ def fit_recipe(model: keras.Model, train: tuple, val: tuple, cfg: dict, out_dir:
                       shuffle=False, verbose=int(os.environ.get("KERAS_VERBOSE", 1 if sys.stdout.isatty() else 2)))
         except KeyboardInterrupt:
             kept = completed_epochs(backup_dir)
-            raise SystemExit(f"\ninterrupted: {kept} complete epoch(s) saved in {backup_dir} (history.csv and "
+            raise ToolkitError(f"\ninterrupted: {kept} complete epoch(s) saved in {backup_dir} (history.csv and "
                              f"best.weights.h5 beside it); the epoch in progress is lost. Resume with:\n"
                              f"  {command_name()} {' '.join(sys.argv[1:])}".rstrip()) from None
     return rows

@@ -15,6 +15,7 @@ from guitar_distill.dataset.dedup import find_duplicates
 from guitar_distill.dataset.manifest import Row, load_data_info, manifest_path, write_manifest
 from guitar_distill.dataset.scan import find_classes, list_files, resolve_source, scan
 from guitar_distill.dataset.split import SPLITS, split_groups
+from guitar_distill.common.errors import run_cli
 
 
 def build_manifest(source: Path, cfg: dict, progress=True):
@@ -148,4 +149,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -11,6 +11,8 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from guitar_distill.common.errors import ToolkitError
+
 ARCHIVE_URLS = (
     "https://github.com/eduardocsilva/guitar-classification-tensorflow/archive/refs/heads/main.zip",
     "https://github.com/eduardocsilva/guitar-classification-tensorflow/archive/refs/heads/master.zip",
@@ -49,7 +51,7 @@ def extract_images(archive: Path, dest: Path) -> dict[str, int]:
                 shutil.copyfileobj(src, out)
             counts[key] = counts.get(key, 0) + 1
     if not counts:
-        raise SystemExit(f"{archive}: no '{IMAGES_FOLDER}/<class>/' files found in the archive")
+        raise ToolkitError(f"{archive}: no '{IMAGES_FOLDER}/<class>/' files found in the archive")
     return counts
 
 
@@ -66,5 +68,5 @@ def download(dest: Path) -> dict[str, int]:
             except OSError as e:
                 errors.append(f"{url}: {e}")
         else:
-            raise SystemExit("download failed (is this machine online?):\n  " + "\n  ".join(errors))
+            raise ToolkitError("download failed (is this machine online?):\n  " + "\n  ".join(errors))
         return extract_images(archive, dest)

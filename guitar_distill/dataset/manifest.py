@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from guitar_distill.common.artifacts import read_json, require, write_text
+from guitar_distill.common.errors import ToolkitError
 
 FIELDS = ("path", "sha1", "class", "split", "group")
 
@@ -37,7 +38,7 @@ def read_manifest(path: Path) -> list[Row]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if tuple(reader.fieldnames or ()) != FIELDS:
-            raise SystemExit(f"{path}: not a manifest (columns {reader.fieldnames}, expected {list(FIELDS)})")
+            raise ToolkitError(f"{path}: not a manifest (columns {reader.fieldnames}, expected {list(FIELDS)})")
         return [Row(r["path"], r["sha1"], r["class"], r["split"], r["group"]) for r in reader]
 
 

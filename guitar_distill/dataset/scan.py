@@ -13,6 +13,7 @@ from PIL import Image
 
 from guitar_distill.common.config import resolve_project_path
 from guitar_distill.edge.images import ImageRejected, load_rgb
+from guitar_distill.common.errors import ToolkitError
 
 THUMB_SIZE = 16
 
@@ -50,15 +51,15 @@ def _visible(name: str) -> bool:
 def find_classes(source: Path, classes: list[str] | None = None) -> list[str]:
     source = Path(source)
     if not source.is_dir():
-        raise SystemExit(f"source folder not found: {source}")
+        raise ToolkitError(f"source folder not found: {source}")
     found = sorted(d.name for d in source.iterdir() if d.is_dir() and _visible(d.name))
     if classes:
         missing = [c for c in classes if c not in found]
         if missing:
-            raise SystemExit(f"{source}: class folders missing for {missing}; found {found}")
+            raise ToolkitError(f"{source}: class folders missing for {missing}; found {found}")
         return list(classes)
     if len(found) < 2:
-        raise SystemExit(f"{source}: need at least two class sub-folders, found {found}")
+        raise ToolkitError(f"{source}: need at least two class sub-folders, found {found}")
     return found
 
 

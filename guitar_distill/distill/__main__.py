@@ -12,6 +12,7 @@ import numpy as np
 
 from guitar_distill.common.config import training_config
 from guitar_distill.common.quiet import quiet_start
+from guitar_distill.common.errors import ToolkitError, run_cli
 
 
 def main(argv=None):
@@ -33,7 +34,7 @@ def main(argv=None):
     scfg, dcfg = cfg["student"], cfg["distill"]
     mode = dcfg.get("teacher_logits", "online")
     if mode not in ("online", "offline"):
-        raise SystemExit(f"distill.teacher_logits = {mode!r}: use \"online\" or \"offline\"")
+        raise ToolkitError(f"distill.teacher_logits = {mode!r}: use \"online\" or \"offline\"")
     start = time.perf_counter()
     out = prepare_run_dir(args.artifacts, "distill", cfg, args.fresh, keys=("data", "student", "distill"))
     info = load_data_info(args.artifacts)
@@ -97,4 +98,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

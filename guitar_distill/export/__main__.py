@@ -12,6 +12,7 @@ from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.layout import FORMATS, MODEL_STAGES, STAGE_COMMANDS, TFLITE_PRECISIONS, model_path
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.common.stage import check_upstream
+from guitar_distill.common.errors import run_cli
 
 
 
@@ -154,4 +155,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

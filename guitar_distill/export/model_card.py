@@ -18,6 +18,7 @@ import numpy as np
 
 from guitar_distill.common.artifacts import read_json, write_text
 from guitar_distill.common.config import PROJECT_ROOT
+from guitar_distill.common.errors import ToolkitError, run_cli
 
 MODELS_DIR = PROJECT_ROOT / "models"
 RECORDS = ("data_summary", "accuracy", "robustness", "latency")
@@ -225,9 +226,9 @@ def main(argv=None):
     try:
         card = write_model_card(args.dest)
     except FileNotFoundError as e:
-        raise SystemExit(f"{e.filename}: missing; the model card is made from a release (make release)") from None
+        raise ToolkitError(f"{e.filename}: missing; the model card is made from a release (make release)") from None
     print(f"model card: {card} (and its copy in {args.dest / BUNDLE})")
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

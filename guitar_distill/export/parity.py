@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from guitar_distill.common.runtimes import open_classifier, predict_all
+from guitar_distill.common.errors import ToolkitError
 
 
-class ParityError(SystemExit):
+class ParityError(ToolkitError):
     pass
 
 

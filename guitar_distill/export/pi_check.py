@@ -31,6 +31,7 @@ from importlib import metadata
 from pathlib import Path
 
 from guitar_distill.common.config import PROJECT_ROOT
+from guitar_distill.common.errors import ToolkitError, run_cli
 
 CACHE = Path(os.environ.get("GUITAR_PI_CACHE", Path.home() / ".cache" / "guitar-distill" / "pi-check"))
 PYTHON = "python3.11"  # Debian 12's; its arm64 build runs the cp311 aarch64 wheels
@@ -57,7 +58,7 @@ TOLERANCE = {"int8": 2.5 / 256 + JSON_ROUNDING, "fp32": 1e-5 + JSON_ROUNDING}
 def run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
     if result.returncode != 0:
-        raise SystemExit(f"pi-check: {what} failed ({' '.join(map(str, cmd[:6]))} ...):\n{result.stderr[-3000:]}")
+        raise ToolkitError(f"pi-check: {what} failed ({' '.join(map(str, cmd[:6]))} ...):\n{result.stderr[-3000:]}")
     return result
 
 
@@ -66,7 +67,7 @@ def ensure_qemu() -> str:
     if qemu:
         return qemu
     if os.geteuid() != 0:
-        raise SystemExit("pi-check needs qemu-aarch64-static: sudo apt-get install qemu-user-static")
+        raise ToolkitError("pi-check needs qemu-aarch64-static: sudo apt-get install qemu-user-static")
     print("installing qemu-user-static (Debian)")
     run(["apt-get", "install", "-y", "-qq", "qemu-user-static"], "apt-get install qemu-user-static",
         env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
@@ -80,7 +81,7 @@ def ensure_sysroot() -> Path:
     if ready.exists() and json.loads(ready.read_text()).get("packages") == list(ARM64_PACKAGES):
         return sysroot
     if os.geteuid() != 0:
-        raise SystemExit("pi-check builds its arm64 sysroot with apt-get once: run it as root (or with sudo)")
+        raise ToolkitError("pi-check builds its arm64 sysroot with apt-get once: run it as root (or with sudo)")
     print("building the arm64 sysroot from Debian's packages (once)")
     arches = run(["dpkg", "--print-foreign-architectures"], "dpkg").stdout.split()
     if "arm64" not in arches:
@@ -138,14 +139,14 @@ def bundle_with_golden(bundle: Path, tmp: Path) -> Path:
     shutil.copytree(bundle, copy)
     expected = copy / "golden" / "expected.json"
     if not expected.exists():
-        raise SystemExit(f"{bundle}: no golden/expected.json; rebuild the bundle (python -m export)")
+        raise ToolkitError(f"{bundle}: no golden/expected.json; rebuild the bundle (python -m export)")
     source = PROJECT_ROOT.parent / "shared" / "guitars"
     for item in json.loads(expected.read_text()):
         target = copy / "golden" / item["file"]
         if not target.exists():
             original = source / item["label"] / item["file"][len(item["label"]) + 1:]
             if not original.exists():
-                raise SystemExit(f"golden photo {item['file']} is missing and {original} cannot be found")
+                raise ToolkitError(f"golden photo {item['file']} is missing and {original} cannot be found")
             shutil.copy(original, target)
     return copy
 
@@ -181,7 +182,7 @@ def predictions(command: list[str], cwd: Path) -> dict[str, list]:
     out = json.loads(result.stdout)
     errors = [f"{r['file']}: {r['error']}" for r in out if "error" in r]
     if errors:
-        raise SystemExit("pi-check: predict.py could not read some photos:\n" + "\n".join(errors))
+        raise ToolkitError("pi-check: predict.py could not read some photos:\n" + "\n".join(errors))
     return {r["file"]: r["top"] for r in out}
 
 
@@ -218,7 +219,7 @@ def main(argv=None) -> int:
     fp32 = args.fp32 or bundle / "model_fp32.tflite"
     bundle, fp32 = bundle.resolve(), fp32.resolve()  # the commands run inside a copy of the bundle
     if not fp32.exists():
-        raise SystemExit(f"{fp32}: no fp32 student .tflite: run `make export` (or `make release`), or pass --fp32 FILE")
+        raise ToolkitError(f"{fp32}: no fp32 student .tflite: run `make export` (or `make release`), or pass --fp32 FILE")
     qemu, sysroot, site = ensure_qemu(), ensure_sysroot(), ensure_site()
     print(f"ready in {time.perf_counter() - start:.0f} s (cache: {CACHE})")
     with tempfile.TemporaryDirectory() as tmp:
@@ -255,4 +256,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -25,6 +25,7 @@ from guitar_distill.common.progress import console
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.export.model_card import RECORDS, write_model_card
 from guitar_distill.export.web import RUNTIME_FILES
+from guitar_distill.common.errors import ToolkitError, run_cli
 
 MODELS_DIR = PROJECT_ROOT / "models"
 MAX_MB = 60.0
@@ -45,7 +46,7 @@ def release(artifacts: Path, dest: Path, preset: str) -> dict:
             src = model_path(artifacts, model, fmt)
             src_dir, name = src.parent, src.name
             if not (src_dir / name).exists():
-                raise SystemExit(f"{src_dir / name} not found: run `make cpu` (or the export stage) first")
+                raise ToolkitError(f"{src_dir / name} not found: run `make cpu` (or the export stage) first")
             (tmp / model / fmt).mkdir(parents=True)
             for extra in (name, "model.json", "labels.txt"):
                 if (src_dir / extra).exists():
@@ -60,7 +61,7 @@ def release(artifacts: Path, dest: Path, preset: str) -> dict:
         if (dest / "training" / "teacher").is_dir():
             shutil.copytree(dest / "training" / "teacher", tmp / "training" / "teacher")
     else:
-        raise SystemExit(f"no teacher: neither {artifacts / 'teacher' / 'model.keras'} nor {dest / TEACHER} exists "
+        raise ToolkitError(f"no teacher: neither {artifacts / 'teacher' / 'model.keras'} nor {dest / TEACHER} exists "
                          f"(run make teacher)")
     files[TEACHER.as_posix()] = None
     for record, stage in TRAINING_RECORDS.items():  # how each was trained: config, history, metrics
@@ -92,7 +93,7 @@ def release(artifacts: Path, dest: Path, preset: str) -> dict:
     total_mb = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file()) / 1e6
     if total_mb > MAX_MB:
         shutil.rmtree(tmp)
-        raise SystemExit(f"the release would be {total_mb:.1f} MB, over the {MAX_MB:.0f} MB limit for models/")
+        raise ToolkitError(f"the release would be {total_mb:.1f} MB, over the {MAX_MB:.0f} MB limit for models/")
     manifest = {"preset": preset, "made": time.strftime("%Y-%m-%dT%H:%M:%S"), "total_mb": round(total_mb, 2),
                 "files": files, "labels": (artifacts / "data" / "labels.txt").read_text().split()}
     write_json(tmp / "RELEASE.json", manifest)
@@ -133,7 +134,7 @@ def check(dest: Path, artifacts: Path) -> list[dict]:
     manifest = read_json(dest / "RELEASE.json")
     bad = [rel for rel, meta in manifest["files"].items() if sha256_file(dest / rel) != meta["sha256"]]
     if bad:
-        raise SystemExit(f"sha256 mismatch in {dest}: {', '.join(bad)}")
+        raise ToolkitError(f"sha256 mismatch in {dest}: {', '.join(bad)}")
     results = []
     summary = artifacts / "data" / "summary.json"
     if not summary.exists():
@@ -149,7 +150,7 @@ def check(dest: Path, artifacts: Path) -> list[dict]:
     for rel in manifest["files"]:
         model = open_classifier(dest / rel)
         if model.size != info.image_size:
-            raise SystemExit(f"{dest / rel} takes {model.size}px photos; the data stage made {info.image_size}px "
+            raise ToolkitError(f"{dest / rel} takes {model.size}px photos; the data stage made {info.image_size}px "
                              f"(run python -m dataset --preset {manifest['preset']})")
         top1 = float(np.mean(predict_all(model, images, 64).argmax(1) == labels))
         results.append({"file": rel, "split": split, "photos": len(labels), "top1": top1})
@@ -177,7 +178,7 @@ def import_teacher(source: Path, artifacts: Path) -> list[Path]:
     model = float32_copy(load_model_file(source))
     if int(model.input_shape[1]) != info.image_size:
         if not any(isinstance(layer, keras.layers.GlobalAveragePooling2D) for layer in model.layers):
-            raise SystemExit(f"{source} takes {model.input_shape[1]}px photos and its Flatten head cannot take the "
+            raise ToolkitError(f"{source} takes {model.input_shape[1]}px photos and its Flatten head cannot take the "
                              f"data stage's {info.image_size}px (remake the data stage at {model.input_shape[1]}px)")
         resized = build_teacher(len(info.classes), info.image_size, None, head="avg")
         start_from_teacher(resized, source)
@@ -227,4 +228,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

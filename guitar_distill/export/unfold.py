@@ -21,6 +21,7 @@ import numpy as np
 
 from guitar_distill.common.config import stage_parser
 from guitar_distill.common.quiet import quiet_start
+from guitar_distill.common.errors import ToolkitError, run_cli
 
 # TFLite names a folded convolution's kernel after its Keras layer: "resnet50_teacher_1/conv1_conv_1/convolution".
 FP16_SAFE = 1e4  # largest bias or variance the rescaling may produce (float16 holds up to 65504)
@@ -125,7 +126,7 @@ def main(argv=None):
     parser.add_argument("--photos", type=int, default=1024, help="training photos for the statistics (default: %(default)s)")
     args = parser.parse_args(argv)
     if not args.tflite.is_file():
-        raise SystemExit(f"{args.tflite}: no such file")
+        raise ToolkitError(f"{args.tflite}: no such file")
     quiet_start()
     from guitar_distill.common.models import float32_copy, load_model_file, retyped_copy, save_model
     from guitar_distill.common.progress import console
@@ -141,7 +142,7 @@ def main(argv=None):
     try:
         model = unfolded_teacher(args.tflite, np.asarray(train[picked]))
     except ValueError as e:
-        raise SystemExit(str(e)) from None
+        raise ToolkitError(str(e)) from None
     val_x, val_y = load_split(info, "val", size)
     ours = predict_all(model, val_x)
     theirs = predict_all(open_classifier(args.tflite), val_x)
@@ -149,7 +150,7 @@ def main(argv=None):
     try:
         save_model(retyped_copy(model, "float16", strict=True), out)
     except ValueError as e:
-        raise SystemExit(f"{args.tflite}: {e}") from None
+        raise ToolkitError(f"{args.tflite}: {e}") from None
     again = predict_all(float32_copy(load_model_file(out)), val_x)
     console.print(f"val top-1: TFLite {np.mean(theirs.argmax(1) == val_y):.4f}, Keras {np.mean(ours.argmax(1) == val_y):.4f}, "
                   f"its float16 file {np.mean(again.argmax(1) == val_y):.4f}; top-1 agreement with the TFLite file "
@@ -159,4 +160,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

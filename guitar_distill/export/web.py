@@ -17,6 +17,7 @@ import tarfile
 from pathlib import Path
 
 import guitar_distill.edge as edge
+from guitar_distill.common.errors import ToolkitError, run_cli
 
 ONNXRUNTIME_WEB = "1.30.0"  # the npm package; its wasm runs the same ONNX opset the export writes
 RUNTIME_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
@@ -31,13 +32,13 @@ def onnxruntime_web_dist(version: str = ONNXRUNTIME_WEB) -> Path:
     if all((dist / f).exists() for f in RUNTIME_FILES):
         return dist
     if not shutil.which("npm"):
-        raise SystemExit("the web page needs onnxruntime-web from the npm registry: install node/npm "
+        raise ToolkitError("the web page needs onnxruntime-web from the npm registry: install node/npm "
                          "(Debian: apt-get install npm), or build the bundle with --no-web")
     folder.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(["npm", "pack", f"onnxruntime-web@{version}", "--silent"], cwd=folder,
                             capture_output=True, text=True)
     if result.returncode != 0:
-        raise SystemExit(f"npm pack onnxruntime-web@{version} failed:\n{result.stderr[-2000:]}")
+        raise ToolkitError(f"npm pack onnxruntime-web@{version} failed:\n{result.stderr[-2000:]}")
     with tarfile.open(folder / result.stdout.strip().splitlines()[-1]) as tar:
         tar.extractall(folder, filter="data")
     return dist
@@ -70,4 +71,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -26,6 +26,7 @@ import numpy as np
 from guitar_distill.common.config import PROJECT_ROOT
 from guitar_distill.export.pi_check import bundle_with_golden, validation_photos
 from guitar_distill.export.web import add_web_page
+from guitar_distill.common.errors import ToolkitError, run_cli
 
 RELEASED = PROJECT_ROOT / "models" / "student"
 DEBIAN_PACKAGES = ("chromium", "chromium-driver")
@@ -36,7 +37,7 @@ def ensure_chromium() -> tuple[str, str]:
     if browser and driver:
         return browser, driver
     if os.geteuid() != 0:
-        raise SystemExit("the web check needs Debian's chromium and chromium-driver: sudo apt-get install "
+        raise ToolkitError("the web check needs Debian's chromium and chromium-driver: sudo apt-get install "
                          + " ".join(DEBIAN_PACKAGES))
     print("installing chromium and chromium-driver (Debian)")
     result = subprocess.run(["apt-get", "install", "-y", "-qq", *DEBIAN_PACKAGES], capture_output=True, text=True,
@@ -144,12 +145,12 @@ def check(bundle: Path, onnx_file: Path, photos_count: int, preset: str, screens
         reference = python_answers(onnx_file, served, size)
         with local_server(site) as base, headless_chromium() as chrome:
             if not open_page(chrome, f"{base}/{page.name}/index.html"):
-                raise SystemExit(f"the page did not load its model: {page_status(chrome)[0]}")
+                raise ToolkitError(f"the page did not load its model: {page_status(chrome)[0]}")
             rows, started = [], time.perf_counter()
             for path, ref in zip(served, reference):
                 got = chrome.execute_async_script(CLASSIFY, f"/photos/{path.name}")
                 if "error" in got:
-                    raise SystemExit(f"the page could not classify {path.name}: {got['error']}")
+                    raise ToolkitError(f"the page could not classify {path.name}: {got['error']}")
                 probs = dict(got["top"])
                 rows.append({"photo": path.name, "page_top1": got["top"][0][0], "python_top1": classes[int(ref.argmax())],
                              "max_prob_diff": float(max(abs(probs[c] - float(ref[k])) for k, c in enumerate(classes))),
@@ -207,4 +208,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

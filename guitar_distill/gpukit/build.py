@@ -28,6 +28,7 @@ from guitar_distill.common.stage import check_upstream
 from guitar_distill.dataset.manifest import Row, load_data_info, write_manifest
 from guitar_distill.dataset.split import SPLITS
 from guitar_distill.gpukit.limits import CARRY_BYTES, folder_bytes
+from guitar_distill.common.errors import ToolkitError, run_cli
 
 # What the GPU machine lacks (its package list: /work/.library/device/KINDS.md): keras, and two of
 # keras' own requirements. Everything else the stages import there (numpy, pillow, h5py, rich,
@@ -59,7 +60,7 @@ def write_photos(info, kit: Path, size: int, workers: int = 4) -> list[Row]:
     names = {}
     for r in rows:  # a.jpg and a.png of one class would both become a.webp
         if names.setdefault(kit_path(r), r.path) != r.path:
-            raise SystemExit(f"{r.path} and {names[kit_path(r)]} would both become {kit_path(r)} in the kit")
+            raise ToolkitError(f"{r.path} and {names[kit_path(r)]} would both become {kit_path(r)} in the kit")
 
     def encode(row: Row) -> None:
         write_bytes(kit / "photos" / kit_path(row), webp_bytes(info.source / row.path, size))
@@ -80,7 +81,7 @@ def download_wheels(dest: Path, python_versions: tuple[str, ...]) -> list[str]:
                "--python-version", version, "--implementation", "cp", *platform, *pins]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode:
-            raise SystemExit(f"pip download of {', '.join(pins)} for Python {version} failed:\n{result.stderr[-2000:]}")
+            raise ToolkitError(f"pip download of {', '.join(pins)} for Python {version} failed:\n{result.stderr[-2000:]}")
     return pins
 
 
@@ -97,7 +98,7 @@ def main(argv=None):
     check_upstream(args.artifacts, cfg, {"data": ("data",)})
     info = load_data_info(args.artifacts)
     if info.image_size != int(cfg["data"]["image_size"]):
-        raise SystemExit(f"{args.artifacts}/data is at {info.image_size} px, preset {cfg['name']} at {cfg['data']['image_size']}")
+        raise ToolkitError(f"{args.artifacts}/data is at {info.image_size} px, preset {cfg['name']} at {cfg['data']['image_size']}")
     kit = args.kit
     if kit.exists():
         shutil.rmtree(kit)
@@ -120,7 +121,7 @@ def main(argv=None):
     })
     total = folder_bytes(kit)
     if total > CARRY_BYTES:
-        raise SystemExit(f"{kit}: {total / 2**20:.1f} MiB, over the {CARRY_BYTES // 2**20} MiB a device call carries")
+        raise ToolkitError(f"{kit}: {total / 2**20:.1f} MiB, over the {CARRY_BYTES // 2**20} MiB a device call carries")
     console.print(f"kit: {len(rows)} photos at {info.image_size} px ({photo_bytes / 2**20:.1f} MiB), "
                   f"wheels {', '.join(pins) or 'none'} ({wheel_bytes / 2**20:.1f} MiB); {total / 2**20:.1f} MiB in all, "
                   f"in {time.perf_counter() - start:.0f} s")
@@ -129,4 +130,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -23,6 +23,7 @@ from guitar_distill.common.artifacts import read_json, write_json, write_text
 from guitar_distill.common.config import PROJECT_ROOT, stage_parser
 from guitar_distill.common.progress import console
 from guitar_distill.gpukit.limits import CARRY_BYTES, folder_bytes, out_problems
+from guitar_distill.common.errors import ToolkitError, run_cli
 
 # On the GPU machine already (KINDS.md) and imported by the stages; the versions are this venv's.
 GPU_PACKAGES = ("jax", "jaxlib", "numpy", "pillow", "h5py", "rich", "matplotlib", "absl-py", "ml-dtypes",
@@ -44,7 +45,7 @@ def run(cmd: list[str], log: Path, env: dict | None = None, cwd: Path = PROJECT_
         result = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
     if result.returncode:
         tail = log.read_text()[-4000:]
-        raise SystemExit(f"{' '.join(str(c) for c in cmd)} failed ({result.returncode}); its output ({log}):\n{tail}")
+        raise ToolkitError(f"{' '.join(str(c) for c in cmd)} failed ({result.returncode}); its output ({log}):\n{tail}")
 
 
 def gpu_like_venv(venv: Path, log: Path) -> Path:
@@ -79,7 +80,7 @@ def main(argv=None):
     python = gpu_like_venv(work / "venv", log)
     blocked = subprocess.run([python, "-c", "import tensorflow"], capture_output=True)
     if blocked.returncode == 0:
-        raise SystemExit(f"{python}: tensorflow imports in the GPU-like venv; it must not")
+        raise ToolkitError(f"{python}: tensorflow imports in the GPU-like venv; it must not")
     gpu_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     kit_bytes, tree_bytes = folder_bytes(work / "kit"), tracked_bytes(PROJECT_ROOT)
     run([python, "-m", "gpukit.run", "--kit", work / "kit", "--out", work / "out", "--artifacts", work / "gpu-artifacts",
@@ -90,7 +91,7 @@ def main(argv=None):
         problems.append(f"the kit is {kit_bytes / 2**20:.1f} MiB, over the {CARRY_BYTES // 2**20} MiB a call carries")
     run([*here, "gpukit.receive", work / "out", *common], log)
     if problems:
-        raise SystemExit("gpu-check failed:\n  " + "\n  ".join(problems))
+        raise ToolkitError("gpu-check failed:\n  " + "\n  ".join(problems))
     record = {
         "preset": args.preset, "kit_bytes": kit_bytes, "checkout_bytes": tree_bytes,
         "carry_bytes": kit_bytes + tree_bytes, "carry_limit_bytes": CARRY_BYTES,
@@ -111,4 +112,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -17,6 +17,7 @@ from pathlib import Path
 from guitar_distill.common.artifacts import read_json, write_json
 from guitar_distill.common.config import stage_parser
 from guitar_distill.common.progress import console
+from guitar_distill.common.errors import ToolkitError, run_cli
 
 
 class ReceiveError(ValueError):
@@ -59,7 +60,7 @@ def main(argv=None):
     try:
         data = joined_results(args.out)
     except ReceiveError as e:
-        raise SystemExit(str(e)) from None
+        raise ToolkitError(str(e)) from None
     from guitar_distill.common.quiet import quiet_start
     quiet_start()
     from guitar_distill.common.models import float32_copy, load_model_file, save_model
@@ -97,4 +98,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from guitar_distill.common.artifacts import read_json, sha256_file, write_json
 from guitar_distill.gpukit.limits import PIECE_BYTES, out_problems
+from guitar_distill.common.errors import ToolkitError, run_cli
 
 STAGES = ("teacher", "distill", "baseline")  # trained in this order; distill reads the teacher
 STAGE_MODULES = {"teacher": "teacher", "distill": "distill", "baseline": "student"}
@@ -43,7 +44,7 @@ def install_wheels(kit: Path, pins: list[str], site: Path) -> Path | None:
            "--no-cache-dir", "--upgrade", "--target", str(site), "--find-links", str(kit / "wheels"), *pins]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode:
-        raise SystemExit(f"installing the kit's wheels ({', '.join(pins)}) failed:\n{result.stderr[-2000:]}")
+        raise ToolkitError(f"installing the kit's wheels ({', '.join(pins)}) failed:\n{result.stderr[-2000:]}")
     return site
 
 
@@ -57,7 +58,7 @@ def devices(env: dict) -> list[str]:
     code = "import jax, json; print(json.dumps([f'{d.platform}:{d.device_kind}' for d in jax.devices()]))"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     if result.returncode:
-        raise SystemExit(f"JAX did not start:\n{result.stderr[-2000:]}")
+        raise ToolkitError(f"JAX did not start:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -148,7 +149,7 @@ def main(argv=None):
     env = stage_env(site)
     found = timed("devices", devices, env)
     if not any(not d.startswith("cpu") for d in found) and not args.allow_cpu:
-        raise SystemExit(f"no GPU: JAX sees {found} (--allow-cpu runs anyway)")
+        raise ToolkitError(f"no GPU: JAX sees {found} (--allow-cpu runs anyway)")
     print(f"devices: {', '.join(found)}", flush=True)
     timed("data", unpack_data, args.kit, args.artifacts)
     timed("decode", decode, args.artifacts, env)
@@ -176,13 +177,13 @@ def main(argv=None):
     write_json(args.out / "results.json", results)
     problems = out_problems(args.out)
     if problems:
-        raise SystemExit("what is under OUT would not all come back:\n  " + "\n  ".join(problems))
+        raise ToolkitError("what is under OUT would not all come back:\n  " + "\n  ".join(problems))
     summary = ", ".join(f"{s} val {m.get('val_accuracy', float('nan')):.3f}" for s, m in metrics.items())
     print(f"gpu run done in {results['total_seconds']:.0f} s: {summary or 'nothing trained'}; "
           f"{len(pieces) - 1} piece(s) and results.json in {args.out}", flush=True)
     if notes:
-        raise SystemExit("; ".join(notes))
+        raise ToolkitError("; ".join(notes))
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -5,6 +5,7 @@ import time
 
 from guitar_distill.common.config import training_config
 from guitar_distill.common.quiet import quiet_start
+from guitar_distill.common.errors import run_cli
 
 
 def main(argv=None):
@@ -34,4 +35,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -5,6 +5,7 @@ import time
 
 from guitar_distill.common.config import resolve_project_path, training_config
 from guitar_distill.common.quiet import quiet_start
+from guitar_distill.common.errors import ToolkitError, run_cli
 
 
 def main(argv=None):
@@ -40,7 +41,7 @@ def main(argv=None):
         try:  # a resumed run then restores its own weights over these, from backup/
             started_from = start_from_teacher(model, resolve_project_path(tcfg["weights"]))
         except (FileNotFoundError, ValueError) as e:
-            raise SystemExit(str(e)) from None
+            raise ToolkitError(str(e)) from None
     model.compile(optimizer=recipe_optimizer(tcfg), loss=recipe_loss(tcfg), metrics=["accuracy"])
     console.print(f"teacher: ResNet50 ({tcfg['head']} head) from {tcfg['weights'] or 'scratch'}, {model.count_params():,} parameters, "
                   f"{tcfg.get('optimizer', 'sgd')} {tcfg.get('schedule', 'inverse_time')} lr {tcfg['learning_rate']}, "
@@ -54,4 +55,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
