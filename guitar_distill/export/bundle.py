@@ -9,6 +9,7 @@ import numpy as np
 
 import guitar_distill.edge as edge
 from guitar_distill.common.artifacts import atomic_path, write_json, write_text
+from guitar_distill.dataset.split import balanced_subset
 from guitar_distill.edge.predict import TFLiteClassifier, classify, golden_answers
 from guitar_distill.export.web import add_web_page
 
@@ -25,12 +26,17 @@ what it can and cannot do, with its test figures.
     python predict.py --selftest           # checks the golden photos: run this first
     python predict.py photo.jpg photos/ --top-k 3
     python predict.py photo.jpg --json
+    python check.py listings/              # one sub-folder per claimed label: suspects.csv, most suspicious first
 
 Two files hold the same student: `model.tflite` (int8) and `model_fp32.tflite` (float32). On first
 use predict.py times both on this machine and keeps the faster (int8 wins on CPUs with int8 dot
 products; on a Raspberry Pi 4 or an AVX2-only PC float32 can be faster), prints which and why, and
 caches the choice in `.fastest.json`; `--model model_fp32.tflite` forces one, and `--selftest`
 checks whichever runs.
+
+`check.py` flags the photos whose claimed label gets a probability under `label_check.threshold`
+in model.json, a threshold chosen on validation photos with 5 % of their labels flipped on purpose
+(the precision and recall it gave there are beside it, and the checker prints them).
 
 Input: any JPEG, PNG, WebP, BMP or TIFF photo; EXIF orientation and colour modes are handled and
 the photo is resized to the model's input. Exit status is non-zero if any file failed.
@@ -84,14 +90,8 @@ def build_bundle(dest: Path, model_file: Path, model_json: dict, labels: list[st
 
 
 def golden_photos(rows, source: Path, classes: list[str], count: int, seed: int):
-    """`count` validation photos, one class after another, seeded."""
-    rng = np.random.default_rng(seed)
-    picks = []
-    for label in classes:
-        candidates = [r for r in rows if r.label == label]
-        if candidates:
-            picks.append((label, source / candidates[int(rng.integers(len(candidates)))].path))
-    order = rng.permutation(len(picks))[:count]
-    return [picks[i] for i in sorted(order)]
-
-
+    """`count` validation photos of as many classes, one a class, seeded (`balanced_subset`, as everywhere)."""
+    labels = np.array([classes.index(r.label) for r in rows])
+    one_each = balanced_subset(labels, 1, seed)
+    chosen = np.sort(np.random.default_rng(seed).permutation(one_each)[:count])
+    return [(rows[i].label, source / rows[i].path) for i in chosen]

@@ -17,7 +17,6 @@ Raspberry Pi 4's /proc/cpuinfo (4 x Cortex-A72) bound over the host's, and QEMU 
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -30,7 +29,7 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
-from guitar_distill.common.config import PROJECT_ROOT
+from guitar_distill.common.config import PROJECT_ROOT, resolve_config, stage_parser
 from guitar_distill.common.errors import ToolkitError, run_cli
 
 CACHE = Path(os.environ.get("GUITAR_PI_CACHE", Path.home() / ".cache" / "guitar-distill" / "pi-check"))
@@ -132,15 +131,14 @@ def arm_command(qemu: str, sysroot: Path, site: Path, args: list[str]) -> list[s
     return ["unshare", "--mount", "sh", "-c", inner]
 
 
-def bundle_with_golden(bundle: Path, tmp: Path) -> Path:
+def bundle_with_golden(bundle: Path, tmp: Path, source: Path) -> Path:
     """A copy of the bundle whose golden photos are there: the released copy in models/ keeps only
-    golden/expected.json, so the photos are put back from the data set it names."""
+    golden/expected.json, so the photos are put back from the data set (`source`) it names."""
     copy = tmp / bundle.name
     shutil.copytree(bundle, copy)
     expected = copy / "golden" / "expected.json"
     if not expected.exists():
         raise ToolkitError(f"{bundle}: no golden/expected.json; rebuild the bundle (python -m export)")
-    source = PROJECT_ROOT.parent / "shared" / "guitars"
     for item in json.loads(expected.read_text()):
         target = copy / "golden" / item["file"]
         if not target.exists():
@@ -151,30 +149,30 @@ def bundle_with_golden(bundle: Path, tmp: Path) -> Path:
     return copy
 
 
-def validation_photos(count: int, preset: str) -> list[Path]:
-    """`count` validation photos of the preset's split, spread over the classes (the manifest in
-    artifacts/data when it is there, else a manifest made in the cache without decoding)."""
-    import csv
+def split_info(artifacts: Path, cfg: dict):
+    """The data stage's record in `artifacts`, else the preset's split made (manifest only) in the cache."""
+    from guitar_distill.dataset.manifest import load_data_info
 
-    manifest = PROJECT_ROOT / "artifacts" / "data" / "manifest.csv"
-    source = PROJECT_ROOT.parent / "shared" / "guitars"
-    if not manifest.exists():
-        data = CACHE / "data"
-        manifest = data / "data" / "manifest.csv"
-        if not manifest.exists():
-            print(f"making the {preset} preset's split (manifest only) in {data}")
-            run([sys.executable, "-m", "guitar_distill.dataset", "--preset", preset, "--artifacts", str(data), "--no-cache"],
-                "python -m dataset --no-cache", cwd=PROJECT_ROOT)
-    with open(manifest, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["split"] == "val"]
-    by_class: dict[str, list[dict]] = {}
-    for r in rows:
-        by_class.setdefault(r["class"], []).append(r)
-    picked, k = [], 0
-    while len(picked) < count and any(len(v) > k for v in by_class.values()):
-        picked += [v[k] for v in by_class.values() if len(v) > k][:count - len(picked)]
-        k += 1
-    return [source / r["path"] for r in picked]
+    if (Path(artifacts) / "data" / "summary.json").exists():
+        return load_data_info(artifacts)
+    data = CACHE / "data" / cfg["name"]
+    if not (data / "data" / "summary.json").exists():
+        print(f"making the {cfg['name']} preset's split (manifest only) in {data}")
+        run([sys.executable, "-m", "guitar_distill.dataset", "--preset", cfg["name"], "--artifacts", str(data),
+             "--no-cache"], "python -m dataset --no-cache", cwd=PROJECT_ROOT)
+    return load_data_info(data)
+
+
+def validation_photos(info, count: int, seed: int) -> list[Path]:
+    """`count` validation photos spread over the classes (the same seeded sample as export's)."""
+    from guitar_distill.dataset.split import balanced_subset
+
+    import numpy as np
+
+    rows = info.split_rows("val")
+    per_class = -(-count // max(len(info.classes), 1))
+    picked = np.random.default_rng(seed).permutation(balanced_subset(info.labels("val"), per_class, seed))[:count]
+    return [info.source / rows[i].path for i in np.sort(picked)]
 
 
 def predictions(command: list[str], cwd: Path) -> dict[str, list]:
@@ -204,15 +202,15 @@ def compare(x86: dict, arm: dict, tolerance: float) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Run the edge bundle on aarch64 under QEMU and compare with x86.")
-    parser.add_argument("--bundle", type=Path, help="default: artifacts/edge/guitar-student, else the released one")
+    parser = stage_parser("Run the edge bundle on aarch64 under QEMU and compare with x86.", default_preset="cpu")
+    parser.add_argument("--bundle", type=Path, help="default: ARTIFACTS/edge/guitar-student, else the released one")
     parser.add_argument("--fp32", type=Path, help="the fp32 student .tflite (default: next to the bundle's source)")
     parser.add_argument("--photos", type=int, default=50, help="validation photos besides the golden ones (%(default)s)")
-    parser.add_argument("--preset", default="cpu", help="whose validation split (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "artifacts" / "bench", help="record folder")
+    parser.add_argument("--out", type=Path, help="record folder (default: ARTIFACTS/bench)")
     args = parser.parse_args(argv)
+    cfg = resolve_config(args)
     start = time.perf_counter()
-    built = PROJECT_ROOT / "artifacts" / "edge" / "guitar-student"
+    built = args.artifacts / "edge" / "guitar-student"
     released = PROJECT_ROOT / "models" / "student" / "guitar-student"
     bundle = args.bundle or (built if built.exists() else released)
     # The fp32 student of the same run as the bundle: the export's, or the released one.
@@ -223,9 +221,10 @@ def main(argv=None) -> int:
     qemu, sysroot, site = ensure_qemu(), ensure_sysroot(), ensure_site()
     print(f"ready in {time.perf_counter() - start:.0f} s (cache: {CACHE})")
     with tempfile.TemporaryDirectory() as tmp:
-        copy = bundle_with_golden(bundle, Path(tmp))
+        info = split_info(args.artifacts, cfg)
+        copy = bundle_with_golden(bundle, Path(tmp), info.source)
         golden = sorted((copy / "golden").glob("*.jpg"))
-        photos = golden + validation_photos(args.photos, args.preset)
+        photos = golden + validation_photos(info, args.photos, int(cfg["data"]["seed"]))
         selftests = {}
         for kind, model in (("int8", copy / "model.tflite"), ("fp32", copy / "model_fp32.tflite")):
             if model.exists():  # both of the bundle's files pass their own golden answers
@@ -249,9 +248,10 @@ def main(argv=None) -> int:
     record = {"bundle": str(bundle), "fp32": str(fp32), "qemu_cpu": QEMU_CPU, "python": PYTHON,
               "wheels": {name: metadata.version(name) for name in WHEELS}, "selftest_exit": selftests,
               "results": results, "passed": passed, "seconds": time.perf_counter() - start}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "pi_check.json").write_text(json.dumps(record, indent=2))
-    print(f"pi-check {'passed' if passed else 'FAILED'} in {record['seconds']:.0f} s: {args.out / 'pi_check.json'}")
+    out = args.out or args.artifacts / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pi_check.json").write_text(json.dumps(record, indent=2))
+    print(f"pi-check {'passed' if passed else 'FAILED'} in {record['seconds']:.0f} s: {out / 'pi_check.json'}")
     return 0 if passed else 1
 
 
