@@ -5,7 +5,7 @@ PYTHON ?= .venv/bin/python
 STAGE_ARGS = --preset $(PRESET) --artifacts $(ARTIFACTS)
 DEMO_ARGS = --preset demo --artifacts $(ARTIFACTS)/demo
 
-.PHONY: setup data teacher baseline student distill export bench demo cpu stretch release all pi-check web-check gpu-kit gpu-check test test-fast clean
+.PHONY: setup data teacher baseline student distill export bench demo cpu stretch release all pi-check web-check gpu-kit gpu-check audit test test-fast clean
 
 setup:            ## .venv in the project root with the dependencies' ranges (dev and jax extras)
 	python3 -m venv .venv
@@ -60,6 +60,9 @@ demo:             ## ~20 minutes on 2 CPU cores: a student distilled from the re
 	$(PYTHON) -m benchmarks.accuracy $(DEMO_ARGS); \
 	$(PYTHON) -m benchmarks.report $(DEMO_ARGS) --reports $(ARTIFACTS)/demo/report; \
 	set +x; echo "demo finished in $$(( $$(date +%s) - start )) s; report: $(ARTIFACTS)/demo/report/README.md"
+
+audit: data       ## photos whose label looks wrong: k-fold NiN students + cleanlab (artifacts/audit/)
+	$(PYTHON) -m dataset.audit $(STAGE_ARGS)
 
 gpu-kit:          ## gpu-kit/: the full split as 224 px WebP, the manifest, keras wheels (docs/gpu.md)
 	$(PYTHON) -m dataset --preset full --artifacts $(ARTIFACTS)/gpu --no-cache

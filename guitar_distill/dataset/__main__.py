@@ -15,10 +15,18 @@ from guitar_distill.dataset.dedup import find_duplicates
 from guitar_distill.dataset.manifest import Row, load_data_info, manifest_path, write_manifest
 from guitar_distill.dataset.scan import find_classes, list_files, resolve_source, scan
 from guitar_distill.dataset.split import SPLITS, split_groups
-from guitar_distill.common.errors import run_cli
+from guitar_distill.common.errors import ToolkitError, run_cli
 
 
-def build_manifest(source: Path, cfg: dict, progress=True):
+def read_exclusions(path: Path) -> set[str]:
+    """Manifest paths, one a line (# comments): photos a person confirmed mislabelled (python -m dataset.audit)."""
+    if not Path(path).is_file():
+        raise ToolkitError(f"--exclude {path}: no such file")
+    lines = (line.split("#", 1)[0].strip() for line in Path(path).read_text().splitlines())
+    return {line for line in lines if line}
+
+
+def build_manifest(source: Path, cfg: dict, progress=True, exclude: set[str] = frozenset()):
     data = cfg["data"]
     classes = find_classes(source, data.get("classes") or None)
     total = len(list_files(source, classes))
@@ -46,9 +54,14 @@ def build_manifest(source: Path, cfg: dict, progress=True):
                 majority = collections.Counter(photos[i].label for i in members).most_common(1)[0][0]
                 groups_by_class[majority].append(members)
     assignment = split_groups(groups_by_class, dict(data["split"]), int(data["seed"]))
+    # Listed photos leave after the split is made: every other photo keeps its split.
+    unknown = sorted(exclude - {p.relpath for p in photos})
+    if unknown:
+        raise ToolkitError(f"{len(unknown)} path(s) in the exclusion list are not photos of {source}: "
+                           f"{', '.join(unknown[:5])}")
     rows = []
     for i, p in enumerate(photos):
-        split = "excluded" if i in excluded else assignment.get(i, "unused")
+        split = "excluded" if i in excluded or p.relpath in exclude else assignment.get(i, "unused")
         rows.append(Row(p.relpath, p.sha1, p.label, split, group_name[i]))
     stats = {
         "files": total,
@@ -60,6 +73,7 @@ def build_manifest(source: Path, cfg: dict, progress=True):
         "duplicate_groups": sum(1 for m in groups.values() if len(m) > 1),
         "label_conflict_groups": len(dups.conflicting_groups),
         "label_conflict_photos": sum(len(groups[g]) for g in dups.conflicting_groups),
+        "excluded_by_list": len(exclude),
     }
     conflicts = [sorted(photos[i].relpath for i in groups[g]) for g in sorted(dups.conflicting_groups)]
     return classes, rows, rejections, stats, conflicts
@@ -81,6 +95,8 @@ def main(argv=None):
     parser.add_argument("--download", type=Path, metavar="DIR",
                         help="first download the public source set (Apache-2.0) into DIR and use it as source")
     parser.add_argument("--no-cache", action="store_true", help="write the manifest only, do not decode")
+    parser.add_argument("--exclude", type=Path, metavar="FILE",
+                        help="photos to exclude, one manifest path a line (the ones confirmed from python -m dataset.audit)")
     args = parser.parse_args(argv)
     cfg = resolve_config(args)
     start = time.perf_counter()
@@ -91,7 +107,8 @@ def main(argv=None):
         args.source = args.download
     source = resolve_source(cfg["data"]["source"], args.source)
     out = stage_dir(args.artifacts, "data")
-    classes, rows, rejections, stats, conflicts = build_manifest(source, cfg)
+    exclude = read_exclusions(args.exclude) if args.exclude else set()
+    classes, rows, rejections, stats, conflicts = build_manifest(source, cfg, exclude=exclude)
     check_no_straddling(rows)
     write_manifest(manifest_path(args.artifacts), rows)
     write_text(out / "labels.txt", "\n".join(classes) + "\n")

@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 
 try:  # inside the project
-    from guitar_distill.edge.predict import (DEFAULT_MODEL, ModelError, TFLiteClassifier, choose_model,
-                                             expand_inputs, read_model_json)
+    from guitar_distill.edge.predict import ModelError, TFLiteClassifier, expand_inputs, open_model, read_model_json
     from guitar_distill.edge.images import ImageRejected, load_for_model
 except ImportError:  # in the bundle, next to predict.py and images.py
-    from predict import DEFAULT_MODEL, ModelError, TFLiteClassifier, choose_model, expand_inputs, read_model_json
+    from predict import ModelError, TFLiteClassifier, expand_inputs, open_model, read_model_json
     from images import ImageRejected, load_for_model
 
 COLUMNS = ("path", "claimed", "predicted", "p_claimed", "p_predicted", "flagged")
@@ -124,18 +123,12 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     try:
-        if args.model is None:
-            args.model, reason = choose_model(DEFAULT_MODEL.parent, args.threads)
-            if reason:
-                print(reason, file=sys.stderr)
-        meta = read_model_json(args.model)
-        labels = args.model.with_name("labels.txt").read_text().split()
+        args.model, meta, classifier, labels = open_model(args.model, args.threads)
         # The calibration is the int8 file's; the float32 file answers the same to within rounding.
         calibration = meta.get("label_check") or read_model_json(args.model.with_name("model.tflite")).get("label_check")
         if args.threshold is None and not calibration:
             raise ModelError(f"{args.model.parent}/model.json has no label_check threshold: pass --threshold")
         threshold = args.threshold if args.threshold is not None else calibration["threshold"]
-        classifier = TFLiteClassifier(args.model, args.threads, meta.get("sha256"))
         photos = claimed_photos(args.folder, labels)
     except (ModelError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

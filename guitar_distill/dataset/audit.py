@@ -1,0 +1,226 @@
+"""`python -m dataset.audit` (make audit): photos of the split whose label looks wrong, by confident learning.
+
+Every photo of the training and validation splits gets out-of-fold probabilities: k NiN students
+trained from labels alone, each on k-1 folds (folds keep duplicate groups together, stratified,
+seeded) and asked about the fold it never saw; a model's answers on its own training photos say
+nothing about their labels. cleanlab's `find_label_issues` then picks the photos whose given label
+the probabilities contradict, and `get_label_quality_scores` ranks them. The photos the data stage
+excluded (label conflicts: the same photo under two labels) are scored by the k models together.
+
+    artifacts/audit/label_issues.csv   path, split, given, suggested, score (lowest first)
+    artifacts/audit/gallery.png        the top suspects, each photo with both labels
+    artifacts/audit/audit.json         counts, settings, the conflict groups flagged
+    artifacts/audit/folds/             each fold's probabilities (a rerun skips finished folds)
+
+`--plant 0.05` flips that share of labels (seeded) before anything is trained and measures the
+audit's precision and recall on them (artifacts/audit/planted-0.05/). The audit never changes the
+data: list the photos you confirm, one manifest path a line, in a file, and run the data stage
+with `--exclude FILE`; it then marks them excluded and keeps every other photo's split.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+
+from guitar_distill.common.artifacts import atomic_path, stage_dir, write_json, write_text
+from guitar_distill.common.config import resolve_config, stage_parser
+from guitar_distill.common.errors import ToolkitError, run_cli
+from guitar_distill.common.progress import console
+
+
+def fold_assignment(labels: np.ndarray, groups: list[str], folds: int, seed: int) -> np.ndarray:
+    """The fold of every photo: stratified by label, a duplicate group never split across folds."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    assignment = np.empty(len(labels), dtype=np.int64)
+    for k, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
+        assignment[held_out] = k
+    return assignment
+
+
+def fold_recipe(scfg: dict, acfg: dict, photos: int) -> dict:
+    """The student table for one fold: the audit's epochs over that many photos."""
+    batch = int(scfg["batch_size"])
+    return {**scfg, "max_epochs": int(acfg["epochs"]), "steps_per_epoch": max(photos // batch, 1),
+            "warmup_epochs": min(float(scfg.get("warmup_epochs", 0)), 1.0)}
+
+
+def train_fold(images, labels, held_out, extra, num_classes: int, scfg: dict, acfg: dict, seed: int):
+    """(probabilities on the held-out photos, on `extra`) of a NiN trained on the rest, from labels."""
+    import keras
+
+    from guitar_distill.common.augment import AugmentedBatches, training_augmentation
+    from guitar_distill.common.runtimes import predict_all
+    from guitar_distill.common.training import fit_input, recipe_loss, recipe_optimizer
+    from guitar_distill.student.model import build_nin_student
+
+    train = ~held_out
+    cfg = fold_recipe(scfg, acfg, int(train.sum()))
+    keras.utils.set_random_seed(seed)
+    model = build_nin_student(num_classes, images.shape[1], tuple(scfg["widths"]), float(scfg["dropout"]))
+    model.compile(optimizer=recipe_optimizer(cfg), loss=recipe_loss(cfg), metrics=["accuracy"])
+    feed = AugmentedBatches(images[train], labels[train], batch_size=int(cfg["batch_size"]), seed=seed,
+                            augment=training_augmentation(cfg))
+    model.fit(fit_input(feed), steps_per_epoch=cfg["steps_per_epoch"], epochs=cfg["max_epochs"], verbose=2)
+    return predict_all(model, images[held_out]), predict_all(model, extra)
+
+
+def out_of_fold(images, labels, groups, extra, num_classes, scfg, acfg, seed, folder: Path):
+    """Out-of-fold probabilities of every photo, and the folds' mean on `extra`; finished folds are kept."""
+    folds = fold_assignment(labels, groups, int(acfg["folds"]), seed)
+    probs = np.zeros((len(labels), num_classes), np.float32)
+    extra_probs = np.zeros((len(extra), num_classes), np.float32)
+    for k in range(int(acfg["folds"])):
+        path = folder / f"fold{k}.npz"
+        key = np.asarray(folds == k)
+        if path.exists() and np.array_equal(np.load(path)["held_out"], key):
+            saved = np.load(path)
+            held, ext = saved["probs"], saved["extra"]
+        else:
+            console.print(f"fold {k + 1} of {acfg['folds']}: {int((~key).sum())} photos to train on, {int(key.sum())} held out")
+            held, ext = train_fold(images, labels, key, extra, num_classes, scfg, acfg, seed + k)
+            with atomic_path(path) as tmp:
+                np.savez(tmp, held_out=key, probs=held, extra=ext)
+        probs[key] = held
+        extra_probs += ext / int(acfg["folds"])
+    return probs, extra_probs
+
+
+def label_issues(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the label issues, lowest quality first; every photo's label quality score)."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence")
+    return np.asarray(ranked, dtype=np.int64), get_label_quality_scores(labels, probs)
+
+
+def below_class_thresholds(labels: np.ndarray, probs: np.ndarray, given: np.ndarray, given_probs: np.ndarray):
+    """Photos (given, given_probs) whose p(given label) is under that class's confident-learning threshold
+    (the mean p(class) over the photos labelled with it): how photos outside the audit are flagged."""
+    thresholds = np.array([probs[labels == c, c].mean() if np.any(labels == c) else 1.0 for c in range(probs.shape[1])])
+    return given_probs[np.arange(len(given)), given] < thresholds[given]
+
+
+def write_issues(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["path", "split", "given", "suggested", "score", "p_given", "p_suggested"],
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def gallery(rows: list[dict], source: Path, path: Path, title: str) -> Path:
+    """The suspects as a grid: each photo with its given and suggested labels."""
+    from guitar_distill.common.plots import pyplot
+    from guitar_distill.edge.images import load_for_model
+
+    plt = pyplot()
+    cols = 6
+    lines = max(-(-len(rows) // cols), 1)
+    fig, axes = plt.subplots(lines, cols, figsize=(2.4 * cols, 2.9 * lines), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, rows):
+        ax.imshow(load_for_model(source / row["path"], 160))
+        ax.set_title(f"given {row['given']}\nsuggested {row['suggested']} ({row['score']:.2f})", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None):
+    parser = stage_parser("Find photos of the split whose label looks wrong (k-fold NiN students + cleanlab).",
+                          default_preset="cpu")
+    parser.add_argument("--plant", type=float, default=0.0, metavar="SHARE",
+                        help="flip this share of labels first and measure the audit on them (e.g. 0.05)")
+    args = parser.parse_args(argv)
+    cfg = resolve_config(args)
+    from guitar_distill.common.quiet import quiet_start
+    quiet_start()
+    from guitar_distill.common.training import configure_runtime
+    from guitar_distill.dataset.cache import load_split
+    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.edge.check import flip_labels
+
+    acfg, scfg = cfg["audit"], {**cfg["student"], "mixed_precision": False}
+    start = time.perf_counter()
+    info = load_data_info(args.artifacts)
+    size, seed = int(acfg["image_size"]), int(acfg["seed"])
+    configure_runtime({**scfg, "seed": seed})
+    rows = [r for s in ("train", "val") for r in info.split_rows(s)]
+    if not rows:
+        raise ToolkitError(f"{args.artifacts}/data: no training or validation photos to audit")
+    images = np.concatenate([np.asarray(load_split(info, s, size)[0]) for s in ("train", "val") if info.split_rows(s)])
+    index = {c: i for i, c in enumerate(info.classes)}
+    labels = np.array([index[r.label] for r in rows])
+    planted = None
+    if args.plant:
+        labels, planted = flip_labels(labels, len(info.classes), args.plant, seed)
+    excluded = [r for r in info.rows if r.split == "excluded"]
+    from guitar_distill.edge.images import ImageRejected, load_for_model
+    extra_rows, extra_images = [], []
+    for r in excluded:
+        try:
+            extra_images.append(load_for_model(info.source / r.path, size))
+            extra_rows.append(r)
+        except ImageRejected as e:
+            console.print(f"skipped {r.path}: {e.reason}")
+    extra = np.stack(extra_images) if extra_images else np.zeros((0, size, size, 3), np.uint8)
+    out = stage_dir(args.artifacts, "audit") / (f"planted-{args.plant:g}" if args.plant else "")
+    console.print(f"audit: {len(rows)} photos ({size} px), {acfg['folds']} folds of NiN {scfg['widths']}, "
+                  f"{acfg['epochs']} epochs each" + (f", {int(planted.sum())} labels flipped on purpose" if args.plant else ""))
+    probs, extra_probs = out_of_fold(images, labels, [r.group for r in rows], extra, len(info.classes), scfg, acfg,
+                                     seed, out / "folds")
+    ranked, scores = label_issues(labels, probs)
+    issue_rows = [{"path": rows[i].path, "split": rows[i].split, "given": info.classes[labels[i]],
+                   "suggested": info.classes[int(np.argmax(probs[i]))], "score": round(float(scores[i]), 4),
+                   "p_given": round(float(probs[i, labels[i]]), 4), "p_suggested": round(float(probs[i].max()), 4)}
+                  for i in ranked]
+    write_issues(out / "label_issues.csv", issue_rows)
+    top = issue_rows[:int(acfg["gallery"])]
+    if top:
+        gallery(top, info.source, out / "gallery.png", f"top {len(top)} of {len(issue_rows)} suspects ({cfg['name']})")
+    record = {"preset": cfg["name"], "photos": len(rows), "image_size": size, "folds": int(acfg["folds"]),
+              "epochs": int(acfg["epochs"]), "widths": list(scfg["widths"]), "seed": seed,
+              "out_of_fold_accuracy": float(np.mean(probs.argmax(1) == labels)), "issues": len(issue_rows)}
+    if excluded:
+        given = np.array([index[r.label] for r in extra_rows])
+        flagged = below_class_thresholds(labels, probs, given, extra_probs)
+        groups = sorted({r.group for r in extra_rows})
+        record["excluded"] = {"photos": len(extra_rows), "flagged": int(flagged.sum()), "groups": len(groups),
+                              "groups_flagged": len({r.group for r, f in zip(extra_rows, flagged) if f})}
+    if planted is not None:
+        found = np.zeros(len(labels), bool)
+        found[ranked] = True
+        hits = int(np.sum(found & planted))
+        top_n = np.argsort(scores, kind="stable")[:int(planted.sum())]
+        record["planted"] = {"share": args.plant, "flipped": int(planted.sum()), "flagged": len(ranked),
+                             "precision": hits / max(len(ranked), 1), "recall": hits / max(int(planted.sum()), 1),
+                             "precision_at_flipped_count": float(np.mean(planted[top_n]))}
+    record["seconds"] = round(time.perf_counter() - start, 1)
+    write_json(out / "audit.json", record)
+    console.print(f"audit done in {record['seconds']:.0f} s: {len(issue_rows)} label issues among {len(rows)} photos "
+                  f"(out-of-fold top-1 {record['out_of_fold_accuracy']:.3f})")
+    if "excluded" in record:
+        e = record["excluded"]
+        console.print(f"  excluded label conflicts: {e['flagged']} of {e['photos']} photos flagged, "
+                      f"{e['groups_flagged']} of {e['groups']} groups")
+    if planted is not None:
+        p = record["planted"]
+        console.print(f"  planted: {p['flipped']} flipped; flagged {p['flagged']}: precision {p['precision']:.3f}, "
+                      f"recall {p['recall']:.3f}")
+    console.print(f"files: {out}/label_issues.csv, gallery.png, audit.json")
+
+
+if __name__ == "__main__":
+    run_cli(main)
