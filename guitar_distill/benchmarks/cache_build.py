@@ -10,7 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from guitar_distill.benchmarks.record import markdown_table, write_record
+from guitar_distill.benchmarks.record import write_record
+from guitar_distill.common.markdown import markdown_table
 from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.progress import console
 from guitar_distill.dataset.cache import build_split_cache

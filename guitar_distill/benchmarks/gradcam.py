@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from guitar_distill.benchmarks.record import markdown_table, write_record
+from guitar_distill.benchmarks.record import write_record
+from guitar_distill.common.markdown import markdown_table
 from guitar_distill.common.artifacts import stage_dir
 from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.layout import evaluation_split

@@ -30,6 +30,7 @@ from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.common.runtimes import all_threads
 from guitar_distill.common.errors import ToolkitError, run_cli
+from guitar_distill.common.markdown import markdown_table
 
 
 def summarize(times_ms) -> dict:
@@ -117,18 +118,16 @@ def flag_int8(rows: list[dict]) -> None:
 
 
 def latency_table(rows: list[dict]) -> str:
-    lines = ["| model | format | runtime | threads | p50 ms | p90 ms | p99 ms | mean ms | images/s | batch images/s "
-             "| cold start ms | peak MiB | over python MiB | size MB | params | MMACs | roof | % of roof | note |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
-    for r in rows:
-        batch = f"{r['batch_images_per_s']:.1f}" if r.get("batch_images_per_s") else "-"
-        note = "int8 not faster than fp32" if r["int8_not_faster"] else ""
-        lines.append(f"| {r['model']} | {r['fmt']} | {r['runtime']} | {r['threads']} | {r['p50_ms']:.2f} | "
-                     f"{r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['mean_ms']:.2f} | {r['images_per_s']:.1f} | {batch} | "
-                     f"{r['cold_start_ms']:.0f} | {r['peak_rss_mib']:.0f} | {r['peak_rss_mib'] - r['bare_rss_mib']:.0f} | "
-                     f"{r['size_mb']:.2f} | {r['parameters']:,} | {r['macs'] / 1e6:.0f} | {r['roof']} | "
-                     f"{r['roofline_pct']:.1f} | {note} |")
-    return "\n".join(lines) + "\n"
+    header = ["model", "format", "runtime", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms", "images/s",
+              "batch images/s", "cold start ms", "peak MiB", "over python MiB", "size MB", "params", "MMACs", "roof",
+              "% of roof", "note"]
+    table = [[r["model"], r["fmt"], r["runtime"], r["threads"], f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
+              f"{r['p99_ms']:.2f}", f"{r['mean_ms']:.2f}", f"{r['images_per_s']:.1f}",
+              f"{r['batch_images_per_s']:.1f}" if r.get("batch_images_per_s") else "-", f"{r['cold_start_ms']:.0f}",
+              f"{r['peak_rss_mib']:.0f}", f"{r['peak_rss_mib'] - r['bare_rss_mib']:.0f}", f"{r['size_mb']:.2f}",
+              f"{r['parameters']:,}", f"{r['macs'] / 1e6:.0f}", r["roof"], f"{r['roofline_pct']:.1f}",
+              "int8 not faster than fp32" if r["int8_not_faster"] else ""] for r in rows]
+    return markdown_table(header, table, "lll" + "r" * 13 + "lrl")
 
 
 def main(argv=None):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from guitar_distill.benchmarks.record import markdown_table, write_record
+from guitar_distill.benchmarks.record import write_record
+from guitar_distill.common.markdown import markdown_table
 from guitar_distill.common.config import DEFAULT_ARTIFACTS
 from guitar_distill.common.errors import ToolkitError, run_cli
 

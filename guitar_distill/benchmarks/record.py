@@ -16,16 +16,6 @@ def command_line(module: str, argv=None) -> str:
     return "python -m " + " ".join([module, *(sys.argv[1:] if argv is None else argv)])
 
 
-def markdown_table(header: list[str], rows: list[list], align: str | None = None) -> str:
-    """A markdown table; `align` has one letter per column, l or r (default: first column l, rest r)."""
-    align = align or "l" + "r" * (len(header) - 1)
-    if len(align) != len(header) or any(len(r) != len(header) for r in rows):
-        raise ValueError("every row and the alignment need one entry per column")
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def write_record(out: Path, stem: str, module: str, argv, *, title: str, settings: dict, results,
                  table: str, hardware: dict | None = None, started: float | None = None, notes: str = "",
                  extra: dict | None = None) -> dict:

@@ -12,6 +12,7 @@ from guitar_distill.common.layout import model_path
 from guitar_distill.common.plots import pyplot, save_figure
 from guitar_distill.common.progress import console
 from guitar_distill.common.errors import run_cli
+from guitar_distill.common.markdown import markdown_table
 
 
 def side_by_side(latency: dict, accuracy: dict) -> list[dict]:
@@ -28,15 +29,12 @@ def side_by_side(latency: dict, accuracy: dict) -> list[dict]:
 
 
 def side_by_side_table(rows: list[dict], threads: list[int]) -> str:
-    head = "| model | format | runtime | top-1 | agreement with teacher | size MB | parameters | " + \
-           " | ".join(f"p50 ms, {t} thread{'s' if t > 1 else ''}" for t in threads) + " |"
-    lines = [head, "|---|---|---|---:|---:|---:|---:|" + "---:|" * len(threads)]
-    for r in rows:
-        agree = f"{r['agreement']:.3f}" if r.get("agreement") is not None else "-"
-        top1 = f"{r['top1']:.3f}" if "top1" in r else "-"
-        lines.append(f"| {r['model']} | {r['fmt']} | {r['runtime']} | {top1} | {agree} | {r['size_mb']:.2f} | "
-                     f"{r['parameters']:,} | " + " | ".join(f"{r.get(f'p50_ms_{t}', float('nan')):.2f}" for t in threads) + " |")
-    return "\n".join(lines) + "\n"
+    header = ["model", "format", "runtime", "top-1", "agreement with teacher", "size MB", "parameters",
+              *(f"p50 ms, {t} thread{'s' if t > 1 else ''}" for t in threads)]
+    table = [[r["model"], r["fmt"], r["runtime"], f"{r['top1']:.3f}" if "top1" in r else "-",
+              f"{r['agreement']:.3f}" if r.get("agreement") is not None else "-", f"{r['size_mb']:.2f}",
+              f"{r['parameters']:,}", *(f"{r.get(f'p50_ms_{t}', float('nan')):.2f}" for t in threads)] for r in rows]
+    return markdown_table(header, table, "lll" + "r" * (len(header) - 3))
 
 
 def plot_accuracy_vs_latency(rows: list[dict], threads: int, path: Path) -> None:
@@ -152,8 +150,9 @@ def main(argv=None):
                  f"region {o['iou_top20']:.3f}."]
         lines += [f"After {k[:-len('_correlation')]}: correlation {v:.3f}." for k, v in o.items()
                   if k.endswith("_correlation") and k != "correlation"]
-        lines += ["", "| class | correlation | IoU top-20 % |", "|---|---:|---:|"]
-        lines += [f"| {c} | {v['correlation']:.3f} | {v['iou_top20']:.3f} |" for c, v in cam["results"]["per_class"].items()]
+        lines += ["", markdown_table(["class", "correlation", "IoU top-20 %"],
+                                     [[c, f"{v['correlation']:.3f}", f"{v['iou_top20']:.3f}"]
+                                      for c, v in cam["results"]["per_class"].items()]).rstrip("\n")]
         text += lines + [""] + [f"![grad-cam](figures/gradcam_{g.name})" for g in grids] + [""]
     published = publish_stage_benchmarks(bench, reports)
     if published:

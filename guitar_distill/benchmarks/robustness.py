@@ -24,6 +24,7 @@ from guitar_distill.dataset.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from guitar_distill.dataset.manifest import load_data_info
 from guitar_distill.dataset.split import balanced_subset
 from guitar_distill.common.errors import ToolkitError, run_cli
+from guitar_distill.common.markdown import markdown_table
 
 MODELS = (("teacher", "keras"), ("student", "keras"), ("student", "tflite_int8"))
 
@@ -34,11 +35,12 @@ def corrupted(images: np.ndarray, name: str, severity: int, seed: int) -> np.nda
 
 def robustness_table(results: dict) -> str:
     names = list(CORRUPTIONS)
-    lines = ["| model | clean | " + " | ".join(names) + " | mean corrupted |", "|---|---:|" + "---:|" * (len(names) + 1)]
+    rows = []
     for key, r in results.items():
         means = [np.mean([r[n][str(s)] for s in SEVERITIES]) for n in names]
-        lines.append(f"| {key} | {r['clean']:.3f} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {np.mean(means):.3f} |")
-    return "\n".join(lines) + "\n(accuracy; each corruption averaged over severities 1-5)\n"
+        rows.append([key, f"{r['clean']:.3f}", *(f"{m:.3f}" for m in means), f"{np.mean(means):.3f}"])
+    return (markdown_table(["model", "clean", *names, "mean corrupted"], rows)
+            + "(accuracy; each corruption averaged over severities 1-5)\n")
 
 
 def plot_robustness(results: dict, path) -> None:

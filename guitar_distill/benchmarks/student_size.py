@@ -26,6 +26,7 @@ from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.export.convert import export_saved_model, tflite_from_saved_model
 from guitar_distill.common.errors import run_cli
+from guitar_distill.common.markdown import markdown_table
 
 CANDIDATES = ("16,32,64", "24,48,96", "32,64,128", "48,96,192")
 MIN_RATIO = 30.0
@@ -45,18 +46,18 @@ def interleaved_latency(paths: list[Path], cfg: dict, repeats: int, advance) -> 
 
 def size_table(rows: list[dict]) -> str:
     accuracy = any("val_top1" in r for r in rows)
-    acc_head = " val top-1 (Keras) | val top-1 (int8) | test top-1 (int8) |" if accuracy else ""
-    lines = ["| model | widths | parameters | MMACs | format | p50 ms (1 thread, median of rounds) | size MB | params ratio | "
-             "latency ratio | qualifies |" + acc_head, "|---|---|---:|---:|---|---:|---:|---:|---:|---|"
-             + ("---:|---:|---:|" if accuracy else "")]
+    accuracy_keys = ("val_top1", "val_top1_int8", "test_top1_int8") if accuracy else ()
+    header = ["model", "widths", "parameters", "MMACs", "format", "p50 ms (1 thread, median of rounds)", "size MB",
+              "params ratio", "latency ratio", "qualifies",
+              *(("val top-1 (Keras)", "val top-1 (int8)", "test top-1 (int8)") if accuracy else ())]
+    table = []
     for r in rows:
-        ratios = (f"{r['param_ratio']:.1f}x | {r['latency_ratio']:.1f}x | {'yes' if r['qualifies'] else 'no'}"
-                  if "param_ratio" in r else "1x | 1x | -")
-        acc = (" " + " | ".join(f"{r[k]:.3f}" if k in r else "-" for k in ("val_top1", "val_top1_int8", "test_top1_int8"))
-               + " |") if accuracy else ""
-        lines.append(f"| {r['model']} | {r.get('widths', '-')} | {r['parameters']:,} | {r['macs'] / 1e6:.0f} | "
-                     f"{r['format']} | {r['p50_ms']:.2f} | {r['size_mb']:.2f} | {ratios} |{acc}")
-    return "\n".join(lines) + "\n"
+        ratios = ([f"{r['param_ratio']:.1f}x", f"{r['latency_ratio']:.1f}x", "yes" if r["qualifies"] else "no"]
+                  if "param_ratio" in r else ["1x", "1x", "-"])
+        table.append([r["model"], r.get("widths", "-"), f"{r['parameters']:,}", f"{r['macs'] / 1e6:.0f}", r["format"],
+                      f"{r['p50_ms']:.2f}", f"{r['size_mb']:.2f}", *ratios,
+                      *(f"{r[k]:.3f}" if k in r else "-" for k in accuracy_keys)])
+    return markdown_table(header, table, "llrrlrrrrl" + "r" * len(accuracy_keys))
 
 
 def distil_candidates(artifacts: Path, cfg: dict, widths: list[tuple], epochs: int, out: Path) -> tuple[list, dict]:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from guitar_distill.benchmarks.record import markdown_table, write_record
+from guitar_distill.benchmarks.record import write_record
+from guitar_distill.common.markdown import markdown_table
 from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.quiet import quiet_start

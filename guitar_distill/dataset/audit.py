@@ -66,7 +66,7 @@ def train_fold(images, labels, held_out, extra, num_classes: int, scfg: dict, ac
     model.compile(optimizer=recipe_optimizer(cfg), loss=recipe_loss(cfg), metrics=["accuracy"])
     feed = AugmentedBatches(images[train], labels[train], batch_size=int(cfg["batch_size"]), seed=seed,
                             augment=training_augmentation(cfg))
-    model.fit(fit_input(feed), steps_per_epoch=cfg["steps_per_epoch"], epochs=cfg["max_epochs"], verbose=2)
+    model.fit(fit_input(feed), steps_per_epoch=cfg["steps_per_epoch"], epochs=cfg["max_epochs"], shuffle=False, verbose=2)
     return predict_all(model, images[held_out]), predict_all(model, extra)
 
 

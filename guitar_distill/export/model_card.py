@@ -19,6 +19,7 @@ import numpy as np
 from guitar_distill.common.artifacts import read_json, write_text
 from guitar_distill.common.config import PROJECT_ROOT
 from guitar_distill.common.errors import ToolkitError, run_cli
+from guitar_distill.common.markdown import markdown_table
 
 MODELS_DIR = PROJECT_ROOT / "models"
 RECORDS = ("data_summary", "accuracy", "robustness", "latency")
@@ -66,8 +67,9 @@ def pi4_estimate(macs: int) -> dict[str, tuple[float, float]]:
             "int8, 1 thread": (fp32_1[0] / PI4_INT8_SPEEDUP[1], fp32_1[1] / PI4_INT8_SPEEDUP[0])}
 
 
-def _row(*cells) -> str:
-    return "| " + " | ".join(str(c) for c in cells) + " |"
+def table(header: list[str], rows: list[list], align: str | None = None) -> str:
+    """A markdown table as one entry of the card's lines."""
+    return markdown_table(header, rows, align).rstrip("\n")
 
 
 def render_model_card(records: dict) -> str:
@@ -108,9 +110,9 @@ def render_model_card(records: dict) -> str:
                   f"{data['near_duplicate_pairs']} near-identical pairs grouped so that no group straddles two splits, "
                   f"{data['label_conflict_photos']} photos in {data['label_conflict_groups']} groups with two labels excluded. "
                   "Stratified split, seeded:", "",
-                  _row("class", "train", "val", "test"), _row("---", "---:", "---:", "---:")]
-        lines += [_row(c, counts[c]["train"], counts[c]["val"], counts[c]["test"]) for c in classes]
-        lines += [_row("**total**", *(sum(counts[c][s] for c in classes) for s in ("train", "val", "test"))), ""]
+                  table(["class", "train", "val", "test"],
+                        [[c, counts[c]["train"], counts[c]["val"], counts[c]["test"]] for c in classes]
+                        + [["**total**", *(sum(counts[c][s] for c in classes) for s in ("train", "val", "test"))]]), ""]
     tm, bm, sm = (training[n]["metrics"] for n in ("teacher", "baseline", "student"))
     env = sm.get("environment", {})
     lines += ["## Training", "",
@@ -136,16 +138,16 @@ def render_model_card(records: dict) -> str:
         res = acc["results"]
         rows = [(key, m) for key, m in res.items() if key.split("/")[0] in ("teacher", "student")]
         lines += [f"## Test figures ({acc['split']} split, {acc['images']:,} photos, never used to choose anything)", "",
-                  _row("model", "format", "top-1", "top-3", "ECE"), _row("---", "---", "---:", "---:", "---:")]
-        lines += [_row(*key.split("/"), f"{m['top1']:.3f}", f"{m['top3']:.3f}", f"{m['ece']:.3f}") for key, m in rows]
-        lines += [_row("baseline (no distillation)", "keras", f"{bm['test_accuracy']:.3f}", "-", "-"), ""]
+                  table(["model", "format", "top-1", "top-3", "ECE"],
+                        [[*key.split("/"), f"{m['top1']:.3f}", f"{m['top3']:.3f}", f"{m['ece']:.3f}"] for key, m in rows]
+                        + [["baseline (no distillation)", "keras", f"{bm['test_accuracy']:.3f}", "-", "-"]], "llrrr"), ""]
         which = next((k for k in (f"student/{bundle['format']}", "student/keras") if k in res), None)
         mine = res.get(which, {})
     if acc and mine:
         lines += [f"Per class, `{which}` (the bundle's file):", "",
-                  _row("class", "precision", "recall", "F1", "photos"), _row("---", "---:", "---:", "---:", "---:")]
-        lines += [_row(c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"])
-                  for c, v in mine["per_class"].items()]
+                  table(["class", "precision", "recall", "F1", "photos"],
+                        [[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
+                         for c, v in mine["per_class"].items()])]
         lines += ["", "Most confused (true -> predicted):", ""]
         lines += [f"- {t} -> {p}: {n} photos ({share:.0%} of {t})" for t, p, n, share in
                   confused_pairs(mine["confusion"], classes)]
@@ -165,29 +167,28 @@ def render_model_card(records: dict) -> str:
         keys = list(rob["results"])
         first = next(iter(rob["results"].values()))
         corruptions = [c for c, v in first.items() if isinstance(v, dict)]  # "clean" is one figure
-        lines += [_row("corruption", *keys), _row("---", *["---:"] * len(keys))]
-        lines.append(_row("none (clean photos)", *(f"{rob['results'][k]['clean']:.3f}" for k in keys)))
-        for c in corruptions:
-            lines.append(_row(c, *(f"{np.mean(list(rob['results'][k][c].values())):.3f}" for k in keys)))
-        lines.append("")
+        lines += [table(["corruption", *keys],
+                        [["none (clean photos)", *(f"{rob['results'][k]['clean']:.3f}" for k in keys)]]
+                        + [[c, *(f"{np.mean(list(rob['results'][k][c].values())):.3f}" for k in keys)]
+                           for c in corruptions]), ""]
     lat = records["latency"]
     if lat:
         hw = lat["hardware"]
         lines += [f"## Latency (batch 1, {hw.get('cpu', 'CPU')}, {hw.get('cores', '?')} cores, SIMD "
                   f"{' '.join(hw.get('simd', [])) or 'unknown'})", "",
-                  _row("model", "format", "threads", "p50 ms"), _row("---", "---", "---:", "---:")]
-        for r in lat["results"]:
-            if r["model"] == "student" and r["fmt"] in ("tflite_int8", "tflite_qat_int8", "tflite_fp32") \
-                    or r["model"] == "teacher" and r["fmt"] == "tflite_fp32":
-                lines.append(_row(r["model"], r["fmt"], r["threads"], f"{r['p50_ms']:.2f}"))
-        lines += ["", f"Measured with `{lat['command']}`.", ""]
+                  table(["model", "format", "threads", "p50 ms"],
+                        [[r["model"], r["fmt"], r["threads"], f"{r['p50_ms']:.2f}"] for r in lat["results"]
+                         if r["model"] == "student" and r["fmt"] in ("tflite_int8", "tflite_qat_int8", "tflite_fp32")
+                         or r["model"] == "teacher" and r["fmt"] == "tflite_fp32"], "llrr"),
+                  "", f"Measured with `{lat['command']}`.", ""]
     macs = bundle["network"]["macs"]
     lines += ["### A Raspberry Pi 4: an estimate, not a measurement", "",
               f"From the student's {macs / 1e6:.0f} million multiply-adds and published figures for that board "
               "(MobileNet v1 at 87 ms on its CPU: about 6.5 billion multiply-adds a second on 4 Cortex-A72 cores; "
               "4 threads 2-3x faster than 1; int8 1.2-1.8x faster than float32, the A72 having no dot-product "
-              "instructions):", "", _row("file, threads", "estimated ms"), _row("---", "---:")]
-    lines += [_row(k, f"{lo:.1f}" if lo == hi else f"{lo:.1f}-{hi:.1f}") for k, (lo, hi) in pi4_estimate(macs).items()]
+              "instructions):", "",
+              table(["file, threads", "estimated ms"],
+                    [[k, f"{lo:.1f}" if lo == hi else f"{lo:.1f}-{hi:.1f}"] for k, (lo, hi) in pi4_estimate(macs).items()])]
     lines += ["", "Measure it on the board, in this bundle: `python predict.py --benchmark 200 --threads 4 --model "
               "model.tflite` and the same with `--model model_fp32.tflite` (and `--threads 1`); `predict.py` "
               "itself keeps whichever is faster there.", ""]

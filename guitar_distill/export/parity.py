@@ -5,6 +5,7 @@ import numpy as np
 
 from guitar_distill.common.runtimes import open_classifier, predict_all
 from guitar_distill.common.errors import ToolkitError
+from guitar_distill.common.markdown import markdown_table
 
 
 class ParityError(ToolkitError):
@@ -50,9 +51,7 @@ def gate(name: str, path, result: dict, min_agreement: float, max_prob_diff: flo
 
 
 def parity_table(results: dict) -> str:
-    lines = ["| model | format | top-1 | Keras top-1 | change | agreement | max prob diff |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    for (model, fmt), r in results.items():
-        lines.append(f"| {model} | {fmt} | {r['accuracy']:.4f} | {r['keras_accuracy']:.4f} | "
-                     f"{r['accuracy_change']:+.4f} | {r['agreement']:.4f} | {r['max_prob_diff']:.4f} |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(["model", "format", "top-1", "Keras top-1", "change", "agreement", "max prob diff"],
+                          [[model, fmt, f"{r['accuracy']:.4f}", f"{r['keras_accuracy']:.4f}",
+                            f"{r['accuracy_change']:+.4f}", f"{r['agreement']:.4f}", f"{r['max_prob_diff']:.4f}"]
+                           for (model, fmt), r in results.items()], "llrrrrr")
