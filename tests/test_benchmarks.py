@@ -83,9 +83,10 @@ def test_benchmarks_on_smoke_models(exported, tmp_path):
     for r in rows.values():
         assert r["runs"] >= 5 and r["p50_ms"] > 0 and r["parameters"] > 0 and r["macs"] > 0 and r["roofline_pct"] > 0
         assert r["bare_rss_mib"] < r["runtime_rss_mib"] <= r["peak_rss_mib"]
-    # Each worker imports only its runtime: TensorFlow alone is hundreds of MiB, LiteRT a few tens.
-    assert rows["tflite_int8"]["peak_rss_mib"] < 200 < rows["keras"]["peak_rss_mib"]
-    assert rows["onnx_fp32"]["peak_rss_mib"] < 200
+    # Each worker imports only its runtime: TensorFlow alone is hundreds of MiB over Python, LiteRT and
+    # onnxruntime a few tens, whatever the machine.
+    over = {f: r["peak_rss_mib"] - r["bare_rss_mib"] for f, r in rows.items()}
+    assert over["tflite_int8"] * 3 < over["keras"] and over["onnx_fp32"] * 3 < over["keras"]
     assert [rows[f]["roof"] for f in ("keras", "tflite_fp32", "tflite_int8", "onnx_fp32")] == \
         ["fp32", "litert-fp32", "litert-int8", "onnxruntime-fp32"]
     roofs = latency["hardware"]["roofs_gops"]
@@ -119,9 +120,12 @@ def test_train_rate_benchmark(photo_source, tmp_path):
               "--out", str(tmp_path))
     result = json.loads((tmp_path / "train_rate_smoke.json").read_text())
     assert result["settings"]["image_size"] == 32 and set(result["results"]) == {"teacher", "student"}
-    for r in result["results"].values():
-        assert r["train_step_images_per_s"] > 0 and r["fit_images_per_s"] > 0 and r["hours_for_36_epochs"] > 0
-        assert r["hours_per_epoch"] == pytest.approx(r["steps_per_epoch"] * r["batch_size"] / r["fit_images_per_s"] / 3600)
+    teacher, student = result["results"]["teacher"], result["results"]["student"]
+    # the smoke preset's networks and recipe, known answers: ResNet50 with a Flatten head over its 1x1 map and
+    # the NiN (8, 16, 32), both for the 3 classes of photo_source; batches of 8, epochs of 2 batches
+    assert (teacher["parameters"], student["parameters"]) == (23_593_859, 20_315)
+    assert all((r["batch_size"], r["steps_per_epoch"]) == (8, 2) for r in (teacher, student))
+    assert all(r["train_step_images_per_s"] > 0 and r["fit_images_per_s"] > 0 for r in (teacher, student))
     assert "| teacher |" in (tmp_path / "train_rate_smoke.md").read_text()
 
 

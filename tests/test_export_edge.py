@@ -82,7 +82,7 @@ def predict(exported, *args, python=sys.executable, cwd=None):
 def test_bundle_contents_and_predictions(exported):
     b = bundle(exported)
     for name in ("model.tflite", "model_fp32.tflite", "labels.txt", "model.json", "model_fp32.json", "predict.py",
-                 "images.py", "README.md", "golden/expected.json", "golden/expected_model_fp32.json"):
+                 "images.py", "check.py", "README.md", "golden/expected.json", "golden/expected_model_fp32.json"):
         assert (b / name).exists(), name
     assert (b.parent / "guitar-student.tar.gz").stat().st_size > 1000
     from guitar_distill.edge.images import load_for_model
