@@ -16,6 +16,21 @@ SMOKE_CLASSES = ("ES", "FlyingV", "Telecaster")
 PHOTOS_PER_CLASS = 10  # the smoke split takes 6 train, 2 val, 2 test
 
 
+# The fast tier (`pytest -m "not slow"`): no photos from ../shared, no trained smoke models, no
+# subprocess stages. A fixture that needs them is declared with @slow_fixture, and every test that
+# takes it, directly or through another fixture, is in the slow tier; other tests are marked where they are.
+SLOW_FIXTURES: set[str] = set()
+
+
+def slow_fixture(*args, **kwargs):
+    """pytest.fixture for a fixture that reads ../shared photos, trains models or runs stages."""
+    def register(function):
+        SLOW_FIXTURES.add(function.__name__)
+        return pytest.fixture(*args, **kwargs)(function)
+    return register
+
+
+
 def real_photos(label: str, count: int) -> list[Path]:
     if not SHARED_PHOTOS.is_dir():
         pytest.fail(f"the shared photos are missing: {SHARED_PHOTOS}")
@@ -31,7 +46,7 @@ def copy_photos(dest: Path, classes=SMOKE_CLASSES, per_class=PHOTOS_PER_CLASS) -
     return dest
 
 
-@pytest.fixture
+@slow_fixture()
 def photo_source(tmp_path) -> Path:
     return copy_photos(tmp_path / "photos")
 
@@ -46,7 +61,7 @@ def run_stage(module: str, *args: str, env: dict | None = None, timeout: int = 6
     return result
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def smoke_artifacts(tmp_path_factory) -> Path:
     """data -> teacher -> student -> distill on the smoke preset, once per test session."""
     root = tmp_path_factory.mktemp("smoke")
@@ -59,16 +74,11 @@ def smoke_artifacts(tmp_path_factory) -> Path:
     return artifacts
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def exported(smoke_artifacts) -> Path:
     """The smoke models exported in every format, with the edge bundle, once per test session."""
     run_stage("export", "--preset", "smoke", "--artifacts", str(smoke_artifacts))
     return smoke_artifacts
-
-
-# The fast tier (`pytest -m "not slow"`): no photos from ../shared, no trained smoke models, no
-# subprocess stages. Tests that take these fixtures are slow; others are marked where they are.
-SLOW_FIXTURES = {"smoke_artifacts", "exported", "photo_source", "photos", "images", "photo"}
 
 
 def pytest_collection_modifyitems(config, items):

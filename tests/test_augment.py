@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import real_photos
+from conftest import real_photos, slow_fixture
 from guitar_distill.common.augment import AugmentedBatches
 from guitar_distill.edge.images import load_for_model
 
@@ -26,7 +26,7 @@ print(keras.backend.backend(), float(x.mean()))
 """
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def images():
     return np.stack([load_for_model(p, 48) for p in real_photos("ES", 6)])
 

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import real_photos
+from conftest import real_photos, slow_fixture
 from guitar_distill.edge import check
 from guitar_distill.edge.images import load_for_model
 
@@ -45,7 +45,7 @@ def test_the_threshold_reaches_the_stated_precision_with_the_most_recall():
     assert result["flipped"] == 10 and result["photos"] == 200
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def tiny_bundle(tmp_path_factory):
     """A TFLite classifier that has learnt 6 photos of each of 3 classes, with labels.txt and model.json."""
     from guitar_distill.export.convert import export_saved_model, tflite_from_saved_model

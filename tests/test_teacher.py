@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from guitar_distill.common.training import BestSnapshot, ResumableEarlyStopping, best_epoch, fit_recipe, read_history, recipe_optimizer
-from conftest import real_photos
+from conftest import real_photos, slow_fixture
 from guitar_distill.edge.images import load_for_model
 from guitar_distill.teacher.model import LAST_CONV_LAYER, build_teacher
 from guitar_distill.common.errors import ToolkitError
@@ -12,7 +12,7 @@ from guitar_distill.common.errors import ToolkitError
 SIZE = 32
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def photos():
     x = np.stack([load_for_model(p, SIZE) for c in ("ES", "SG") for p in real_photos(c, 8)])
     return x.astype(np.float32), np.repeat([0, 1], 8)
