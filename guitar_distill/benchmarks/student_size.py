@@ -63,10 +63,10 @@ def size_table(rows: list[dict]) -> str:
 def distil_candidates(artifacts: Path, cfg: dict, widths: list[tuple], epochs: int, out: Path) -> tuple[list, dict]:
     """Distil each width with the same budget from the stored teacher logits; returns (students, splits)."""
     from guitar_distill.common.augment import training_augmentation
-    from guitar_distill.common.training import configure_runtime, fit_recipe, recipe_optimizer
+    from guitar_distill.common.training import configure_runtime, fit_recipe
     from guitar_distill.dataset.cache import load_splits
     from guitar_distill.dataset.manifest import load_data_info
-    from guitar_distill.distill.distiller import Distiller
+    from guitar_distill.distill.distiller import compiled_distiller
     from guitar_distill.distill.teacher_logits import cached_teacher_logits, teacher_file
     from guitar_distill.student.model import build_nin_student
 
@@ -81,10 +81,7 @@ def distil_candidates(artifacts: Path, cfg: dict, widths: list[tuple], epochs: i
     for w in widths:
         configure_runtime(scfg)  # same seed for every candidate
         student = build_nin_student(len(info.classes), info.image_size, w, float(scfg["dropout"]))
-        distiller = Distiller(student, None, float(dcfg["temperature"]), float(dcfg["hard_weight"]),
-                              float(dcfg["soft_weight"]))
-        distiller.compile(optimizer=recipe_optimizer(scfg), metrics=["accuracy"])
-        distiller.build((None, info.image_size, info.image_size, 3))
+        distiller = compiled_distiller(student, None, dcfg, scfg, info.image_size)
         run_dir = out / "student_size" / "-".join(map(str, w))
         console.print(f"distilling NiN {list(w)} for {epochs} epochs into {run_dir}")
         fit_recipe(distiller, splits["train"], (splits["val"][0], (splits["val"][1], stored.splits["val"])),

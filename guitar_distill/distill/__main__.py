@@ -24,10 +24,10 @@ def main(argv=None):
     from guitar_distill.common.progress import console
     from guitar_distill.common.stage import finish_training, prepare_run_dir
     from guitar_distill.common.runtimes import predict_all
-    from guitar_distill.common.training import configure_runtime, fit_recipe, recipe_optimizer
+    from guitar_distill.common.training import configure_runtime, fit_recipe
     from guitar_distill.dataset.cache import load_splits
     from guitar_distill.dataset.manifest import load_data_info
-    from guitar_distill.distill.distiller import Distiller
+    from guitar_distill.distill.distiller import compiled_distiller
     from guitar_distill.distill.teacher_logits import cached_teacher_logits, log_probabilities, teacher_file
     from guitar_distill.student.model import build_nin_student
 
@@ -44,8 +44,6 @@ def main(argv=None):
     teacher_path = teacher_file(args.artifacts, dcfg)
 
     teacher = None if mode == "offline" else load_model_file(teacher_path)
-    distiller = Distiller(student, teacher, float(dcfg["temperature"]), float(dcfg["hard_weight"]),
-                          float(dcfg["soft_weight"]), name="nin_from_resnet50")
     period, stored_epochs = None, None
     if mode == "offline":
         # Logits for every epoch of the stream, or for the first `stored_epochs`, replayed after that:
@@ -64,8 +62,7 @@ def main(argv=None):
         teacher_logits = {s: log_probabilities(predict_all(teacher, x)) for s, (x, _) in splits.items()}
         val, stored = splits["val"], None
         source = f"{teacher.count_params():,} parameters, online"
-    distiller.compile(optimizer=recipe_optimizer(scfg), metrics=["accuracy"])
-    distiller.build((None, info.image_size, info.image_size, 3))
+    distiller = compiled_distiller(student, teacher, dcfg, scfg, info.image_size)
     console.print(f"distilling ResNet50 ({teacher_path}; {source}) into NiN {scfg['widths']} "
                   f"({student.count_params():,} parameters), T={dcfg['temperature']}, hard {dcfg['hard_weight']}, "
                   f"soft {dcfg['soft_weight']}, backend {runtime['backend']}")

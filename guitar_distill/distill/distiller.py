@@ -58,3 +58,15 @@ class Distiller(keras.Model):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         return super().compute_metrics(x, y[0] if isinstance(y, (tuple, list)) else y, y_pred, sample_weight)
+
+
+def compiled_distiller(student: keras.Model, teacher: keras.Model | None, dcfg: dict, scfg: dict, image_size: int,
+                       name: str = "nin_from_resnet50") -> Distiller:
+    """The preset's distiller (its `distill` table) around `student`, compiled with the student recipe and built."""
+    from guitar_distill.common.training import recipe_optimizer
+
+    distiller = Distiller(student, teacher, float(dcfg["temperature"]), float(dcfg["hard_weight"]),
+                          float(dcfg["soft_weight"]), name=name)
+    distiller.compile(optimizer=recipe_optimizer(scfg), metrics=["accuracy"])
+    distiller.build((None, image_size, image_size, 3))
+    return distiller
