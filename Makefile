@@ -72,10 +72,10 @@ gpu-check:        ## the kit on the smoke preset in a venv with only the GPU mac
 	$(PYTHON) -m gpukit.check
 
 pi-check:         ## the edge bundle on aarch64 (QEMU user mode), answers compared with x86
-	$(PYTHON) -m export.pi_check
+	$(PYTHON) -m checks.pi_check
 
 web-check:        ## the bundle's web page in headless Chromium, answers compared with Python
-	$(PYTHON) -m export.web_check
+	$(PYTHON) -m checks.web_check
 
 test:             ## the whole test suite (small, CPU only; CI runs this)
 	$(PYTHON) -m pytest -q

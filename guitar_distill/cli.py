@@ -17,8 +17,8 @@ COMMANDS = {
     "robustness": "guitar_distill.benchmarks.robustness", "gradcam": "guitar_distill.benchmarks.gradcam",
     "report": "guitar_distill.benchmarks.report", "student-size": "guitar_distill.benchmarks.student_size",
     "train-rate": "guitar_distill.benchmarks.train_rate", "cache-build": "guitar_distill.benchmarks.cache_build",
-    "predict": "guitar_distill.edge.predict", "pi-check": "guitar_distill.export.pi_check",
-    "web-check": "guitar_distill.export.web_check",
+    "predict": "guitar_distill.edge.predict", "pi-check": "guitar_distill.checks.pi_check",
+    "web-check": "guitar_distill.checks.web_check",
 }
 
 

@@ -280,7 +280,7 @@ def test_released_bundle_on_aarch64_gives_the_x86_answers(tmp_path, capsys):
     if os.geteuid() != 0 and not shutil.which("qemu-aarch64-static"):
         pytest.skip("pi-check installs qemu-user-static and an arm64 sysroot with apt-get: needs root once")
     from conftest import run_stage
-    out = run_stage("export.pi_check", "--bundle", "models/student/guitar-student", "--out", str(tmp_path),
+    out = run_stage("checks.pi_check", "--bundle", "models/student/guitar-student", "--out", str(tmp_path),
                     timeout=900).stdout
     with capsys.disabled():  # the comparison summary, in the test log
         print("\n" + "\n".join(line for line in out.splitlines() if "photos, top-1 flips" in line))
@@ -298,7 +298,7 @@ def test_web_page_in_a_real_browser_matches_python(tmp_path, capsys):
     if os.geteuid() != 0 and not shutil.which("chromedriver"):
         pytest.skip("the web check installs Debian's chromium and chromium-driver with apt-get: needs root once")
     from conftest import run_stage
-    out = run_stage("export.web_check", "--out", str(tmp_path), timeout=900).stdout
+    out = run_stage("checks.web_check", "--out", str(tmp_path), timeout=900).stdout
     with capsys.disabled():  # the agreement figure, in the test log
         print("\n" + "\n".join(line for line in out.splitlines() if "agreement" in line))
     record = json.loads((tmp_path / "web_check.json").read_text())

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from guitar_distill.common.artifacts import read_json, sha256_file, write_json, write_text
 from guitar_distill.common.config import PROJECT_ROOT, resolve_config, stage_parser
-from guitar_distill.common.layout import MODEL_STAGES, STAGE_COMMANDS, evaluation_split, model_path
+from guitar_distill.common.layout import MODEL_STAGES, evaluation_split, model_path
 from guitar_distill.common.progress import console
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.export.model_card import RECORDS, write_model_card
@@ -162,8 +162,6 @@ def import_teacher(source: Path, artifacts: Path) -> list[Path]:
     """A Keras teacher file (the released float16 one by default) as TFLite fp32 and fp16 files where
     the benchmarks and the stored logits look for them, at the data stage's resolution (an
     average-pooling teacher takes any)."""
-    import numpy as np
-
     import keras
 
     from guitar_distill.common.models import float32_copy, load_model_file, network_cost

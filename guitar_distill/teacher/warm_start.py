@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
-import numpy as np
 
 
 def is_teacher_file(weights) -> bool:

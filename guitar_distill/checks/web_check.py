@@ -1,4 +1,4 @@
-"""`python -m export.web_check` (`make web-check`): the bundle's web page in a real browser.
+"""`python -m checks.web_check` (`make web-check`): the bundle's web page in a real browser.
 
 Debian's headless Chromium, driven by Selenium, loads the page from a local `python -m http.server`
 (the way a Pi serves it to a phone), classifies the golden photos and 50 validation photos through
@@ -9,10 +9,8 @@ model file that fails to load. `--screenshot` saves the page with a real photo c
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -23,30 +21,19 @@ from pathlib import Path
 
 import numpy as np
 
-from guitar_distill.common.config import PROJECT_ROOT
-from guitar_distill.export.pi_check import bundle_with_golden, validation_photos
-from guitar_distill.export.web import add_web_page
+from guitar_distill.checks.debian import apt_install
+from guitar_distill.checks.pi_check import bundle_with_golden, split_info, validation_photos
+from guitar_distill.common.config import PROJECT_ROOT, resolve_config, stage_parser
 from guitar_distill.common.errors import ToolkitError, run_cli
+from guitar_distill.export.web import add_web_page
 
 RELEASED = PROJECT_ROOT / "models" / "student"
 DEBIAN_PACKAGES = ("chromium", "chromium-driver")
 
 
 def ensure_chromium() -> tuple[str, str]:
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if browser and driver:
-        return browser, driver
-    if os.geteuid() != 0:
-        raise ToolkitError("the web check needs Debian's chromium and chromium-driver: sudo apt-get install "
-                         + " ".join(DEBIAN_PACKAGES))
-    print("installing chromium and chromium-driver (Debian)")
-    result = subprocess.run(["apt-get", "install", "-y", "-qq", *DEBIAN_PACKAGES], capture_output=True, text=True,
-                            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    if result.returncode != 0:
-        subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *DEBIAN_PACKAGES], check=True, capture_output=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    return shutil.which("chromium"), shutil.which("chromedriver")
+    browser, driver = apt_install(DEBIAN_PACKAGES, ("chromium", "chromedriver"), "the web check")
+    return browser, driver
 
 
 @contextlib.contextmanager
@@ -118,16 +105,16 @@ def python_answers(onnx_file: Path, photos: list[Path], size: int) -> np.ndarray
     return np.concatenate([session.predict(load_for_model(p, size)[None]) for p in photos])
 
 
-def check(bundle: Path, onnx_file: Path, photos_count: int, preset: str, screenshot: Path | None) -> dict:
+def check(bundle: Path, onnx_file: Path, photos_count: int, info, seed: int, screenshot: Path | None) -> dict:
     from PIL import Image
 
     with tempfile.TemporaryDirectory() as tmp:
         site = Path(tmp)
-        page = bundle_with_golden(bundle, site)
+        page = bundle_with_golden(bundle, site, info.source)
         meta = json.loads((page / "model.json").read_text())
         size, classes = int(meta["input"]["shape"][1]), meta["classes"]
         add_web_page(page, onnx_file, classes, size)
-        photos = sorted((page / "golden").glob("*.jpg")) + validation_photos(photos_count, preset)
+        photos = sorted((page / "golden").glob("*.jpg")) + validation_photos(info, photos_count, seed)
         (site / "photos").mkdir()
         served = []
         for i, photo in enumerate(photos):
@@ -181,16 +168,18 @@ def check(bundle: Path, onnx_file: Path, photos_count: int, preset: str, screens
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="The bundle's web page in headless Chromium vs the Python path.")
+    parser = stage_parser("The bundle's web page in headless Chromium vs the Python path.", default_preset="cpu")
     parser.add_argument("--bundle", type=Path, default=RELEASED / "guitar-student")
     parser.add_argument("--onnx", type=Path, default=RELEASED / "onnx_fp32" / "model.onnx", help="the student's ONNX file")
     parser.add_argument("--photos", type=int, default=50, help="validation photos besides the golden ones (%(default)s)")
-    parser.add_argument("--preset", default="cpu", help="whose validation split (default: %(default)s)")
     parser.add_argument("--screenshot", type=Path, help="save the page with a classified photo here (PNG)")
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "artifacts" / "bench", help="record folder")
+    parser.add_argument("--out", type=Path, help="record folder (default: ARTIFACTS/bench)")
     args = parser.parse_args(argv)
+    cfg = resolve_config(args)
+    args.out = args.out or args.artifacts / "bench"
     start = time.perf_counter()
-    result = check(args.bundle.resolve(), args.onnx.resolve(), args.photos, args.preset, args.screenshot)
+    result = check(args.bundle.resolve(), args.onnx.resolve(), args.photos, split_info(args.artifacts, cfg),
+                   int(cfg["data"]["seed"]), args.screenshot)
     bad_ok = all(v["shown_as_error"] for v in result["bad_input"].values())
     result["passed"] = result["agreement"] >= 0.99 and bad_ok
     result["seconds"] = time.perf_counter() - start

@@ -1,4 +1,4 @@
-"""`python -m export.pi_check` (`make pi-check`): the edge bundle, unchanged, on 64-bit ARM Linux.
+"""`python -m checks.pi_check` (`make pi-check`): the edge bundle, unchanged, on 64-bit ARM Linux.
 
 A Raspberry Pi 4/5 runs aarch64. Here the bundle's predict.py runs under QEMU user-mode emulation
 with Debian's arm64 Python 3.11 and the aarch64 wheels of ai-edge-litert, numpy and pillow from
@@ -31,6 +31,7 @@ from pathlib import Path
 
 from guitar_distill.common.config import PROJECT_ROOT, resolve_config, stage_parser
 from guitar_distill.common.errors import ToolkitError, run_cli
+from guitar_distill.checks.debian import apt_install
 
 CACHE = Path(os.environ.get("GUITAR_PI_CACHE", Path.home() / ".cache" / "guitar-distill" / "pi-check"))
 PYTHON = "python3.11"  # Debian 12's; its arm64 build runs the cp311 aarch64 wheels
@@ -62,15 +63,7 @@ def run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 def ensure_qemu() -> str:
-    qemu = shutil.which("qemu-aarch64-static")
-    if qemu:
-        return qemu
-    if os.geteuid() != 0:
-        raise ToolkitError("pi-check needs qemu-aarch64-static: sudo apt-get install qemu-user-static")
-    print("installing qemu-user-static (Debian)")
-    run(["apt-get", "install", "-y", "-qq", "qemu-user-static"], "apt-get install qemu-user-static",
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    return shutil.which("qemu-aarch64-static")
+    return apt_install(("qemu-user-static",), ("qemu-aarch64-static",), "pi-check")[0]
 
 
 def ensure_sysroot() -> Path:
