@@ -15,7 +15,6 @@ from guitar_distill.common.stage import check_upstream
 from guitar_distill.common.errors import run_cli
 
 
-
 def model_json(path: Path, fmt: str, size: int, classes: list[str], source: dict, input_dtype: str,
                network: dict) -> dict:
     return {
@@ -51,31 +50,120 @@ def distill_config(artifacts: Path) -> dict:
                              STAGE_COMMANDS["distill"]))
 
 
+def convert(model, name: str, artifacts: Path, ecfg: dict, calibration) -> dict[str, Path]:
+    """The model as ONNX fp32 and int8 and as TFLite in every post-training precision; {format: path}."""
+    from guitar_distill.common.progress import console
+    from guitar_distill.export.convert import export_onnx, export_saved_model, onnx_int8, tflite_from_saved_model
+
+    console.print(f"[{name}] SavedModel, then ONNX and TFLite ({len(calibration)} calibration photos)")
+    saved = export_saved_model(model, artifacts / "export" / "saved_model" / name)
+    paths = {"onnx_fp32": export_onnx(model, model_path(artifacts, name, "onnx_fp32"), int(ecfg["onnx_opset"]))}
+    paths["onnx_int8"] = onnx_int8(paths["onnx_fp32"], model_path(artifacts, name, "onnx_int8"), calibration)
+    for precision in TFLITE_PRECISIONS:
+        fmt = f"tflite_{precision}"
+        console.print(f"[{name}] {fmt}")
+        paths[fmt] = write_bytes(model_path(artifacts, name, fmt), tflite_from_saved_model(saved, precision, calibration))
+    return paths
+
+
+def student_qat(model, artifacts: Path, cfg: dict, info, train_x) -> Path:
+    """The quantisation-aware int8 student, trained against the teacher's soft targets: the distill
+    stage's stored answers when it ran offline, else its teacher file's, in that file's runtime."""
+    from guitar_distill.common.progress import console
+    from guitar_distill.common.runtimes import open_classifier, predict_all
+    from guitar_distill.distill.teacher_logits import stored_split_probabilities, teacher_file
+    from guitar_distill.export.qat import qat_tflite
+
+    console.print("[student] quantisation-aware training against the teacher's soft targets")
+    soft = stored_split_probabilities(info, "train")
+    if soft is None or len(soft) != len(train_x):
+        soft = predict_all(open_classifier(teacher_file(artifacts, cfg["distill"])), train_x, 64)
+    # The QAT twin follows the distill run's own student table, whatever the current preset says.
+    return write_bytes(model_path(artifacts, "student", "tflite_qat_int8"),
+                       qat_tflite(model, distill_config(artifacts)["student"], np.asarray(train_x), soft, cfg["export"],
+                                  int(cfg["data"]["seed"])))
+
+
+def describe_and_measure(name: str, model, paths: dict[str, Path], source: dict, info, val_x, val_y) -> dict:
+    """model.json and labels.txt beside every file, and each file against the Keras model on validation."""
+    from guitar_distill.common.models import network_cost
+    from guitar_distill.common.progress import console
+    from guitar_distill.common.runtimes import predict_all
+    from guitar_distill.export.parity import measure
+
+    keras_probs = predict_all(model, val_x)
+    results = {}
+    for fmt, path in paths.items():
+        write_json(path.with_name("model.json"), model_json(path, fmt, info.image_size, info.classes, source,
+                                                            FORMATS[fmt].input_dtype, network_cost(model)))
+        write_text(path.with_name("labels.txt"), "\n".join(info.classes) + "\n")
+        results[fmt] = {**measure(path, val_x, val_y, keras_probs), "file": str(path.relative_to(path.parents[2])),
+                        "bytes": path.stat().st_size}
+        console.print(f"[{name}] {fmt}: agreement {results[fmt]['agreement']:.4f}, "
+                      f"accuracy change {results[fmt]['accuracy_change']:+.4f}")
+    return results
+
+
+def gate_all(results: dict, files: dict, ecfg: dict) -> None:
+    """Quantised files must agree with Keras often enough; float32 files must give nearly its probabilities."""
+    from guitar_distill.export.parity import gate
+
+    for (name, fmt), r in results.items():
+        if FORMATS[fmt].quantised:
+            gate(f"{name}/{fmt}", files[(name, fmt)], r, float(ecfg["quantised_min_agreement"]))
+        else:
+            gate(f"{name}/{fmt}", files[(name, fmt)], r, float(ecfg["parity_min_agreement"]),
+                 float(ecfg["parity_max_prob_diff"]))
+
+
+def student_bundle(results: dict, files: dict, artifacts: Path, cfg: dict, info, val_x, val_y) -> Path:
+    """The edge bundle: the int8 file bundle_choice picks, the float32 one, the label check's threshold."""
+    from guitar_distill.common.progress import console
+    from guitar_distill.edge.check import choose_threshold
+    from guitar_distill.edge.predict import TFLiteClassifier
+    from guitar_distill.export.bundle import build_bundle, golden_photos
+
+    ecfg = cfg["export"]
+    best_fmt = bundle_choice({f: results[("student", f)] for f in ("tflite_qat_int8", "tflite_int8")},
+                             float(ecfg["bundle_min_agreement"]))
+    chosen = files[("student", best_fmt)]
+    meta = read_json(chosen.with_name("model.json"))
+    meta["validation"] = results[("student", best_fmt)]
+    # The listing checker's threshold (edge/check.py), chosen with a known share of validation labels flipped.
+    classifier = TFLiteClassifier(chosen)
+    probs = np.concatenate([classifier.predict(val_x[i:i + 256]) for i in range(0, len(val_x), 256)])
+    meta["label_check"] = choose_threshold(probs, val_y, float(ecfg["label_check_flip_share"]),
+                                           float(ecfg["label_check_precision"]), int(cfg["data"]["seed"]))
+    fp32 = files[("student", "tflite_fp32")]
+    bundle = build_bundle(stage_dir(artifacts, "edge") / "guitar-student", chosen, meta, info.classes,
+                          golden_photos(info.split_rows("val"), info.source, info.classes,
+                                        int(ecfg["golden_images"]), int(cfg["data"]["seed"])),
+                          onnx_file=files[("student", "onnx_fp32")], fp32_file=fp32,
+                          fp32_json={**read_json(fp32.with_name("model.json")),
+                                     "validation": results[("student", "tflite_fp32")]})
+    check = meta["label_check"]
+    console.print(f"edge bundle ({best_fmt}): {bundle} and {bundle}.tar.gz; its label check flags p(claimed) < "
+                  f"{check['threshold']:.3g}: precision {check['precision']:.2f}, recall {check['recall']:.2f} "
+                  f"on validation with {check['flipped']} of {check['photos']} labels flipped")
+    return bundle
+
+
 def main(argv=None):
     parser = stage_parser("Export teacher and student to ONNX and TFLite (fp32, fp16, int8) with a parity gate.")
     parser.add_argument("--models", nargs="+", default=list(MODEL_STAGES), choices=list(MODEL_STAGES))
     args = parser.parse_args(argv)
     cfg = resolve_config(args)
-    quiet_start()  # parse first: --help and argument errors need no TensorFlow
-    from guitar_distill.common.models import float32_copy, load_stage_model, network_cost
+    quiet_start()  # after parsing: --help and argument errors need no TensorFlow
+    from guitar_distill.common.models import float32_copy, load_stage_model
     from guitar_distill.common.progress import console
-    from guitar_distill.common.runtimes import open_classifier, predict_all
     from guitar_distill.dataset.cache import load_split
     from guitar_distill.dataset.manifest import load_data_info
-    from guitar_distill.distill.teacher_logits import stored_split_probabilities, teacher_file
     from guitar_distill.dataset.split import balanced_subset
-    from guitar_distill.edge.check import choose_threshold
-    from guitar_distill.edge.predict import TFLiteClassifier
-    from guitar_distill.export.bundle import build_bundle, golden_photos
-    from guitar_distill.export.convert import export_onnx, export_saved_model, onnx_int8, tflite_from_saved_model
-    from guitar_distill.export.parity import gate, measure, parity_table
-    from guitar_distill.export.qat import qat_tflite
+    from guitar_distill.export.parity import parity_table
 
     ecfg = cfg["export"]
     start = time.perf_counter()
-    # What earlier stages decided comes from their records: the data table must match; the QAT twin is
-    # built from the distill run's own student table, whatever the current preset says.
-    check_upstream(args.artifacts, cfg, {"data": ("data",)})
+    check_upstream(args.artifacts, cfg, {"data": ("data",)})  # the data table must match what the models saw
     out = stage_dir(args.artifacts, "export")
     write_json(out / "config.json", cfg)
     info = load_data_info(args.artifacts)
@@ -89,65 +177,17 @@ def main(argv=None):
         model = float32_copy(load_stage_model(args.artifacts, stage, STAGE_COMMANDS[stage]))
         source = {"stage": stage, "preset": cfg["name"], **{k: v for k, v in read_json(
             args.artifacts / stage / "metrics.json").items() if k.endswith("accuracy") or k == "best_epoch"}}
-        console.print(f"[{name}] SavedModel, then ONNX and TFLite ({len(calibration)} calibration photos)")
-        saved = export_saved_model(model, out / "saved_model" / name)
-        paths = {"onnx_fp32": export_onnx(model, model_path(args.artifacts, name, "onnx_fp32"), int(ecfg["onnx_opset"]))}
-        paths["onnx_int8"] = onnx_int8(paths["onnx_fp32"], model_path(args.artifacts, name, "onnx_int8"), calibration)
-        for precision in TFLITE_PRECISIONS:
-            fmt = f"tflite_{precision}"
-            console.print(f"[{name}] {fmt}")
-            paths[fmt] = write_bytes(model_path(args.artifacts, name, fmt),
-                                      tflite_from_saved_model(saved, precision, calibration))
+        paths = convert(model, name, args.artifacts, ecfg, calibration)
         if name == "student":
-            console.print(f"[{name}] quantisation-aware training against the teacher's soft targets")
-            # The distill stage's stored teacher answers when it ran offline (no teacher in memory).
-            # Else the distill stage's teacher file, in its own runtime (a Keras, TFLite or ONNX file).
-            soft = stored_split_probabilities(info, "train")
-            if soft is None or len(soft) != len(train_x):
-                soft = predict_all(open_classifier(teacher_file(args.artifacts, cfg["distill"])), train_x, 64)
-            paths["tflite_qat_int8"] = write_bytes(
-                model_path(args.artifacts, name, "tflite_qat_int8"),
-                qat_tflite(model, distill_config(args.artifacts)["student"], np.asarray(train_x), soft, ecfg,
-                           int(cfg["data"]["seed"])))
-        keras_probs = predict_all(model, val_x)
-        for fmt, path in paths.items():
-            write_json(path.with_name("model.json"), model_json(path, fmt, info.image_size, info.classes, source,
-                                                                FORMATS[fmt].input_dtype, network_cost(model)))
-            write_text(path.with_name("labels.txt"), "\n".join(info.classes) + "\n")
-            results[(name, fmt)] = measure(path, val_x, val_y, keras_probs)
-            results[(name, fmt)].update(file=str(path.relative_to(out)), bytes=path.stat().st_size)
-            files[(name, fmt)] = path
-            console.print(f"[{name}] {fmt}: agreement {results[(name, fmt)]['agreement']:.4f}, "
-                          f"accuracy change {results[(name, fmt)]['accuracy_change']:+.4f}")
+            paths["tflite_qat_int8"] = student_qat(model, args.artifacts, cfg, info, train_x)
+        measured = describe_and_measure(name, model, paths, source, info, val_x, val_y)
+        results.update({(name, fmt): r for fmt, r in measured.items()})
+        files.update({(name, fmt): path for fmt, path in paths.items()})
     write_json(out / "parity.json", {f"{m}/{f}": r for (m, f), r in results.items()})
     write_text(out / "parity.md", parity_table(results))
-    for (name, fmt), r in results.items():
-        if FORMATS[fmt].quantised:
-            gate(f"{name}/{fmt}", files[(name, fmt)], r, float(ecfg["quantised_min_agreement"]))
-        else:
-            gate(f"{name}/{fmt}", files[(name, fmt)], r, float(ecfg["parity_min_agreement"]),
-                 float(ecfg["parity_max_prob_diff"]))
-
+    gate_all(results, files, ecfg)
     if "student" in args.models:
-        best_fmt = bundle_choice({f: results[("student", f)] for f in ("tflite_qat_int8", "tflite_int8")},
-                                 float(ecfg["bundle_min_agreement"]))
-        chosen = files[("student", best_fmt)]
-        meta = read_json(chosen.with_name("model.json"))
-        meta["validation"] = results[("student", best_fmt)]
-        # The listing checker's threshold (edge/check.py), chosen with a known share of validation labels flipped.
-        chosen_probs = np.concatenate([TFLiteClassifier(chosen).predict(val_x[i:i + 256]) for i in range(0, len(val_x), 256)])
-        meta["label_check"] = choose_threshold(chosen_probs, val_y, float(ecfg["label_check_flip_share"]),
-                                               float(ecfg["label_check_precision"]), int(cfg["data"]["seed"]))
-        bundle = build_bundle(stage_dir(args.artifacts, "edge") / "guitar-student", chosen, meta, info.classes,
-                              golden_photos(info.split_rows("val"), info.source, info.classes,
-                                            int(ecfg["golden_images"]), int(cfg["data"]["seed"])),
-                              onnx_file=files[("student", "onnx_fp32")], fp32_file=files[("student", "tflite_fp32")],
-                              fp32_json={**read_json(files[("student", "tflite_fp32")].with_name("model.json")),
-                                         "validation": results[("student", "tflite_fp32")]})
-        check = meta["label_check"]
-        console.print(f"edge bundle ({best_fmt}): {bundle} and {bundle}.tar.gz; its label check flags p(claimed) < "
-                      f"{check['threshold']:.3g}: precision {check['precision']:.2f}, recall {check['recall']:.2f} "
-                      f"on validation with {check['flipped']} of {check['photos']} labels flipped")
+        student_bundle(results, files, args.artifacts, cfg, info, val_x, val_y)
     shutil.rmtree(out / "saved_model", ignore_errors=True)
     console.print(parity_table(results))
     console.print(f"export done in {time.perf_counter() - start:.0f} s: {out}/<model>/<format>/, "
