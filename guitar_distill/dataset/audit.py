@@ -131,7 +131,7 @@ def gallery(rows: list[dict], source: Path, path: Path, title: str) -> Path:
         ax.imshow(load_for_model(source / row["path"], 160))
         ax.set_title(f"given {row['given']}\nsuggested {row['suggested']} ({row['score']:.2f})", fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / (2.9 * lines)))  # room for the title above the first row
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80)
     plt.close(fig)
