@@ -82,7 +82,7 @@ def test_recipe_schedules_and_label_smoothing():
 
     from guitar_distill.common.training import recipe_loss, recipe_optimizer
 
-    cfg = {"learning_rate": 0.1, "momentum": 0.9, "nesterov": True, "decay": 0.0, "steps_per_epoch": 10,
+    cfg = {**load_preset("full")["teacher"], "learning_rate": 0.1, "decay": 0.0, "steps_per_epoch": 10,
            "max_epochs": 5, "schedule": "cosine", "warmup_epochs": 1, "weight_decay": 1e-3}
     opt = recipe_optimizer(cfg)
     schedule = opt._learning_rate
@@ -94,7 +94,7 @@ def test_recipe_schedules_and_label_smoothing():
     legacy = recipe_optimizer({**cfg, "schedule": "inverse_time", "decay": 1e-2})._learning_rate
     assert float(legacy(100)) == pytest.approx(0.1 / 2)                # lr / (1 + decay * iterations)
     y, p = np.array([0, 1]), np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1]], np.float32)
-    plain = float(recipe_loss({})(y, p))
+    plain = float(recipe_loss({"label_smoothing": 0.0})(y, p))
     smooth = float(recipe_loss({"label_smoothing": 0.3})(y, p))
     targets = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1]])               # 0.3 spread over 3 classes
     assert smooth == pytest.approx(float(np.mean(-(targets * np.log(p)).sum(1))), rel=1e-5)

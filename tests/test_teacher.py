@@ -7,6 +7,7 @@ from guitar_distill.common.training import BestSnapshot, ResumableEarlyStopping,
 from conftest import real_photos, slow_fixture
 from guitar_distill.edge.images import load_for_model
 from guitar_distill.teacher.model import LAST_CONV_LAYER, build_teacher
+from guitar_distill.common.config import load_preset
 from guitar_distill.common.errors import ToolkitError
 
 SIZE = 32
@@ -55,7 +56,7 @@ def test_training_on_real_photos_lowers_the_loss(photos):
     keras.utils.set_random_seed(0)
     model = build_teacher(2, SIZE)
     # The recipe's optimiser at a tenth of its rate: from scratch on one batch, 0.01 oscillates.
-    cfg = {"learning_rate": 0.001, "momentum": 0.9, "nesterov": True, "decay": 1e-6}
+    cfg = {**load_preset("full")["teacher"], "learning_rate": 0.001}
     model.compile(optimizer=recipe_optimizer(cfg), loss="sparse_categorical_crossentropy")
     x, y = photos
     losses = [float(model.train_on_batch(x, y)) for _ in range(12)]
@@ -96,8 +97,9 @@ def _student(seed=0):
     return model
 
 
-CFG = {"learning_rate": 0.01, "momentum": 0.9, "nesterov": True, "decay": 1e-6, "steps_per_epoch": 3,
-       "batch_size": 4, "max_epochs": 4, "patience": 20, "seed": 11, "max_minutes": 0.0}
+# The full preset's student table (every recipe field has its default there, and only there), made small.
+CFG = {**load_preset("full")["student"], "learning_rate": 0.01, "steps_per_epoch": 3, "batch_size": 4, "max_epochs": 4,
+       "seed": 11}
 
 
 def test_resume_after_a_kill_mid_run_matches_an_uninterrupted_run(tmp_path, photos, monkeypatch):

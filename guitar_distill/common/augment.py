@@ -81,13 +81,13 @@ class CropFlip:
 
 
 def training_augmentation(cfg: dict):
-    """The augmentation a stage's table asks for: `augmentation` "seed" (default) or "crop_flip"
+    """The augmentation a stage's table asks for: `augmentation` "seed" (the write-up's) or "crop_flip"
     with `crop_scale`."""
-    name = cfg.get("augmentation", "seed")
+    name = cfg["augmentation"]
     if name == "seed":
         return SeedAugmentation()
     if name == "crop_flip":
-        return CropFlip(tuple(cfg.get("crop_scale", (0.35, 1.0))))
+        return CropFlip(tuple(cfg["crop_scale"]))
     raise ValueError(f"augmentation {name!r}: use \"seed\" (the write-up's affine set) or \"crop_flip\"")
 
 

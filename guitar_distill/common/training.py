@@ -34,21 +34,21 @@ def recipe_optimizer(cfg: dict) -> keras.optimizers.Optimizer:
     then cosine to zero at `max_epochs`). Weight decay is decoupled and spares BN and biases.
     """
     lr = float(cfg["learning_rate"])
-    schedule_name = cfg.get("schedule", "inverse_time")
+    schedule_name = cfg["schedule"]
     if schedule_name == "inverse_time":
         schedule = keras.optimizers.schedules.InverseTimeDecay(
             initial_learning_rate=lr, decay_steps=1, decay_rate=float(cfg["decay"]))
     elif schedule_name == "cosine":
         steps = int(cfg["steps_per_epoch"])
-        warmup = int(round(float(cfg.get("warmup_epochs", 0)) * steps))
+        warmup = int(round(float(cfg["warmup_epochs"]) * steps))
         total = int(cfg["max_epochs"]) * steps
         schedule = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=0.0 if warmup else lr, decay_steps=max(total - warmup, 1),
             warmup_target=lr if warmup else None, warmup_steps=warmup)
     else:
         raise ToolkitError(f"unknown schedule {schedule_name!r} (inverse_time or cosine)")
-    weight_decay = float(cfg.get("weight_decay", 0.0)) or None
-    name = cfg.get("optimizer", "sgd")
+    weight_decay = float(cfg["weight_decay"]) or None
+    name = cfg["optimizer"]
     if name == "sgd":
         opt = keras.optimizers.SGD(learning_rate=schedule, momentum=float(cfg["momentum"]),
                                    nesterov=bool(cfg["nesterov"]), weight_decay=weight_decay)
@@ -63,7 +63,7 @@ def recipe_optimizer(cfg: dict) -> keras.optimizers.Optimizer:
 
 def recipe_loss(cfg: dict) -> keras.losses.Loss:
     """Sparse cross-entropy on probabilities, with the preset's label smoothing."""
-    smoothing = float(cfg.get("label_smoothing", 0.0))
+    smoothing = float(cfg["label_smoothing"])
     if not smoothing:
         return keras.losses.SparseCategoricalCrossentropy()
     return SmoothedSparseCrossentropy(smoothing)

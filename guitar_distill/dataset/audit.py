@@ -47,7 +47,7 @@ def fold_recipe(scfg: dict, acfg: dict, photos: int) -> dict:
     """The student table for one fold: the audit's epochs over that many photos."""
     batch = int(scfg["batch_size"])
     return {**scfg, "max_epochs": int(acfg["epochs"]), "steps_per_epoch": max(photos // batch, 1),
-            "warmup_epochs": min(float(scfg.get("warmup_epochs", 0)), 1.0)}
+            "warmup_epochs": min(float(scfg["warmup_epochs"]), 1.0)}
 
 
 def train_fold(images, labels, held_out, extra, num_classes: int, scfg: dict, acfg: dict, seed: int):

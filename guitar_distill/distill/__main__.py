@@ -32,7 +32,7 @@ def main(argv=None):
     from guitar_distill.student.model import build_nin_student
 
     scfg, dcfg = cfg["student"], cfg["distill"]
-    mode = dcfg.get("teacher_logits", "online")
+    mode = dcfg["teacher_logits"]
     if mode not in ("online", "offline"):
         raise ToolkitError(f"distill.teacher_logits = {mode!r}: use \"online\" or \"offline\"")
     start = time.perf_counter()
@@ -49,7 +49,7 @@ def main(argv=None):
         # Logits for every epoch of the stream, or for the first `stored_epochs`, replayed after that:
         # the teacher's inference is most of an offline run's cost on a CPU.
         epochs = int(scfg["max_epochs"])
-        stored_epochs = min(int(dcfg.get("stored_epochs", 0)) or epochs, epochs)
+        stored_epochs = min(int(dcfg["stored_epochs"]) or epochs, epochs)
         batches = stored_epochs * int(scfg["steps_per_epoch"])
         period = batches if stored_epochs < epochs else None
         stored = cached_teacher_logits(info, splits["train"], teacher_path, int(scfg["batch_size"]),

@@ -44,7 +44,7 @@ def main(argv=None):
             raise ToolkitError(str(e)) from None
     model.compile(optimizer=recipe_optimizer(tcfg), loss=recipe_loss(tcfg), metrics=["accuracy"])
     console.print(f"teacher: ResNet50 ({tcfg['head']} head) from {tcfg['weights'] or 'scratch'}, {model.count_params():,} parameters, "
-                  f"{tcfg.get('optimizer', 'sgd')} {tcfg.get('schedule', 'inverse_time')} lr {tcfg['learning_rate']}, "
+                  f"{tcfg['optimizer']} {tcfg['schedule']} lr {tcfg['learning_rate']}, "
                   f"{len(splits['train'][0])} training photos at {info.image_size}px, {tcfg['augmentation']} augmentation, "
                   f"backend {runtime['backend']}")
     rows = fit_recipe(model, splits["train"], splits["val"], tcfg, out)
