@@ -43,12 +43,19 @@ cpu:              ## the CPU reference run behind models/ and reports/ (hours on
 	$(PYTHON) -m export.release --preset cpu --artifacts $(ARTIFACTS) --import-teacher --teacher-file $(ARTIFACTS)/teacher/model.keras
 	$(MAKE) bench PRESET=cpu
 
-stretch:          ## a further teacher stretch from the released teacher (presets/stretch.toml), resumable
+stretch:          ## a teacher stretch from the released teacher, then its students and benchmarks (presets/stretch.toml)
 	$(PYTHON) -m dataset --preset stretch --artifacts $(ARTIFACTS)/stretch
 	$(PYTHON) -m teacher --preset stretch --artifacts $(ARTIFACTS)/stretch
+	$(PYTHON) -m export.release --preset stretch --artifacts $(ARTIFACTS)/stretch --import-teacher --teacher-file $(ARTIFACTS)/stretch/teacher/model.keras
+	$(PYTHON) -m distill --preset stretch --artifacts $(ARTIFACTS)/stretch
+	$(PYTHON) -m student --preset stretch --artifacts $(ARTIFACTS)/stretch
+	$(PYTHON) -m export --preset stretch --artifacts $(ARTIFACTS)/stretch --models student
+	$(PYTHON) -m benchmarks.latency --preset stretch --artifacts $(ARTIFACTS)/stretch --threads 1
+	$(PYTHON) -m benchmarks.accuracy --preset stretch --artifacts $(ARTIFACTS)/stretch
+	$(PYTHON) -m benchmarks.robustness --preset stretch --artifacts $(ARTIFACTS)/stretch
 
-release:          ## copy the cpu run's student and float16 teacher into models/
-	$(PYTHON) -m export.release --preset cpu --artifacts $(ARTIFACTS)
+release:          ## copy the stretch run's student and float16 teacher into models/ (make stretch first)
+	$(PYTHON) -m export.release --preset stretch --artifacts $(ARTIFACTS)/stretch
 
 demo:             ## ~20 minutes on 2 CPU cores: a student distilled from the released teacher in models/
 	@start=$$(date +%s); set -ex; \
