@@ -246,6 +246,17 @@ def benchmark(classifier: TFLiteClassifier, runs: int, threads: int | None) -> i
     return 0
 
 
+def open_model(model: Path | None, threads: int | None, labels_path: Path | None = None):
+    """(path, model.json, classifier, labels) of `model`, or of the bundle's faster file (saying why)."""
+    if model is None:
+        model, reason = choose_model(DEFAULT_MODEL.parent, threads)
+        if reason:
+            print(reason, file=sys.stderr)
+    meta = read_model_json(model)
+    labels = (labels_path or model.with_name("labels.txt")).read_text().split()
+    return model, meta, TFLiteClassifier(model, threads, meta.get("sha256")), labels
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Classify guitar photos with a TFLite model.")
     parser.add_argument("inputs", nargs="*", help="photo files or folders")
@@ -264,14 +275,7 @@ def main(argv=None) -> int:
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be at least 1 (got {args.threads})")
     try:
-        if args.model is None:
-            args.model, reason = choose_model(DEFAULT_MODEL.parent, args.threads)
-            if reason:
-                print(reason, file=sys.stderr)
-        meta = read_model_json(args.model)
-        labels_path = args.labels or args.model.with_name("labels.txt")
-        classifier = TFLiteClassifier(args.model, args.threads, meta.get("sha256"))
-        labels = labels_path.read_text().split()
+        args.model, meta, classifier, labels = open_model(args.model, args.threads, args.labels)
     except (ModelError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
