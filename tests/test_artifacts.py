@@ -50,11 +50,12 @@ def test_presets_inherit_and_state_only_their_changes(tmp_path):
     assert cpu["name"] == "cpu" and cpu["data"]["image_size"] == 64 and full["data"]["image_size"] == 224
     assert cpu["data"]["split"] == full["data"]["split"]  # inherited whole
     assert cpu["teacher"]["momentum"] == full["teacher"]["momentum"] and cpu["teacher"]["schedule"] == "cosine"
-    demo = load_preset("demo")  # two levels: demo -> cpu -> full
-    assert demo["student"]["max_epochs"] == 16 and demo["teacher"]["zero_init_residual"] is True
-    assert demo["distill"]["stored_epochs"] == 4 and demo["distill"]["temperature"] == full["distill"]["temperature"]
-    stretch = load_preset("stretch")  # three levels: stretch -> cpu -> full
+    stretch = load_preset("stretch")  # two levels: stretch -> cpu -> full
     assert stretch["teacher"]["head"] == "avg" and stretch["teacher"]["batch_size"] == 64 and full["teacher"]["head"] == "flatten"
+    demo = load_preset("demo")  # three levels: demo -> stretch -> cpu -> full
+    assert demo["data"]["image_size"] == stretch["data"]["image_size"] == 112 and demo["teacher"]["zero_init_residual"] is True
+    assert demo["student"]["max_epochs"] == 10 and demo["distill"]["stored_epochs"] == 3
+    assert demo["distill"]["temperature"] == full["distill"]["temperature"] and demo["export"]["qat_steps_per_epoch"] == 40
     assert load_preset("smoke")["data"]["split"] == {"counts": {"train": 6, "val": 2, "test": 2}}  # replaced whole
     loop = tmp_path / "loop.toml"
     loop.write_text(f'base = "{loop}"\n')

@@ -67,7 +67,8 @@ def train_fold(images, labels, held_out, extra, num_classes: int, scfg: dict, ac
     feed = AugmentedBatches(images[train], labels[train], batch_size=int(cfg["batch_size"]), seed=seed,
                             augment=training_augmentation(cfg))
     model.fit(fit_input(feed), steps_per_epoch=cfg["steps_per_epoch"], epochs=cfg["max_epochs"], shuffle=False, verbose=2)
-    return predict_all(model, images[held_out]), predict_all(model, extra)
+    return predict_all(model, images[held_out]), (predict_all(model, extra) if len(extra)
+                                                  else np.zeros((0, num_classes), np.float32))
 
 
 def out_of_fold(images, labels, groups, extra, num_classes, scfg, acfg, seed, folder: Path):
