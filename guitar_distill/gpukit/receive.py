@@ -20,7 +20,7 @@ from guitar_distill.common.progress import console
 from guitar_distill.common.errors import ToolkitError, run_cli
 
 
-class ReceiveError(ValueError):
+class ReceiveError(ToolkitError):
     """A $OUT folder that is incomplete, altered or not a GPU run's."""
 
 
@@ -57,10 +57,7 @@ def main(argv=None):
     parser.add_argument("out", type=Path, help="the $OUT folder that came back (results.json, results.tar.NN)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    try:
-        data = joined_results(args.out)
-    except ReceiveError as e:
-        raise ToolkitError(str(e)) from None
+    data = joined_results(args.out)
     from guitar_distill.common.quiet import quiet_start
     quiet_start()
     from guitar_distill.common.models import float32_copy, load_model_file, save_model
