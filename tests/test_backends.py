@@ -20,8 +20,8 @@ def test_jax_two_device_teacher_and_distillation(photo_source, tmp_path):
     # Known answer: the JAX-trained file, loaded under TensorFlow, scores what the run recorded.
     from guitar_distill.common.models import load_model_file
     from guitar_distill.common.runtimes import accuracy, predict_all
-    from guitar_distill.dataset.cache import load_split
-    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.common.cache import load_split
+    from guitar_distill.common.manifest import load_data_info
     x, y = load_split(load_data_info(artifacts), "val")
     probs = predict_all(load_model_file(artifacts / "teacher" / "model.keras"), x)
     assert teacher["val_accuracy"] == pytest.approx(accuracy(probs, y))

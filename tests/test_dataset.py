@@ -7,9 +7,9 @@ import numpy as np
 from PIL import Image
 
 from guitar_distill.dataset.__main__ import main as data_main
-from guitar_distill.dataset.cache import build_split_cache, cache_paths, load_split
+from guitar_distill.common.cache import build_split_cache, cache_paths, load_split
 from guitar_distill.dataset.download import extract_images
-from guitar_distill.dataset.manifest import load_data_info, read_manifest
+from guitar_distill.common.manifest import load_data_info, read_manifest
 from guitar_distill.edge.images import load_for_model
 
 

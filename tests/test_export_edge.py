@@ -39,8 +39,8 @@ def test_every_format_written_and_within_its_gate(exported):
 
 
 def test_gate_catches_a_preprocessing_mismatch(exported):
-    from guitar_distill.dataset.cache import load_split
-    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.common.cache import load_split
+    from guitar_distill.common.manifest import load_data_info
     info = load_data_info(exported)
     x, y = load_split(info, "val")
     model = exported / "export" / "student" / "tflite_fp32" / "model.tflite"
@@ -242,8 +242,8 @@ def test_release_check_and_import_of_the_teacher(exported, tmp_path):
     # ... and its TFLite files are rebuilt from it, answering as the trained teacher does
     run_stage("export.release", "--preset", "smoke", "--artifacts", str(artifacts), "--dest", str(dest), "--import-teacher")
     from guitar_distill.common.runtimes import open_classifier
-    from guitar_distill.dataset.cache import load_split
-    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.common.cache import load_split
+    from guitar_distill.common.manifest import load_data_info
 
     images, _ = load_split(load_data_info(exported), "val")
     trained = open_classifier(exported / "export" / "teacher" / "tflite_fp32" / "model.tflite").predict(images)

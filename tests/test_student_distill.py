@@ -69,8 +69,8 @@ def test_smoke_distillation_on_real_photos(smoke_artifacts):
     # Known answers: every figure recomputed from the saved models on the saved test split.
     from guitar_distill.common.models import load_model_file
     from guitar_distill.common.runtimes import predict_all
-    from guitar_distill.dataset.cache import load_split
-    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.common.cache import load_split
+    from guitar_distill.common.manifest import load_data_info
     x, y = load_split(load_data_info(smoke_artifacts), "test")
     student = predict_all(load_model_file(smoke_artifacts / "distill" / "model.keras"), x).argmax(1)
     teacher = predict_all(load_model_file(smoke_artifacts / "teacher" / "model.keras"), x).argmax(1)
@@ -115,8 +115,8 @@ def test_offline_distillation_stores_the_teachers_answers_for_the_stream(smoke_a
     from guitar_distill.common.runtimes import open_classifier
     from conftest import run_stage
     from guitar_distill.common.augment import AugmentedBatches
-    from guitar_distill.dataset.cache import load_split
-    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.common.cache import load_split
+    from guitar_distill.common.manifest import load_data_info
     from guitar_distill.distill.teacher_logits import log_probabilities
 
     artifacts = tmp_path / "artifacts"

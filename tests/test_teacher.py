@@ -19,19 +19,25 @@ def photos():
     return x.astype(np.float32), np.repeat([0, 1], 8)
 
 
-def bare_resnet(weights=None):
-    return keras.applications.ResNet50(include_top=False, weights=weights, input_shape=(SIZE, SIZE, 3))
+# ResNet50 takes seconds to build: tests that only read a model share one per module.
+@pytest.fixture(scope="module")
+def bare_resnet():
+    return keras.applications.ResNet50(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
 
 
-def test_builder_shape_and_parameters():
-    model = build_teacher(11, SIZE)
-    assert model.output_shape == (None, 11)
-    assert model.count_params() == bare_resnet().count_params() + 2048 * 11 + 11
-    assert all(layer.trainable for layer in model.layers)
+@pytest.fixture(scope="module")
+def plain_teacher():
+    return build_teacher(3, SIZE)
 
 
-def test_local_weights_and_preprocessing_inside(tmp_path, photos):
-    source = bare_resnet()
+def test_builder_shape_and_parameters(plain_teacher, bare_resnet):
+    assert plain_teacher.output_shape == (None, 3)
+    assert plain_teacher.count_params() == bare_resnet.count_params() + 2048 * 3 + 3
+    assert all(layer.trainable for layer in plain_teacher.layers)
+
+
+def test_local_weights_and_preprocessing_inside(tmp_path, photos, bare_resnet):
+    source = bare_resnet
     path = tmp_path / "resnet50_notop.weights.h5"
     source.save_weights(path)
     teacher = build_teacher(3, SIZE, weights=str(path))
@@ -185,15 +191,14 @@ def test_mixed_precision_keeps_probabilities_in_float32(photos):
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-3)
 
 
-def test_zero_init_residual_starts_every_block_as_the_identity():
-    model = build_teacher(3, 32, None, zero_init_residual=True)
+def test_zero_init_residual_starts_every_block_as_the_identity(plain_teacher):
+    model = build_teacher(3, SIZE, None, zero_init_residual=True)
     last_bn = [layer for layer in model.layers if layer.name.endswith("_3_bn")]
     assert len(last_bn) == 16  # 3 + 4 + 6 + 3 bottleneck blocks
     assert all(float(np.abs(layer.gamma.numpy()).max()) == 0.0 for layer in last_bn)
     others = [layer for layer in model.layers if layer.name.endswith("_bn") and not layer.name.endswith("_3_bn")]
     assert all(float(np.min(layer.gamma.numpy())) == 1.0 for layer in others)
-    plain = build_teacher(3, 32, None)
-    assert float(np.min([layer.gamma.numpy().min() for layer in plain.layers if layer.name.endswith("_3_bn")])) == 1.0
+    assert float(np.min([layer.gamma.numpy().min() for layer in plain_teacher.layers if layer.name.endswith("_3_bn")])) == 1.0
 
 
 def test_float32_copy_of_a_bfloat16_model_gives_the_same_answers():

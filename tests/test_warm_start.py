@@ -67,8 +67,8 @@ def test_mismatched_teachers_are_refused_with_the_reason(saved_flatten_teacher, 
 
 def test_unfolded_tflite_teacher_answers_as_the_file_and_trains_like_it(exported):
     from guitar_distill.common.runtimes import open_classifier
-    from guitar_distill.dataset.cache import load_split
-    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.common.cache import load_split
+    from guitar_distill.common.manifest import load_data_info
     from guitar_distill.export.unfold import unfolded_teacher
 
     tflite = model_path(exported, "teacher", "tflite_fp32")

@@ -16,8 +16,8 @@ from guitar_distill.common.plots import pyplot, save_figure
 from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.common.runtimes import open_classifier, predict_all
-from guitar_distill.dataset.cache import load_split
-from guitar_distill.dataset.manifest import load_data_info
+from guitar_distill.common.cache import load_split
+from guitar_distill.common.manifest import load_data_info
 from guitar_distill.common.errors import run_cli
 
 

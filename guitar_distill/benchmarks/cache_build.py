@@ -14,8 +14,8 @@ from guitar_distill.benchmarks.record import write_record
 from guitar_distill.common.markdown import markdown_table
 from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.progress import console
-from guitar_distill.dataset.cache import build_split_cache
-from guitar_distill.dataset.manifest import load_data_info
+from guitar_distill.common.cache import build_split_cache
+from guitar_distill.common.manifest import load_data_info
 from guitar_distill.common.errors import run_cli
 
 

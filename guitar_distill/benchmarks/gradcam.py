@@ -24,7 +24,7 @@ from guitar_distill.common.plots import pyplot, save_figure
 from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.dataset.corruptions import CORRUPTIONS, corrupt
-from guitar_distill.dataset.manifest import load_data_info
+from guitar_distill.common.manifest import load_data_info
 from guitar_distill.edge.images import load_for_model
 from guitar_distill.common.errors import run_cli
 

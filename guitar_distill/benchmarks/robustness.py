@@ -19,9 +19,9 @@ from guitar_distill.common.plots import pyplot, save_figure
 from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.common.runtimes import open_classifier, predict_all
-from guitar_distill.dataset.cache import load_split
+from guitar_distill.common.cache import load_split
 from guitar_distill.dataset.corruptions import CORRUPTIONS, SEVERITIES, corrupt
-from guitar_distill.dataset.manifest import load_data_info
+from guitar_distill.common.manifest import load_data_info
 from guitar_distill.dataset.split import balanced_subset
 from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.markdown import markdown_table

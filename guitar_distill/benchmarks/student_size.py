@@ -64,8 +64,8 @@ def distil_candidates(artifacts: Path, cfg: dict, widths: list[tuple], epochs: i
     """Distil each width with the same budget from the stored teacher logits; returns (students, splits)."""
     from guitar_distill.common.augment import training_augmentation
     from guitar_distill.common.training import configure_runtime, fit_recipe
-    from guitar_distill.dataset.cache import load_splits
-    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.common.cache import load_splits
+    from guitar_distill.common.manifest import load_data_info
     from guitar_distill.distill.distiller import compiled_distiller
     from guitar_distill.distill.teacher_logits import cached_teacher_logits, teacher_file
     from guitar_distill.student.model import build_nin_student

@@ -144,7 +144,7 @@ def bundle_with_golden(bundle: Path, tmp: Path, source: Path) -> Path:
 
 def split_info(artifacts: Path, cfg: dict):
     """The data stage's record in `artifacts`, else the preset's split made (manifest only) in the cache."""
-    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.common.manifest import load_data_info
 
     if (Path(artifacts) / "data" / "summary.json").exists():
         return load_data_info(artifacts)

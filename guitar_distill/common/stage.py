@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import shutil
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from guitar_distill.common.artifacts import read_json, stage_dir, write_json
@@ -76,6 +78,54 @@ def prepare_run_dir(artifacts: Path, stage: str, cfg: dict, fresh: bool, keys: t
                   + " (the schedule now spans the new length from where the run stopped)")
     write_json(saved, cfg)
     return out
+
+
+@dataclass
+class TrainingRun:
+    """One training stage's run: its folder, the recipe table, the data, the runtime and the clock.
+
+    Every training stage is this skeleton: `open_training_run`, build and compile a model, `fit`,
+    `finish`. What differs between the teacher, the baseline and distillation is the model.
+    """
+    folder: str
+    out: Path
+    cfg: dict
+    recipe: dict  # the table fit reads: cfg["teacher"] or cfg["student"]
+    info: object  # common.manifest.DataInfo
+    splits: dict  # {split: (images, labels)}
+    runtime: dict
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.info.classes
+
+    def fit(self, model, val: tuple | None = None, **kwargs) -> list[dict]:
+        """`common.training.fit_recipe` on this run's train split and (by default) its val split."""
+        from guitar_distill.common.training import fit_recipe
+        return fit_recipe(model, self.splits["train"], self.splits["val"] if val is None else val,
+                          self.recipe, self.out, **kwargs)
+
+    def finish(self, model, rows: list[dict], name: str, title: str, extra=None) -> dict:
+        """`finish_training`, then the stage's wall time."""
+        from guitar_distill.common.progress import console
+        metrics = finish_training(model, rows, self.splits, self.out, self.cfg, name, title, self.runtime,
+                                  extra=extra, classes=self.classes)
+        console.print(f"{self.folder} wall time {time.perf_counter() - self.started:.0f} s")
+        return metrics
+
+
+def open_training_run(args, cfg: dict, folder: str, keys: tuple[str, ...], recipe: str) -> TrainingRun:
+    """The run folder (`prepare_run_dir`, resumable), the runtime for `cfg[recipe]` and the decoded splits."""
+    from guitar_distill.common.cache import load_splits
+    from guitar_distill.common.manifest import load_data_info
+    from guitar_distill.common.training import configure_runtime
+
+    started = time.perf_counter()
+    out = prepare_run_dir(args.artifacts, folder, cfg, args.fresh, keys)
+    info = load_data_info(args.artifacts)
+    runtime = configure_runtime(cfg[recipe])
+    return TrainingRun(folder, out, cfg, cfg[recipe], info, load_splits(info), runtime, started)
 
 
 def finish_training(model, rows: list[dict], splits: dict, out: Path, cfg: dict, name: str, title: str,

@@ -56,14 +56,14 @@ def train_fold(images, labels, held_out, extra, num_classes: int, scfg: dict, ac
 
     from guitar_distill.common.augment import AugmentedBatches, training_augmentation
     from guitar_distill.common.runtimes import predict_all
-    from guitar_distill.common.training import fit_input, recipe_loss, recipe_optimizer
+    from guitar_distill.common.training import compile_recipe, fit_input
     from guitar_distill.student.model import build_nin_student
 
     train = ~held_out
     cfg = fold_recipe(scfg, acfg, int(train.sum()))
     keras.utils.set_random_seed(seed)
     model = build_nin_student(num_classes, images.shape[1], tuple(scfg["widths"]), float(scfg["dropout"]))
-    model.compile(optimizer=recipe_optimizer(cfg), loss=recipe_loss(cfg), metrics=["accuracy"])
+    compile_recipe(model, cfg)
     feed = AugmentedBatches(images[train], labels[train], batch_size=int(cfg["batch_size"]), seed=seed,
                             augment=training_augmentation(cfg))
     model.fit(fit_input(feed), steps_per_epoch=cfg["steps_per_epoch"], epochs=cfg["max_epochs"], shuffle=False, verbose=2)
@@ -149,8 +149,8 @@ def main(argv=None):
     from guitar_distill.common.quiet import quiet_start
     quiet_start()
     from guitar_distill.common.training import configure_runtime
-    from guitar_distill.dataset.cache import load_split
-    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.common.cache import load_split
+    from guitar_distill.common.manifest import load_data_info
     from guitar_distill.edge.check import flip_labels
 
     acfg, scfg = cfg["audit"], {**cfg["student"], "mixed_precision": False}

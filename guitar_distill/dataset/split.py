@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SPLITS = ("train", "val", "test")
+from guitar_distill.common.manifest import SPLITS
 
 
 def split_groups(groups_by_class: dict[str, list[list[int]]], spec: dict, seed: int) -> dict[int, str]:

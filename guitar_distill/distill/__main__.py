@@ -6,8 +6,6 @@ Online (the write-up's presets): the teacher runs beside the student on each bat
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from guitar_distill.common.config import training_config
@@ -22,11 +20,8 @@ def main(argv=None):
     from guitar_distill.common.augment import training_augmentation
     from guitar_distill.common.models import load_model_file
     from guitar_distill.common.progress import console
-    from guitar_distill.common.stage import finish_training, prepare_run_dir
     from guitar_distill.common.runtimes import predict_all
-    from guitar_distill.common.training import configure_runtime, fit_recipe
-    from guitar_distill.dataset.cache import load_splits
-    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.common.stage import open_training_run
     from guitar_distill.distill.distiller import compiled_distiller
     from guitar_distill.distill.teacher_logits import cached_teacher_logits, log_probabilities, teacher_file
     from guitar_distill.student.model import build_nin_student
@@ -35,11 +30,8 @@ def main(argv=None):
     mode = dcfg["teacher_logits"]
     if mode not in ("online", "offline"):
         raise ToolkitError(f"distill.teacher_logits = {mode!r}: use \"online\" or \"offline\"")
-    start = time.perf_counter()
-    out = prepare_run_dir(args.artifacts, "distill", cfg, args.fresh, keys=("data", "student", "distill"))
-    info = load_data_info(args.artifacts)
-    runtime = configure_runtime(scfg)
-    splits = load_splits(info)
+    run = open_training_run(args, cfg, "distill", keys=("data", "student", "distill"), recipe="student")
+    info, splits = run.info, run.splits
     student = build_nin_student(len(info.classes), info.image_size, tuple(scfg["widths"]), float(scfg["dropout"]))
     teacher_path = teacher_file(args.artifacts, dcfg)
 
@@ -65,9 +57,9 @@ def main(argv=None):
     distiller = compiled_distiller(student, teacher, dcfg, scfg, info.image_size)
     console.print(f"distilling ResNet50 ({teacher_path}; {source}) into NiN {scfg['widths']} "
                   f"({student.count_params():,} parameters), T={dcfg['temperature']}, hard {dcfg['hard_weight']}, "
-                  f"soft {dcfg['soft_weight']}, backend {runtime['backend']}")
-    rows = fit_recipe(distiller, splits["train"], val, scfg, out, weights_of=student,
-                      batch_targets=stored.stream if stored else None, stream_period=period)
+                  f"soft {dcfg['soft_weight']}, backend {run.runtime['backend']}")
+    rows = run.fit(distiller, val, weights_of=student, batch_targets=stored.stream if stored else None,
+                   stream_period=period)
 
     teacher_top1 = {s: np.argmax(v, axis=1) for s, v in teacher_logits.items()}
     baseline_path = args.artifacts / "baseline" / "metrics.json"
@@ -82,16 +74,14 @@ def main(argv=None):
                      stored_epochs=stored_epochs)
         return extra
 
-    metrics = finish_training(student, rows, splits, out, cfg, "nin_from_resnet50",
-                              f"NiN student distilled from ResNet50 ({cfg['name']})", runtime,
-                              extra=comparisons, classes=info.classes)
+    metrics = run.finish(student, rows, "nin_from_resnet50", f"NiN student distilled from ResNet50 ({cfg['name']})",
+                         extra=comparisons)
     split = "test" if "test_accuracy" in metrics else "val"
     line = (f"{split}: student {metrics[f'{split}_accuracy']:.3f}, teacher {metrics[f'teacher_{split}_accuracy']:.3f}, "
             f"agreement {metrics[f'{split}_agreement_with_teacher']:.3f}")
     if f"no_kd_{split}_accuracy" in metrics:
         line += f", no-KD baseline {metrics[f'no_kd_{split}_accuracy']:.3f}"
     console.print(line)
-    console.print(f"distill wall time {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

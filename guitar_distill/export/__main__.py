@@ -156,8 +156,8 @@ def main(argv=None):
     quiet_start()  # after parsing: --help and argument errors need no TensorFlow
     from guitar_distill.common.models import float32_copy, load_stage_model
     from guitar_distill.common.progress import console
-    from guitar_distill.dataset.cache import load_split
-    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.common.cache import load_split
+    from guitar_distill.common.manifest import load_data_info
     from guitar_distill.dataset.split import balanced_subset
     from guitar_distill.export.parity import parity_table
 

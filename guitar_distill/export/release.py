@@ -141,8 +141,8 @@ def check(dest: Path, artifacts: Path) -> list[dict]:
         console.print(f"sha256 of {len(manifest['files'])} files: ok. For accuracy, make the data stage first: "
                       f"python -m dataset --preset {manifest['preset']}")
         return results
-    from guitar_distill.dataset.cache import load_split
-    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.common.cache import load_split
+    from guitar_distill.common.manifest import load_data_info
 
     info = load_data_info(artifacts)
     split = evaluation_split(info)
@@ -165,7 +165,7 @@ def import_teacher(source: Path, artifacts: Path) -> list[Path]:
     import keras
 
     from guitar_distill.common.models import float32_copy, load_model_file, network_cost
-    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.common.manifest import load_data_info
     from guitar_distill.export.convert import export_saved_model, tflite_from_saved_model
     from guitar_distill.teacher.model import build_teacher
     from guitar_distill.teacher.warm_start import start_from_teacher

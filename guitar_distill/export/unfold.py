@@ -131,8 +131,8 @@ def main(argv=None):
     from guitar_distill.common.models import float32_copy, load_model_file, retyped_copy, save_model
     from guitar_distill.common.progress import console
     from guitar_distill.common.runtimes import open_classifier, predict_all
-    from guitar_distill.dataset.cache import load_split
-    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.common.cache import load_split
+    from guitar_distill.common.manifest import load_data_info
 
     info = load_data_info(args.artifacts)
     size = open_classifier(args.tflite).size  # the file's own resolution, whatever the data stage's

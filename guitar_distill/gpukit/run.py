@@ -73,8 +73,8 @@ def unpack_data(kit: Path, artifacts: Path) -> None:
 
 
 def decode(artifacts: Path, env: dict) -> None:
-    code = ("import sys; from pathlib import Path; from guitar_distill.dataset.cache import load_splits; "
-            "from guitar_distill.dataset.manifest import load_data_info; "
+    code = ("import sys; from pathlib import Path; from guitar_distill.common.cache import load_splits; "
+            "from guitar_distill.common.manifest import load_data_info; "
             "print({s: len(x) for s, (x, _) in load_splits(load_data_info(Path(sys.argv[1]))).items()})")
     subprocess.run([sys.executable, "-c", code, str(artifacts)], env=env, check=True)
 

@@ -1,8 +1,6 @@
 """`python -m teacher`: fine-tune ResNet50 on the manifest's split with the write-up's recipe."""
 from __future__ import annotations
 
-import time
-
 from guitar_distill.common.config import resolve_project_path, training_config
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.common.errors import ToolkitError, run_cli
@@ -17,24 +15,17 @@ def main(argv=None):
                                 "teacher", argv, weights_flag)
     quiet_start()  # parse first: --help and argument errors need no TensorFlow
     from guitar_distill.common.progress import console
-    from guitar_distill.common.stage import finish_training, prepare_run_dir
-    from guitar_distill.common.training import configure_runtime, fit_recipe, recipe_loss, recipe_optimizer
-    from guitar_distill.dataset.cache import load_splits
-    from guitar_distill.dataset.manifest import load_data_info
+    from guitar_distill.common.stage import open_training_run
+    from guitar_distill.common.training import compile_recipe
     from guitar_distill.teacher.model import build_teacher
     from guitar_distill.teacher.warm_start import is_teacher_file, start_from_teacher
 
     if args.weights:
         cfg["teacher"]["weights"] = args.weights
-    tcfg = cfg["teacher"]
-    start = time.perf_counter()
-    out = prepare_run_dir(args.artifacts, "teacher", cfg, args.fresh, keys=("data", "teacher"))
-    info = load_data_info(args.artifacts)
-    runtime = configure_runtime(tcfg)
-    splits = load_splits(info)
-
+    run = open_training_run(args, cfg, "teacher", keys=("data", "teacher"), recipe="teacher")
+    tcfg = run.recipe
     warm = is_teacher_file(tcfg["weights"])
-    model = build_teacher(len(info.classes), info.image_size, None if warm else tcfg["weights"],
+    model = build_teacher(len(run.classes), run.info.image_size, None if warm else tcfg["weights"],
                           zero_init_residual=bool(tcfg["zero_init_residual"]) and not warm, head=tcfg["head"])
     started_from = {}
     if warm:
@@ -42,16 +33,14 @@ def main(argv=None):
             started_from = start_from_teacher(model, resolve_project_path(tcfg["weights"]))
         except (FileNotFoundError, ValueError) as e:
             raise ToolkitError(str(e)) from None
-    model.compile(optimizer=recipe_optimizer(tcfg), loss=recipe_loss(tcfg), metrics=["accuracy"])
+    compile_recipe(model, tcfg)
     console.print(f"teacher: ResNet50 ({tcfg['head']} head) from {tcfg['weights'] or 'scratch'}, {model.count_params():,} parameters, "
                   f"{tcfg['optimizer']} {tcfg['schedule']} lr {tcfg['learning_rate']}, "
-                  f"{len(splits['train'][0])} training photos at {info.image_size}px, {tcfg['augmentation']} augmentation, "
-                  f"backend {runtime['backend']}")
-    rows = fit_recipe(model, splits["train"], splits["val"], tcfg, out)
-
-    finish_training(model, rows, splits, out, cfg, "resnet50_teacher", f"ResNet50 teacher ({cfg['name']} preset)",
-                    runtime, extra={"weights": tcfg["weights"], **({"started_from": started_from} if started_from else {})}, classes=info.classes)
-    console.print(f"teacher wall time {time.perf_counter() - start:.0f} s")
+                  f"{len(run.splits['train'][0])} training photos at {run.info.image_size}px, {tcfg['augmentation']} augmentation, "
+                  f"backend {run.runtime['backend']}")
+    rows = run.fit(model)
+    run.finish(model, rows, "resnet50_teacher", f"ResNet50 teacher ({cfg['name']} preset)",
+               extra={"weights": tcfg["weights"], **({"started_from": started_from} if started_from else {})})
 
 
 if __name__ == "__main__":

@@ -9,8 +9,7 @@ import numpy as np
 
 from guitar_distill.common.artifacts import atomic_path, read_json, write_json
 from guitar_distill.common.progress import progress_bar
-from guitar_distill.dataset.manifest import DataInfo
-from guitar_distill.dataset.split import SPLITS
+from guitar_distill.common.manifest import SPLITS, DataInfo
 from guitar_distill.edge.images import load_for_model
 
 

@@ -1,4 +1,4 @@
-"""The manifest: the split, decided once and read by every later stage."""
+"""The manifest: the split, decided once by the data stage and read by every later stage."""
 from __future__ import annotations
 
 import csv
@@ -10,6 +10,7 @@ from guitar_distill.common.artifacts import read_json, require, write_text
 from guitar_distill.common.errors import ToolkitError
 
 FIELDS = ("path", "sha1", "class", "split", "group")
+SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
