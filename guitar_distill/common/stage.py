@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from guitar_distill.common.artifacts import read_json, stage_dir, write_json
 from guitar_distill.common.errors import ToolkitError
+from guitar_distill.common.manifest import DataInfo, load_data_info
 
 
 # A longer budget may continue a run: these fields of the stage's own table may grow on resume.
@@ -91,10 +92,10 @@ class TrainingRun:
     out: Path
     cfg: dict
     recipe: dict  # the table fit reads: cfg["teacher"] or cfg["student"]
-    info: object  # common.manifest.DataInfo
+    info: DataInfo
     splits: dict  # {split: (images, labels)}
     runtime: dict
-    started: float = field(default_factory=time.perf_counter)
+    started: float  # time.perf_counter() when the run was opened
 
     @property
     def classes(self) -> list[str]:
@@ -118,7 +119,6 @@ class TrainingRun:
 def open_training_run(args, cfg: dict, folder: str, keys: tuple[str, ...], recipe: str) -> TrainingRun:
     """The run folder (`prepare_run_dir`, resumable), the runtime for `cfg[recipe]` and the decoded splits."""
     from guitar_distill.common.cache import load_splits
-    from guitar_distill.common.manifest import load_data_info
     from guitar_distill.common.training import configure_runtime
 
     started = time.perf_counter()

@@ -12,9 +12,8 @@ from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.cache import build_split_cache, cache_is_current
 from guitar_distill.dataset.dedup import find_duplicates
-from guitar_distill.common.manifest import Row, load_data_info, manifest_path, write_manifest
+from guitar_distill.common.manifest import SPLITS, Row, load_data_info, manifest_path, write_manifest
 from guitar_distill.dataset.scan import find_classes, list_files, resolve_source, scan
-from guitar_distill.common.manifest import SPLITS
 from guitar_distill.dataset.split import split_groups
 from guitar_distill.common.errors import ToolkitError, run_cli
 

@@ -25,8 +25,7 @@ from guitar_distill.common.artifacts import read_json, write_bytes, write_json, 
 from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.stage import check_upstream
-from guitar_distill.common.manifest import Row, load_data_info, write_manifest
-from guitar_distill.common.manifest import SPLITS
+from guitar_distill.common.manifest import SPLITS, Row, load_data_info, write_manifest
 from guitar_distill.gpukit.limits import CARRY_BYTES, folder_bytes
 from guitar_distill.common.errors import ToolkitError, run_cli
 
