@@ -215,3 +215,42 @@ def test_float32_copy_of_a_bfloat16_model_gives_the_same_answers():
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(copy.predict(x, verbose=0), model.predict(x, verbose=0), atol=0.05)
     assert float32_copy(copy) is copy
+
+
+def test_fused_batch_norm_trains_and_infers_as_keras_batch_norm(monkeypatch):
+    import tensorflow as tf
+    from guitar_distill.common.layers import FusedBatchNormalization
+
+    fused_calls, fused = [], tf.raw_ops.FusedBatchNormV3
+    monkeypatch.setattr(tf.raw_ops, "FusedBatchNormV3", lambda **kw: fused_calls.append(1) or fused(**kw))
+
+    x = np.random.default_rng(0).normal(2.0, 3.0, (4, 5, 5, 6)).astype(np.float32)
+    layers = []
+    for cls in (keras.layers.BatchNormalization, FusedBatchNormalization):
+        layer = cls(momentum=0.5, name="bn")
+        layer.build(x.shape)
+        layer.gamma.assign(np.linspace(0.5, 1.5, 6)), layer.beta.assign(np.linspace(-1, 1, 6))
+        layers.append(layer)
+    results = []
+    for layer in layers:
+        with tf.GradientTape() as tape:
+            inputs = tf.constant(x)
+            tape.watch(inputs)
+            y = layer(inputs, training=True)
+            loss = tf.reduce_sum(y * tf.range(6, dtype=tf.float32))
+        grads = tape.gradient(loss, [inputs, layer.gamma, layer.beta])
+        results.append([y, *grads, layer.moving_mean, layer.moving_variance, layer(inputs, training=False)])
+    assert fused_calls == [1]  # the fused kernel trained; inference took Keras' own path
+    for keras_value, fused_value in zip(*results):
+        np.testing.assert_allclose(np.asarray(fused_value), np.asarray(keras_value), rtol=1e-4, atol=1e-4)
+
+
+def test_the_teacher_trains_with_fused_batch_norm_and_saves_as_it_loads(tmp_path, plain_teacher):
+    from guitar_distill.common.layers import FusedBatchNormalization
+    from guitar_distill.common.models import load_model_file, save_model
+
+    norms = [layer for layer in plain_teacher.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 53 and all(type(layer) is FusedBatchNormalization for layer in norms)
+    x = np.random.default_rng(1).integers(0, 256, (2, SIZE, SIZE, 3)).astype(np.float32)
+    loaded = load_model_file(save_model(plain_teacher, tmp_path / "model.keras"))
+    np.testing.assert_allclose(loaded.predict_on_batch(x), plain_teacher.predict_on_batch(x), atol=1e-6)

@@ -6,7 +6,8 @@ A candidate qualifies with >= 30x fewer parameters than the teacher and int8 lat
 the teacher's fp32 latency. Size and speed do not depend on the weights.
 
 With --distill, each candidate is also distilled with the same budget (the preset's student recipe,
-`--epochs` epochs) from the teacher logits that `python -m distill` stored, and its validation and
+`--epochs` epochs) from the teacher logits that `python -m distill` stores (the same
+`distill.stored_epochs`, replayed), and its validation and
 test top-1 (Keras, and the int8 file calibrated on training photos) join the table, with an
 accuracy-versus-latency plot. The width is chosen on validation accuracy among qualifying candidates.
 """
@@ -62,21 +63,18 @@ def size_table(rows: list[dict]) -> str:
 
 def distil_candidates(artifacts: Path, cfg: dict, widths: list[tuple], epochs: int, out: Path) -> tuple[list, dict]:
     """Distil each width with the same budget from the stored teacher logits; returns (students, splits)."""
-    from guitar_distill.common.augment import training_augmentation
     from guitar_distill.common.training import configure_runtime, fit_recipe
     from guitar_distill.common.cache import load_splits
     from guitar_distill.common.manifest import load_data_info
     from guitar_distill.distill.distiller import compiled_distiller
-    from guitar_distill.distill.teacher_logits import cached_teacher_logits, teacher_file
+    from guitar_distill.distill.teacher_logits import stored_stream, teacher_file
     from guitar_distill.student.model import build_nin_student
 
     scfg = dict(cfg["student"], max_epochs=epochs, patience=epochs)
     dcfg = cfg["distill"]
     info = load_data_info(artifacts)
     splits = load_splits(info)
-    stored = cached_teacher_logits(info, splits["train"], teacher_file(artifacts, dcfg), int(scfg["batch_size"]),
-                                   int(scfg["seed"]), epochs * int(scfg["steps_per_epoch"]),
-                                   {s: x for s, (x, _) in splits.items()}, training_augmentation(scfg))
+    stored, period = stored_stream(info, splits, teacher_file(artifacts, dcfg), scfg, dcfg)
     students = []
     for w in widths:
         configure_runtime(scfg)  # same seed for every candidate
@@ -85,7 +83,7 @@ def distil_candidates(artifacts: Path, cfg: dict, widths: list[tuple], epochs: i
         run_dir = out / "student_size" / "-".join(map(str, w))
         console.print(f"distilling NiN {list(w)} for {epochs} epochs into {run_dir}")
         fit_recipe(distiller, splits["train"], (splits["val"][0], (splits["val"][1], stored.splits["val"])),
-                   scfg, run_dir, weights_of=student, batch_targets=stored.stream)
+                   scfg, run_dir, weights_of=student, batch_targets=stored.stream, stream_period=period)
         student.load_weights(run_dir / "best.weights.h5")
         students.append(student)
     return students, splits

@@ -21,3 +21,46 @@ class CaffePreprocess(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+@keras.saving.register_keras_serializable(package="guitar_distill")
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """BatchNormalization whose training step runs TensorFlow's fused kernel (FusedBatchNormV3).
+
+    Keras 3 normalises a training batch with separate moments and element-wise ops, with float32
+    casts around them under bfloat16: several passes over every activation, forward and backward.
+    tf.keras used the fused kernel, one pass, which oneDNN runs natively in bfloat16; ResNet50's
+    training step is mostly these passes on a CPU (reports/cpu_recipe.md, session 8). The same
+    weights, statistics and config as the Keras layer; inference, other backends, masks,
+    synchronised or renormalised batch norm and non-NHWC inputs take Keras' own path.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.synchronized or self.renorm \
+                or keras.backend.backend() != "tensorflow" or len(inputs.shape) != 4 or self.axis not in (-1, 3):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf  # only on the TensorFlow backend: the GPU kit's JAX machine has none
+
+        channels = inputs.shape[-1]
+        gamma = keras.ops.cast(self.gamma, "float32") if self.scale else tf.ones([channels])
+        beta = keras.ops.cast(self.beta, "float32") if self.center else tf.zeros([channels])
+        outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+            x=inputs, scale=gamma, offset=beta, mean=tf.zeros([0]), variance=tf.zeros([0]),
+            epsilon=self.epsilon, data_format="NHWC", is_training=True)
+        # The kernel returns the batch variance with Bessel's correction; Keras tracks the biased one.
+        count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:3]), "float32")
+        variance = variance * (count - 1.0) / tf.maximum(count, 1.0)
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        return keras.ops.cast(outputs, self.compute_dtype)
+
+
+def with_fused_batch_norm(model: keras.Model) -> keras.Model:
+    """The same functional network and weights with every BatchNormalization a FusedBatchNormalization."""
+    def clone(layer):
+        cls = FusedBatchNormalization if type(layer) is keras.layers.BatchNormalization else layer.__class__
+        return cls.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -17,13 +17,12 @@ def main(argv=None):
     args, cfg = training_config("Distil the ResNet50 teacher into the NiN student (resumable).", "student", argv)
     quiet_start()  # parse first: --help and argument errors need no TensorFlow
     from guitar_distill.common.artifacts import read_json
-    from guitar_distill.common.augment import training_augmentation
     from guitar_distill.common.models import load_model_file
     from guitar_distill.common.progress import console
     from guitar_distill.common.runtimes import predict_all
     from guitar_distill.common.stage import open_training_run
     from guitar_distill.distill.distiller import compiled_distiller
-    from guitar_distill.distill.teacher_logits import cached_teacher_logits, log_probabilities, teacher_file
+    from guitar_distill.distill.teacher_logits import log_probabilities, stored_stream, teacher_file
     from guitar_distill.student.model import build_nin_student
 
     scfg, dcfg = cfg["student"], cfg["distill"]
@@ -38,15 +37,8 @@ def main(argv=None):
     teacher = None if mode == "offline" else load_model_file(teacher_path)
     period, stored_epochs = None, None
     if mode == "offline":
-        # Logits for every epoch of the stream, or for the first `stored_epochs`, replayed after that:
-        # the teacher's inference is most of an offline run's cost on a CPU.
-        epochs = int(scfg["max_epochs"])
-        stored_epochs = min(int(dcfg["stored_epochs"]) or epochs, epochs)
-        batches = stored_epochs * int(scfg["steps_per_epoch"])
-        period = batches if stored_epochs < epochs else None
-        stored = cached_teacher_logits(info, splits["train"], teacher_path, int(scfg["batch_size"]),
-                                       int(scfg["seed"]), batches, {s: x for s, (x, _) in splits.items()},
-                                       training_augmentation(scfg))
+        stored, period = stored_stream(info, splits, teacher_path, scfg, dcfg)
+        stored_epochs = period // int(scfg["steps_per_epoch"]) if period else int(scfg["max_epochs"])
         teacher_logits = stored.splits
         val = (splits["val"][0], (splits["val"][1], teacher_logits["val"]))
         source = f"stored logits ({stored.folder}" + (f"; {stored_epochs} epochs of the stream, replayed" if period else "") + ")"

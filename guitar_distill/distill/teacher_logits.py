@@ -119,6 +119,23 @@ def cached_teacher_logits(info, train: tuple, teacher_path: Path, batch_size: in
                          {s: np.load(folder / f"{s}.npy") for s in splits}, folder)
 
 
+def stored_stream(info, splits: dict, teacher_path: Path, scfg: dict, dcfg: dict) -> tuple[TeacherLogits, int | None]:
+    """The stored logits a student run of `scfg["max_epochs"]` epochs trains from, and the replay period.
+
+    Logits for every epoch of the stream, or for the first `distill.stored_epochs`, replayed after
+    that (period = their batch count, else None): the teacher's inference is most of an offline
+    run's cost on a CPU.
+    """
+    from guitar_distill.common.augment import training_augmentation
+
+    epochs = int(scfg["max_epochs"])
+    stored_epochs = min(int(dcfg["stored_epochs"]) or epochs, epochs)
+    batches = stored_epochs * int(scfg["steps_per_epoch"])
+    stored = cached_teacher_logits(info, splits["train"], teacher_path, int(scfg["batch_size"]), int(scfg["seed"]),
+                                   batches, {s: x for s, (x, _) in splits.items()}, training_augmentation(scfg))
+    return stored, (batches if stored_epochs < epochs else None)
+
+
 def stored_split_probabilities(info, split: str) -> np.ndarray | None:
     """The teacher's probabilities on an unaugmented split from the store, or None when there is none."""
     path = info.root / "cache" / "teacher_logits" / f"{split}.npy"
