@@ -117,9 +117,10 @@ def test_student_size_benchmark_runs_and_applies_the_rule(tmp_path):
 
 def test_train_rate_benchmark(photo_source, tmp_path):
     run_stage("benchmarks.train_rate", "--preset", "smoke", "--batches", "1", "--source", str(photo_source),
-              "--out", str(tmp_path))
+              "--batch-norm", "keras", "--out", str(tmp_path))
     result = json.loads((tmp_path / "train_rate_smoke.json").read_text())
     assert result["settings"]["image_size"] == 32 and set(result["results"]) == {"teacher", "student"}
+    assert result["settings"]["batch_norm"] == "keras"
     teacher, student = result["results"]["teacher"], result["results"]["student"]
     # the smoke preset's networks and recipe, known answers: ResNet50 with a Flatten head over its 1x1 map and
     # the NiN (8, 16, 32), both for the 3 classes of photo_source; batches of 8, epochs of 2 batches

@@ -246,7 +246,7 @@ def test_fused_batch_norm_trains_and_infers_as_keras_batch_norm(monkeypatch):
 
 
 def test_the_teacher_trains_with_fused_batch_norm_and_saves_as_it_loads(tmp_path, plain_teacher):
-    from guitar_distill.common.layers import FusedBatchNormalization
+    from guitar_distill.common.layers import FusedBatchNormalization, with_batch_norm
     from guitar_distill.common.models import load_model_file, save_model
 
     norms = [layer for layer in plain_teacher.layers if isinstance(layer, keras.layers.BatchNormalization)]
@@ -254,3 +254,6 @@ def test_the_teacher_trains_with_fused_batch_norm_and_saves_as_it_loads(tmp_path
     x = np.random.default_rng(1).integers(0, 256, (2, SIZE, SIZE, 3)).astype(np.float32)
     loaded = load_model_file(save_model(plain_teacher, tmp_path / "model.keras"))
     np.testing.assert_allclose(loaded.predict_on_batch(x), plain_teacher.predict_on_batch(x), atol=1e-6)
+    stock = with_batch_norm(plain_teacher, fused=False)  # what benchmarks.train_rate --batch-norm keras times
+    assert not any(isinstance(layer, FusedBatchNormalization) for layer in stock.layers)
+    np.testing.assert_allclose(stock.predict_on_batch(x), plain_teacher.predict_on_batch(x), atol=1e-6)

@@ -64,12 +64,15 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", choices=("teacher", "student"), default=["teacher", "student"])
     parser.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
                         help="Keras' jit_compile (XLA): auto is Keras' default, off on CPU-only TensorFlow (default: %(default)s)")
+    parser.add_argument("--batch-norm", choices=("fused", "keras"), default="fused",
+                        help="the builders' fused-kernel batch norm, or Keras' own layer for comparison (default: %(default)s)")
     parser.add_argument("--out", type=Path, help="folder for the record (default: ARTIFACTS/bench)")
     args = parser.parse_args(argv)
     quiet_start()  # after parsing: --help and argument errors need no TensorFlow
     import keras
 
     from guitar_distill.common.augment import AugmentedBatches, training_augmentation
+    from guitar_distill.common.layers import with_batch_norm
     from guitar_distill.common.training import configure_runtime, recipe_loss, recipe_optimizer
     args.out = args.out or args.artifacts / "bench"
     start = time.perf_counter()
@@ -92,7 +95,7 @@ def main(argv=None):
     with progress_bar(len(args.models) * (args.batches + 2), f"training rate at {size}px") as advance:
         for name, (mcfg, build) in ((n, m) for n, m in models.items() if n in args.models):
             runtime = configure_runtime(mcfg)  # the preset's precision policy (bfloat16 on the cpu preset)
-            model = build()
+            model = with_batch_norm(build(), fused=args.batch_norm == "fused")
             model.compile(optimizer=recipe_optimizer(mcfg), loss=recipe_loss(mcfg),
                           jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile])
             feed = AugmentedBatches(images, labels, int(mcfg["batch_size"]), int(mcfg["seed"]),
@@ -119,7 +122,7 @@ def main(argv=None):
                  title=f"Training rate, {cfg['name']} recipe at {size} px ({keras.backend.backend()} backend)",
                  settings={"preset": cfg["name"], "image_size": size, "timed_batches": args.batches,
                            "photos": len(files), "backend": keras.backend.backend(), "fit_feed": args.fit_feed,
-                           "jit_compile": args.jit_compile,
+                           "jit_compile": args.jit_compile, "batch_norm": args.batch_norm,
                            **{f"{name}_steps_per_epoch": r["steps_per_epoch"] for name, r in results.items()}},
                  results=results, table=table, started=start)
     console.print(table)

@@ -55,11 +55,13 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         return keras.ops.cast(outputs, self.compute_dtype)
 
 
-def with_fused_batch_norm(model: keras.Model) -> keras.Model:
-    """The same functional network and weights with every BatchNormalization a FusedBatchNormalization."""
+def with_batch_norm(model: keras.Model, fused: bool = True) -> keras.Model:
+    """The same functional network and weights with every batch norm the fused layer (or Keras' own)."""
+    source, target = ((keras.layers.BatchNormalization, FusedBatchNormalization) if fused
+                      else (FusedBatchNormalization, keras.layers.BatchNormalization))
+
     def clone(layer):
-        cls = FusedBatchNormalization if type(layer) is keras.layers.BatchNormalization else layer.__class__
-        return cls.from_config(layer.get_config())
+        return (target if type(layer) is source else layer.__class__).from_config(layer.get_config())
 
     copy = keras.models.clone_model(model, clone_function=clone)
     copy.set_weights(model.get_weights())

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import keras as keras3
 
+from guitar_distill.common.layers import FusedBatchNormalization
+
 LAST_FEATURES = "last_features"  # output of the last mlpconv block before the classifier (Grad-CAM)
 
 
@@ -12,13 +14,15 @@ def build_nin_student(num_classes: int, input_size: int = 224, widths=(32, 64, 1
 
     `keras` is the Keras module to build with: Keras 3 by default, or tf_keras (Keras 2), which
     tensorflow-model-optimization needs for quantisation-aware training. Both get the same layers,
-    names and weight order, so weights copy across with `set_weights(get_weights())`.
+    names and weight order, so weights copy across with `set_weights(get_weights())`. Keras 3 gets
+    the fused batch-norm kernel for training (common/layers.py: the NiN's step about 1.5x faster).
     """
     L = keras.layers
+    Norm = FusedBatchNormalization if keras is keras3 else L.BatchNormalization
 
     def conv_bn_relu(x, filters, kernel, stride, name):
         x = L.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
-        x = L.BatchNormalization(name=f"{name}_bn")(x)
+        x = Norm(name=f"{name}_bn")(x)
         return L.ReLU(name=f"{name}_relu")(x)
 
     def mlpconv(x, filters, kernel, stride, name):
