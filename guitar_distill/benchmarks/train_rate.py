@@ -95,7 +95,9 @@ def main(argv=None):
     with progress_bar(len(args.models) * (args.batches + 2), f"training rate at {size}px") as advance:
         for name, (mcfg, build) in ((n, m) for n, m in models.items() if n in args.models):
             runtime = configure_runtime(mcfg)  # the preset's precision policy (bfloat16 on the cpu preset)
-            model = with_batch_norm(build(), fused=args.batch_norm == "fused")
+            model = build()  # the builders' layers are the fused batch norm already
+            if args.batch_norm == "keras":
+                model = with_batch_norm(model, fused=False)
             model.compile(optimizer=recipe_optimizer(mcfg), loss=recipe_loss(mcfg),
                           jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile])
             feed = AugmentedBatches(images, labels, int(mcfg["batch_size"]), int(mcfg["seed"]),
