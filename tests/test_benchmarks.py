@@ -1,5 +1,6 @@
 """Benchmark harness logic on known numbers and on the smoke models (no timings asserted)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,6 +129,32 @@ def test_train_rate_benchmark(photo_source, tmp_path):
     assert all((r["batch_size"], r["steps_per_epoch"]) == (8, 2) for r in (teacher, student))
     assert all(r["train_step_images_per_s"] > 0 and r["fit_images_per_s"] > 0 for r in (teacher, student))
     assert "| teacher |" in (tmp_path / "train_rate_smoke.md").read_text()
+
+
+def test_train_rate_profile_names_where_the_step_goes(photo_source, tmp_path):
+    run_stage("benchmarks.train_rate", "--preset", "smoke", "--batches", "1", "--source", str(photo_source),
+              "--models", "student", "--profile", "2", "--out", str(tmp_path))
+    profile = json.loads((tmp_path / "train_rate_smoke.json").read_text())["results"]["student"]["profile"]
+    assert profile["steps"] == 2 and profile["step_wall_ms"] > 0 and profile["op_ms_per_step"] > 0
+    kinds = profile["kinds"]
+    # the NiN's convolutions and batch norms run both ways; the optimiser updates its variables
+    assert all(kinds[k]["forward+update_ms"] > 0 and kinds[k]["backward_ms"] > 0 for k in ("convolution", "batch norm"))
+    assert kinds["optimizer and variables"]["forward+update_ms"] > 0
+    assert sum(k["share"] for k in kinds.values()) == pytest.approx(1)
+    ms = [o["ms_per_step"] for o in profile["ops"]]
+    assert ms == sorted(ms, reverse=True) and sum(ms) == pytest.approx(profile["op_ms_per_step"])
+    assert any("FusedBatchNormGrad" in o["op"] and o["phase"] == "backward" for o in profile["ops"])
+    assert list(Path(profile["trace"]).rglob("*.xplane.pb"))
+    assert "## Step profile: student (2 traced steps)" in (tmp_path / "train_rate_smoke.md").read_text()
+
+
+def test_op_kinds():
+    from guitar_distill.benchmarks.step_profile import op_kind
+
+    assert op_kind("_MklNativeConv2DBackpropFilter") == "convolution"
+    assert op_kind("FusedBatchNormGradV3") == "batch norm"
+    assert op_kind("ResourceApplyKerasMomentum") == "optimizer and variables"
+    assert op_kind("ReluGrad") == "element-wise and other"
 
 
 def test_cache_build_benchmark_decodes_from_scratch(photo_source, tmp_path):

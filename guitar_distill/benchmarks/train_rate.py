@@ -5,6 +5,8 @@ preset's precision policy) for the teacher and the student, after one warm-up ba
 graph building: each step alone, then the same batches through `model.fit` as training feeds it
 (`--fit-feed pydataset` measures Keras's own PyDataset path instead, for comparison). Then what an
 epoch (the write-up's "step") and 36 of them (where the write-up stopped) cost at the fit rate.
+`--profile N` traces N more steps with TensorFlow's profiler and tables where their time went
+(op kinds, the backward pass apart, and the costliest op types; the trace stays for TensorBoard).
 Writes ARTIFACTS/bench/train_rate_<preset>.{md,json}.
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from guitar_distill.benchmarks.record import write_record
+from guitar_distill.benchmarks.step_profile import op_profile, traced_steps
 from guitar_distill.common.markdown import markdown_table
 from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.progress import console, progress_bar
@@ -55,6 +58,19 @@ def timed_fit(model, feed, batches: int, keras_feed: bool) -> float:
     return batches * feed.batch_size / (time.perf_counter() - t)
 
 
+def profile_tables(name: str, p: dict, top: int = 15) -> str:
+    """Markdown: a model's traced step by op kind, then its costliest op types."""
+    kinds = markdown_table(["kind", "forward and update ms", "backward ms", "share of op time"],
+                           [[k, f"{v['forward+update_ms']:.1f}", f"{v['backward_ms']:.1f}", f"{v['share']:.1%}"]
+                            for k, v in p["kinds"].items()], "lrrr")
+    ops = markdown_table(["op type", "phase", "kind", "ms per step", "calls per step", "share"],
+                         [[o["op"], o["phase"], o["kind"], f"{o['ms_per_step']:.1f}", f"{o['calls_per_step']:g}",
+                           f"{o['share']:.1%}"] for o in p["ops"][:top]], "llllrr")
+    return (f"\n## Step profile: {name} ({p['steps']} traced steps)\n\nStep wall time {p['step_wall_ms']:.0f} ms; "
+            f"TensorFlow ops {p['op_ms_per_step']:.0f} ms a step (two ops can run at once on two cores). "
+            f"Trace: `{p['trace']}` (TensorBoard's profile plugin opens it).\n\n{kinds}\n{ops}")
+
+
 def main(argv=None):
     parser = stage_parser("Training images/s of the recipe on this machine, teacher and student.", default_preset="seed")
     parser.add_argument("--batches", type=int, default=3, help="timed mini-batches per model (default: %(default)s)")
@@ -66,11 +82,17 @@ def main(argv=None):
                         help="Keras' jit_compile (XLA): auto is Keras' default, off on CPU-only TensorFlow (default: %(default)s)")
     parser.add_argument("--batch-norm", choices=("fused", "keras"), default="fused",
                         help="the builders' fused-kernel batch norm, or Keras' own layer for comparison (default: %(default)s)")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="trace this many more steps per model with TensorFlow's profiler (default: none)")
     parser.add_argument("--out", type=Path, help="folder for the record (default: ARTIFACTS/bench)")
     args = parser.parse_args(argv)
+    if args.profile < 0:
+        parser.error("--profile: a number of steps, 0 for none")
     quiet_start()  # after parsing: --help and argument errors need no TensorFlow
     import keras
 
+    if args.profile and keras.backend.backend() != "tensorflow":
+        raise SystemExit(f"--profile reads TensorFlow's profiler; the backend is {keras.backend.backend()}")
     from guitar_distill.common.augment import AugmentedBatches, training_augmentation
     from guitar_distill.common.layers import with_batch_norm
     from guitar_distill.common.training import configure_runtime, recipe_loss, recipe_optimizer
@@ -92,7 +114,9 @@ def main(argv=None):
                                                                  head=cfg["teacher"].get("head", "flatten"))),
               "student": (cfg["student"], lambda: build_nin_student(len(classes), size, tuple(cfg["student"]["widths"]),
                                                                    float(cfg["student"]["dropout"])))}
-    with progress_bar(len(args.models) * (args.batches + 2), f"training rate at {size}px") as advance:
+    stem = f"train_rate_{cfg['name']}"
+    steps = len(args.models) * (args.batches + 2 + (args.profile + 1 if args.profile else 0))
+    with progress_bar(steps, f"training rate at {size}px") as advance:
         for name, (mcfg, build) in ((n, m) for n, m in models.items() if n in args.models):
             runtime = configure_runtime(mcfg)  # the preset's precision policy (bfloat16 on the cpu preset)
             model = build()  # the builders' layers are the fused batch norm already
@@ -111,8 +135,12 @@ def main(argv=None):
             r["parameters"] = model.count_params()
             r["dtype_policy"], r["steps_per_epoch"] = runtime["dtype_policy"], int(mcfg["steps_per_epoch"])
             r["devices"] = runtime["devices"]
+            if args.profile:
+                trace = args.out / f"{stem}_trace" / name
+                wall = traced_steps(model, feed, args.profile, trace)
+                r["profile"] = {**op_profile(trace, args.profile, wall), "trace": str(trace)}
+                advance(args.profile + 1)
             results[name] = r
-    stem = f"train_rate_{cfg['name']}"
     table = markdown_table(
         ["model", "parameters", "batch", "precision", "devices", "train step images/s",
          "with augmentation images/s", "model.fit images/s", "hours per epoch (batches)", f"hours for {WRITEUP_EPOCHS} epochs"],
@@ -126,7 +154,8 @@ def main(argv=None):
                            "photos": len(files), "backend": keras.backend.backend(), "fit_feed": args.fit_feed,
                            "jit_compile": args.jit_compile, "batch_norm": args.batch_norm,
                            **{f"{name}_steps_per_epoch": r["steps_per_epoch"] for name, r in results.items()}},
-                 results=results, table=table, started=start)
+                 results=results, table=table, started=start,
+                 notes="".join(profile_tables(name, r["profile"]) for name, r in results.items() if "profile" in r))
     console.print(table)
     console.print(f"written: {args.out / stem}.md, {args.out / stem}.json")
 
