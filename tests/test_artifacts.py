@@ -54,8 +54,8 @@ def test_presets_inherit_and_state_only_their_changes(tmp_path):
     assert stretch["teacher"]["head"] == "avg" and stretch["teacher"]["batch_size"] == 64 and full["teacher"]["head"] == "flatten"
     demo = load_preset("demo")  # three levels: demo -> stretch -> cpu -> full
     assert demo["data"]["image_size"] == stretch["data"]["image_size"] == 112 and demo["teacher"]["zero_init_residual"] is True
-    assert demo["student"]["max_epochs"] == stretch["student"]["max_epochs"] == 20 and demo["distill"]["stored_epochs"] == 3
-    assert demo["distill"]["temperature"] == full["distill"]["temperature"] and demo["export"]["qat_steps_per_epoch"] == 40
+    assert (demo["student"]["max_epochs"], stretch["student"]["max_epochs"]) == (18, 30) and demo["distill"]["stored_epochs"] == 3
+    assert demo["student"]["widths"] == stretch["student"]["widths"] and demo["distill"]["temperature"] == full["distill"]["temperature"] and demo["export"]["qat_steps_per_epoch"] == 40
     assert load_preset("smoke")["data"]["split"] == {"counts": {"train": 6, "val": 2, "test": 2}}  # replaced whole
     loop = tmp_path / "loop.toml"
     loop.write_text(f'base = "{loop}"\n')
