@@ -252,6 +252,12 @@ def test_release_check_and_import_of_the_teacher(exported, tmp_path):
         assert (imported / "IMPORTED.txt").exists() and json.loads((imported / "model.json").read_text())["format"] == fmt
         np.testing.assert_allclose(open_classifier(imported / "model.tflite").predict(images), trained, atol=5e-3)
 
+    # Grad-CAM in such a run (no teacher/model.keras) takes the Keras file the teacher was rebuilt from
+    shutil.copytree(exported / "distill", artifacts / "distill")
+    gradcam = run_stage("benchmarks.gradcam", "--preset", "smoke", "--artifacts", str(artifacts), "--per-class", "1")
+    assert "the Keras file this run's teacher files were rebuilt from" in " ".join(gradcam.stdout.split())
+    assert (artifacts / "bench" / "gradcam" / "grid_00.png").exists()
+
 
 def test_predict_refuses_bad_arguments_with_clear_messages(tmp_path, capsys):
     from guitar_distill.edge.predict import DEFAULT_MODEL, main as predict_main

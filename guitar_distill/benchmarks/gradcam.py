@@ -18,8 +18,8 @@ from PIL import Image
 from guitar_distill.benchmarks.record import write_record
 from guitar_distill.common.markdown import markdown_table
 from guitar_distill.common.artifacts import stage_dir
-from guitar_distill.common.config import resolve_config, stage_parser
-from guitar_distill.common.layout import evaluation_split
+from guitar_distill.common.config import resolve_config, resolve_project_path, stage_parser
+from guitar_distill.common.layout import evaluation_split, imported_teacher
 from guitar_distill.common.plots import pyplot, save_figure
 from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.quiet import quiet_start
@@ -131,7 +131,15 @@ def main(argv=None):
     info = load_data_info(args.artifacts)
     from guitar_distill.common.models import load_stage_model
 
-    teacher = load_stage_model(args.artifacts, "teacher", "make teacher")
+    imported = imported_teacher(args.artifacts)
+    if imported and not (args.artifacts / "teacher" / "model.keras").exists():
+        # the demo's or a stretch's teacher is the release's: Grad-CAM needs its Keras weights
+        from guitar_distill.export.release import released_teacher
+
+        teacher = released_teacher(resolve_project_path(imported), len(info.classes), info.image_size)
+        console.print(f"teacher: {imported}, the Keras file this run's teacher files were rebuilt from")
+    else:
+        teacher = load_stage_model(args.artifacts, "teacher", "make teacher")
     student = load_stage_model(args.artifacts, "distill", "make distill")
     if args.photos:
         photos, labels = args.photos, [0] * len(args.photos)  # label unknown: shown as the first class

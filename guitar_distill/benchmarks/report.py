@@ -8,7 +8,7 @@ from guitar_distill.benchmarks.hardware import header_markdown
 from guitar_distill.benchmarks.robustness import robustness_table
 from guitar_distill.common.artifacts import read_json, require, write_text
 from guitar_distill.common.config import PROJECT_ROOT, resolve_config, stage_parser
-from guitar_distill.common.layout import model_path
+from guitar_distill.common.layout import imported_teacher
 from guitar_distill.common.plots import pyplot, save_figure
 from guitar_distill.common.progress import console
 from guitar_distill.common.errors import run_cli
@@ -62,10 +62,11 @@ def provenance(artifacts: Path) -> list[str]:
     """What this run trained, and what it took from the released models (the demo's teacher)."""
     trained = [f"`{stage}`" for stage in ("teacher", "baseline", "distill") if (artifacts / stage / "metrics.json").exists()]
     lines = [f"Trained in this run: {', '.join(trained) or 'nothing'}."]
-    imported = model_path(artifacts, "teacher", "tflite_fp16").with_name("IMPORTED.txt")
-    if imported.exists() and not (artifacts / "teacher" / "metrics.json").exists():
-        lines.append("The teacher was **not** trained in this run: it is the released float16 TFLite teacher from "
-                     "`models/` (made by `make cpu`); the student was distilled from it here through stored logits.")
+    imported = imported_teacher(artifacts)
+    if imported and not (artifacts / "teacher" / "metrics.json").exists():
+        lines.append(f"The teacher was **not** trained in this run: its files were rebuilt from `{imported}` "
+                     "(the release's float16 Keras weights, made by `make stretch`) by `python -m export.release "
+                     "--import-teacher`; the student was distilled from it here through stored logits.")
     released = PROJECT_ROOT / "models" / "training"
     if not (artifacts / "baseline" / "metrics.json").exists() and (released / "baseline" / "metrics.json").exists():
         base, kd = (read_json(released / name / "metrics.json") for name in ("baseline", "student"))

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,16 @@ def model_path(artifacts: Path, model: str, fmt: str) -> Path:
     if fmt == "keras":
         return Path(artifacts) / MODEL_STAGES[model] / "model.keras"
     return Path(artifacts) / "export" / model / fmt / f"model.{FORMATS[fmt].extension}"
+
+
+def imported_teacher(artifacts: Path) -> Path | None:
+    """The Keras teacher file that `export.release --import-teacher` rebuilt this run's teacher files
+    from (the release's, for the demo and a stretch's students), or None when nothing was imported."""
+    meta = model_path(artifacts, "teacher", "tflite_fp16").with_name("model.json")
+    if not meta.exists():
+        return None
+    source = json.loads(meta.read_text()).get("source_run", {}).get("imported_from")
+    return Path(source) if source else None
 
 
 def evaluation_split(info) -> str:

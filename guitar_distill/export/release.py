@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from guitar_distill.common.artifacts import read_json, sha256_file, write_json, write_text
-from guitar_distill.common.config import PROJECT_ROOT, resolve_config, stage_parser
+from guitar_distill.common.config import PROJECT_ROOT, project_relative, resolve_config, stage_parser
 from guitar_distill.common.layout import MODEL_STAGES, evaluation_split, model_path
 from guitar_distill.common.progress import console
 from guitar_distill.common.quiet import quiet_start
@@ -158,30 +158,39 @@ def check(dest: Path, artifacts: Path) -> list[dict]:
     return results
 
 
-def import_teacher(source: Path, artifacts: Path) -> list[Path]:
-    """A Keras teacher file (the released float16 one by default) as TFLite fp32 and fp16 files where
-    the benchmarks and the stored logits look for them, at the data stage's resolution (an
-    average-pooling teacher takes any)."""
+def released_teacher(source: Path, classes: int, image_size: int):
+    """A Keras teacher file (the released float16 one) as a float32 Keras network taking `image_size`
+    px photos: as it is, or rebuilt at that size when its head is average pooling (which takes any)."""
     import keras
 
-    from guitar_distill.common.models import float32_copy, load_model_file, network_cost
-    from guitar_distill.common.manifest import load_data_info
-    from guitar_distill.export.convert import export_saved_model, tflite_from_saved_model
+    from guitar_distill.common.models import float32_copy, load_model_file
     from guitar_distill.teacher.model import build_teacher
     from guitar_distill.teacher.warm_start import start_from_teacher
+
+    model = float32_copy(load_model_file(source))
+    if int(model.input_shape[1]) == image_size:
+        return model
+    if not any(isinstance(layer, keras.layers.GlobalAveragePooling2D) for layer in model.layers):
+        raise ToolkitError(f"{source} takes {model.input_shape[1]}px photos and its Flatten head cannot take the "
+                           f"data stage's {image_size}px (remake the data stage at {model.input_shape[1]}px)")
+    resized = build_teacher(classes, image_size, None, head="avg")
+    start_from_teacher(resized, source)
+    return resized
+
+
+def import_teacher(source: Path, artifacts: Path) -> list[Path]:
+    """A Keras teacher file (the released float16 one by default) as TFLite fp32 and fp16 files where
+    the benchmarks and the stored logits look for them, at the data stage's resolution."""
+    from guitar_distill.common.models import network_cost
+    from guitar_distill.common.manifest import load_data_info
+    from guitar_distill.export.convert import export_saved_model, tflite_from_saved_model
 
     info = load_data_info(artifacts)
     beside = source.with_name("model.json")
     meta = read_json(beside) if beside.exists() else {"source_run": {"stage": "teacher", "file": str(source)}}
-    model = float32_copy(load_model_file(source))
-    if int(model.input_shape[1]) != info.image_size:
-        if not any(isinstance(layer, keras.layers.GlobalAveragePooling2D) for layer in model.layers):
-            raise ToolkitError(f"{source} takes {model.input_shape[1]}px photos and its Flatten head cannot take the "
-                             f"data stage's {info.image_size}px (remake the data stage at {model.input_shape[1]}px)")
-        resized = build_teacher(len(info.classes), info.image_size, None, head="avg")
-        start_from_teacher(resized, source)
-        model = resized
+    model = released_teacher(source, len(info.classes), info.image_size)
     saved = export_saved_model(model, artifacts / "export" / "saved_model" / "imported_teacher")
+    shown = project_relative(source)
     outs = []
     for fmt in IMPORTED_TEACHER:
         out = model_path(artifacts, "teacher", fmt)
@@ -193,9 +202,9 @@ def import_teacher(source: Path, artifacts: Path) -> list[Path]:
             **{k: v for k, v in meta.items() if k not in ("file", "format", "sha256", "train_from", "weights_dtype")},
             "file": out.name, "format": fmt, "network": network_cost(model),
             "input": {"shape": [1, size, size, 3], "dtype": "float32", "range": [0, 255], "layout": "NHWC, RGB"},
-            "source_run": {**meta.get("source_run", {}), "imported_from": str(source)}, "sha256": sha256_file(out)})
+            "source_run": {**meta.get("source_run", {}), "imported_from": str(shown)}, "sha256": sha256_file(out)})
         write_text(out.with_name("labels.txt"), "\n".join(info.classes) + "\n")
-        write_text(out.with_name("IMPORTED.txt"), f"rebuilt from {source} by python -m export.release --import-teacher\n")
+        write_text(out.with_name("IMPORTED.txt"), f"rebuilt from {shown} by python -m export.release --import-teacher\n")
         console.print(f"teacher {fmt}: {out}")
         outs.append(out)
     shutil.rmtree(saved, ignore_errors=True)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import keras
 
+from guitar_distill.common.config import project_relative
+
 
 def is_teacher_file(weights) -> bool:
     return bool(weights) and Path(str(weights)).suffix == ".keras"
@@ -46,4 +48,4 @@ def start_from_teacher(model: keras.Model, path: Path) -> dict:
         raise ValueError(f"{path}: its {head_from} head takes {kernel.shape[0]} features, this {head_to} head "
                          f"{target[0]}: a Flatten head is tied to its input size (use teacher.head = \"avg\")")
     model.get_layer("predictions").set_weights([kernel, bias])
-    return {"from": str(path), "source_image_size": int(source.input_shape[1]), "source_head": head_from}
+    return {"from": project_relative(path), "source_image_size": int(source.input_shape[1]), "source_head": head_from}
