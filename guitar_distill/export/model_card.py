@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from guitar_distill.common.artifacts import read_json, write_text
-from guitar_distill.common.config import PROJECT_ROOT, project_relative
+from guitar_distill.common.config import PROJECT_ROOT
 from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.markdown import markdown_table
 
@@ -119,7 +119,7 @@ def render_model_card(records: dict) -> str:
               f"- Teacher: ResNet50 ({tcfg['teacher'].get('head', 'flatten')} head), {tcfg['teacher']['optimizer']} "
               f"{tcfg['teacher']['schedule']}, peak learning rate {tcfg['teacher']['learning_rate']}, "
               f"{tcfg['teacher'].get('augmentation', 'seed')} augmentation, {tm['epochs_run']} epochs at "
-              f"{tcfg['data']['image_size']} px" + (f", started from `{project_relative(tm['started_from']['from'])}` "
+              f"{tcfg['data']['image_size']} px" + (f", started from `{tm['started_from']['from']}` "
                                                      f"({tm['started_from']['source_image_size']} px, "
                                                      f"{tm['started_from']['source_head']} head)" if tm.get("started_from") else "")
               + f"; {tm['train_seconds']:,.0f} s of training.",
