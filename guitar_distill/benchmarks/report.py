@@ -64,9 +64,10 @@ def provenance(artifacts: Path) -> list[str]:
     lines = [f"Trained in this run: {', '.join(trained) or 'nothing'}."]
     imported = imported_teacher(artifacts)
     if imported and not (artifacts / "teacher" / "metrics.json").exists():
-        lines.append(f"The teacher was **not** trained in this run: its files were rebuilt from `{imported}` "
-                     "(the release's float16 Keras weights, made by `make stretch`) by `python -m export.release "
-                     "--import-teacher`; the student was distilled from it here through stored logits.")
+        what = " (the release's float16 Keras weights)" if imported.parts[:1] == ("models",) else ""
+        lines.append(f"The teacher was **not** trained in this run: its files were rebuilt from `{imported}`{what} "
+                     "by `python -m export.release --import-teacher`; the student was distilled from it here "
+                     "through stored logits.")
     released = PROJECT_ROOT / "models" / "training"
     if not (artifacts / "baseline" / "metrics.json").exists() and (released / "baseline" / "metrics.json").exists():
         base, kd = (read_json(released / name / "metrics.json") for name in ("baseline", "student"))

@@ -37,9 +37,8 @@ def resolve_project_path(path) -> Path:
 def project_relative(path) -> str:
     """A path as records and reports show it: relative to the project where it lies inside it, so that
     a record reads the same on every machine."""
-    path = Path(path)
-    full = path if path.is_absolute() else Path.cwd() / path
-    return str(full.resolve().relative_to(PROJECT_ROOT)) if full.resolve().is_relative_to(PROJECT_ROOT) else str(path)
+    full = Path(path).resolve()
+    return str(full.relative_to(PROJECT_ROOT)) if full.is_relative_to(PROJECT_ROOT) else str(path)
 
 
 def preset_names() -> list[str]:

@@ -202,7 +202,7 @@ def import_teacher(source: Path, artifacts: Path) -> list[Path]:
             **{k: v for k, v in meta.items() if k not in ("file", "format", "sha256", "train_from", "weights_dtype")},
             "file": out.name, "format": fmt, "network": network_cost(model),
             "input": {"shape": [1, size, size, 3], "dtype": "float32", "range": [0, 255], "layout": "NHWC, RGB"},
-            "source_run": {**meta.get("source_run", {}), "imported_from": str(shown)}, "sha256": sha256_file(out)})
+            "source_run": {**meta.get("source_run", {}), "imported_from": shown}, "sha256": sha256_file(out)})
         write_text(out.with_name("labels.txt"), "\n".join(info.classes) + "\n")
         write_text(out.with_name("IMPORTED.txt"), f"rebuilt from {shown} by python -m export.release --import-teacher\n")
         console.print(f"teacher {fmt}: {out}")
