@@ -2,6 +2,8 @@
 PRESET ?= full
 ARTIFACTS ?= artifacts
 PYTHON ?= .venv/bin/python
+# pytest-xdist workers for make test: the 2 cores CI has
+TEST_WORKERS ?= 2
 STAGE_ARGS = --preset $(PRESET) --artifacts $(ARTIFACTS)
 DEMO_ARGS = --preset demo --artifacts $(ARTIFACTS)/demo
 
@@ -84,8 +86,8 @@ pi-check:         ## the edge bundle on aarch64 (QEMU user mode), answers compar
 web-check:        ## the bundle's web page in headless Chromium, answers compared with Python
 	$(PYTHON) -m checks.web_check
 
-test:             ## the whole test suite (small, CPU only; CI runs this)
-	$(PYTHON) -m pytest -q
+test:             ## the whole test suite (small, CPU only; CI runs this): two pytest-xdist workers
+	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast:        ## the fast tier: under a minute, no photos, no trained models
 	$(PYTHON) -m pytest -q -m "not slow"

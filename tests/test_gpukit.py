@@ -1,4 +1,4 @@
-"""The GPU kit: built, run on the smoke preset with TensorFlow unimportable, and received back."""
+"""The GPU kit: built, run on the smoke preset with TensorFlow unimportable (JAX, two host devices), and received back."""
 from __future__ import annotations
 
 import hashlib
@@ -9,6 +9,10 @@ import sys
 import pytest
 
 from conftest import run_stage
+from guitar_distill.common.cache import load_split
+from guitar_distill.common.manifest import load_data_info
+from guitar_distill.common.models import load_model_file
+from guitar_distill.common.runtimes import accuracy, predict_all
 from guitar_distill.gpukit.limits import BACK_FILE_BYTES, out_problems
 from guitar_distill.gpukit.receive import ReceiveError, joined_results
 
@@ -41,15 +45,24 @@ def test_the_runner_trains_every_stage_without_tensorflow_and_what_comes_back_re
                            capture_output=True, text=True)
     assert check.returncode != 0 and "blocked" in check.stderr
 
-    out = tmp_path / "out"
+    # Two host devices: every stage trains data-parallel (keras.distribution), as on a multi-GPU machine.
+    out, gpu_artifacts = tmp_path / "out", tmp_path / "gpu-artifacts"
     run_stage("gpukit.run", "--kit", str(tmp_path / "kit"), "--out", str(out), "--artifacts",
-              str(tmp_path / "gpu-artifacts"), "--allow-cpu", "--minutes", "4",
-              env={"PYTHONPATH": str(blocker)}, timeout=900)
+              str(gpu_artifacts), "--allow-cpu", "--minutes", "4",
+              env={"PYTHONPATH": str(blocker), "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, timeout=900)
     assert out_problems(out) == []
     results = json.loads((out / "results.json").read_text())
     assert set(results["stages"]) == {"teacher", "distill", "baseline"}
     assert all(0.0 <= m["val_accuracy"] <= 1.0 for m in results["stages"].values())
-    assert results["notes"] == [] and results["devices"][0].startswith("cpu")
+    assert results["notes"] == [] and len(results["devices"]) == 2 and results["devices"][0].startswith("cpu")
+    for stage in ("teacher", "distill"):
+        metrics = json.loads((gpu_artifacts / stage / "metrics.json").read_text())
+        assert metrics["backend"] == "jax" and len(metrics["devices"]) == 2
+    assert "val_agreement_with_teacher" in json.loads((gpu_artifacts / "distill" / "metrics.json").read_text())
+    # Known answer: the JAX-trained float32 file, loaded here under TensorFlow, scores what the run recorded.
+    x, y = load_split(load_data_info(gpu_artifacts), "val")
+    probs = predict_all(load_model_file(gpu_artifacts / "teacher" / "model.keras"), x)
+    assert results["stages"]["teacher"]["val_accuracy"] == pytest.approx(accuracy(probs, y))
 
     run_stage("gpukit.receive", str(out), *common)
     for stage in ("teacher", "distill", "baseline"):
