@@ -81,16 +81,7 @@ def exported(smoke_artifacts) -> Path:
     return smoke_artifacts
 
 
-# Under pytest-xdist (`make test` runs two workers, --dist loadgroup) a session fixture is built once
-# per worker that needs it: the tests of the smoke models go to one worker, so they are built once.
-SMOKE_MODEL_FIXTURES = {"smoke_artifacts", "exported"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the group marks
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        fixtures = set(getattr(item, "fixturenames", ()))
-        if SLOW_FIXTURES & fixtures:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-        if SMOKE_MODEL_FIXTURES & fixtures:
-            item.add_marker(pytest.mark.xdist_group("smoke_models"))
