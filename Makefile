@@ -2,7 +2,8 @@
 PRESET ?= full
 ARTIFACTS ?= artifacts
 PYTHON ?= .venv/bin/python
-# pytest-xdist workers for make test (the 2 cores CI has); --dist load hands out single tests (by module was slower)
+# pytest-xdist workers for make test (the 2 cores CI has); --dist loadgroup hands out single tests, except that
+# the tests of the smoke models go to one worker, which builds them once (tests/conftest.py: smoke_models)
 TEST_WORKERS ?= 2
 STAGE_ARGS = --preset $(PRESET) --artifacts $(ARTIFACTS)
 DEMO_ARGS = --preset demo --artifacts $(ARTIFACTS)/demo
@@ -87,7 +88,7 @@ web-check:        ## the bundle's web page in headless Chromium, answers compare
 	$(PYTHON) -m checks.web_check
 
 test:             ## the whole test suite (small, CPU only; CI runs this): two pytest-xdist workers
-	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist load
+	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast:        ## the fast tier: under a minute, no photos, no trained models
 	$(PYTHON) -m pytest -q -m "not slow"

@@ -81,7 +81,33 @@ def exported(smoke_artifacts) -> Path:
     return smoke_artifacts
 
 
+# `make test` runs pytest-xdist with --dist loadgroup: the tests that take the smoke models run on one
+# worker, which builds them once (about 215 s on 2 cores), instead of on each worker that draws one.
+# xdist reads the group from the test's own marks, so each such test carries @smoke_models (checked below).
+smoke_models = pytest.mark.xdist_group("smoke_models")
+SMOKE_MODEL_FIXTURES = {"smoke_artifacts", "exported"}
+
+
 def pytest_collection_modifyitems(config, items):
+    unmarked = []
     for item in items:
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if SLOW_FIXTURES & fixtures:
             item.add_marker(pytest.mark.slow)
+        if SMOKE_MODEL_FIXTURES & fixtures and item.get_closest_marker("xdist_group") is None:
+            unmarked.append(item.nodeid)
+    if unmarked:
+        raise pytest.UsageError("tests that take the smoke models need @smoke_models (tests/conftest.py): "
+                                + ", ".join(unmarked))
+
+
+def pytest_collection_finish(session):
+    """On an xdist worker under --dist loadgroup, the group must have reached the test's id (`name@group`),
+    which is all the scheduler reads; pytest 9.2 with xdist 3.8 drops it silently (pytest-xdist#1386)."""
+    if not getattr(session.config.option, "loadgroup", False):
+        return
+    lost = [item.nodeid for item in session.items
+            if item.get_closest_marker("xdist_group") and "@" not in item.nodeid.rsplit("]", 1)[-1]]
+    if lost:
+        raise pytest.UsageError(f"pytest {pytest.__version__} with this pytest-xdist ignores xdist_group marks "
+                                f"(pytest-dev/pytest-xdist#1386): install the dev extra's pytest (<9.2); {lost[0]}")

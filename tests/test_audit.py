@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_stage
+from conftest import run_stage, smoke_models
 from guitar_distill.dataset.audit import below_class_thresholds, fold_assignment, label_issues
 
 
@@ -41,6 +41,7 @@ def test_photos_outside_the_audit_are_flagged_under_their_class_threshold():
     assert flagged.tolist() == [False, True]
 
 
+@smoke_models
 def test_the_smoke_audit_writes_its_csv_gallery_and_record(smoke_artifacts):
     run_stage("dataset.audit", "--preset", "smoke", "--artifacts", str(smoke_artifacts))
     out = smoke_artifacts / "audit"

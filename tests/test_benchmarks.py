@@ -9,7 +9,7 @@ from guitar_distill.benchmarks.accuracy import classification_metrics, expected_
 from guitar_distill.benchmarks.latency import flag_int8, latency_table, median_of_rounds, speedups, summarize
 from guitar_distill.benchmarks.models import find_model_files
 from guitar_distill.benchmarks.report import side_by_side, side_by_side_table
-from conftest import run_stage
+from conftest import run_stage, smoke_models
 
 
 def test_percentiles_on_known_samples():
@@ -73,6 +73,7 @@ def test_missing_models_are_reported_not_fatal(tmp_path):
     assert found == [] and any("teacher/keras" in m for m in missing)
 
 
+@smoke_models
 def test_benchmarks_on_smoke_models(exported, tmp_path):
     smoke_artifacts = exported
     common = ("--preset", "smoke", "--artifacts", str(smoke_artifacts))
@@ -118,10 +119,10 @@ def test_student_size_benchmark_runs_and_applies_the_rule(tmp_path):
 
 def test_train_rate_benchmark(photo_source, tmp_path):
     run_stage("benchmarks.train_rate", "--preset", "smoke", "--batches", "1", "--source", str(photo_source),
-              "--batch-norm", "keras", "--out", str(tmp_path))
+              "--batch-norm", "keras", "--strided-pointwise", "keras", "--out", str(tmp_path))
     result = json.loads((tmp_path / "train_rate_smoke.json").read_text())
     assert result["settings"]["image_size"] == 32 and set(result["results"]) == {"teacher", "student"}
-    assert result["settings"]["batch_norm"] == "keras"
+    assert (result["settings"]["batch_norm"], result["settings"]["strided_pointwise"]) == ("keras", "keras")
     teacher, student = result["results"]["teacher"], result["results"]["student"]
     # the smoke preset's networks and recipe, known answers: ResNet50 with a Flatten head over its 1x1 map and
     # the NiN (8, 16, 32), both for the 3 classes of photo_source; batches of 8, epochs of 2 batches

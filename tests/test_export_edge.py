@@ -4,12 +4,14 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import real_photos
+from conftest import real_photos, smoke_models
+from guitar_distill.common.config import PROJECT_ROOT
 from guitar_distill.common.layout import MODEL_STAGES
 from guitar_distill.common.models import load_model_file
 from guitar_distill.export.parity import ParityError, gate, measure
@@ -18,6 +20,7 @@ FORMATS = {"teacher": ["onnx_fp32", "onnx_int8", "tflite_fp32", "tflite_fp16", "
 FORMATS["student"] = FORMATS["teacher"] + ["tflite_qat_int8"]
 
 
+@smoke_models
 def test_every_format_written_and_within_its_gate(exported):
     parity = json.loads((exported / "export" / "parity.json").read_text())
     for model, formats in FORMATS.items():
@@ -38,6 +41,7 @@ def test_every_format_written_and_within_its_gate(exported):
     assert "| student | tflite_qat_int8 |" in (exported / "export" / "parity.md").read_text()
 
 
+@smoke_models
 def test_gate_catches_a_preprocessing_mismatch(exported):
     from guitar_distill.common.cache import load_split
     from guitar_distill.common.manifest import load_data_info
@@ -79,6 +83,7 @@ def predict(exported, *args, python=sys.executable, cwd=None):
     return subprocess.run([python, str(script), *args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
+@smoke_models
 def test_bundle_contents_and_predictions(exported):
     b = bundle(exported)
     for name in ("model.tflite", "model_fp32.tflite", "labels.txt", "model.json", "model_fp32.json", "predict.py",
@@ -101,6 +106,7 @@ def test_bundle_contents_and_predictions(exported):
         assert out[0]["top"] == [[labels[i], round(float(probs[i]), 4)] for i in best]  # the file's own answer
 
 
+@smoke_models
 def test_predict_keeps_the_faster_file_and_says_why(exported, tmp_path, monkeypatch):
     import guitar_distill.edge.predict as predict_module
 
@@ -134,6 +140,7 @@ def test_predict_keeps_the_faster_file_and_says_why(exported, tmp_path, monkeypa
         assert result.returncode == 0 and " 0 failed" in result.stdout, result.stdout + result.stderr
 
 
+@smoke_models
 def test_bad_inputs_are_reported_and_others_still_processed(exported, tmp_path):
     good = tmp_path / "good.jpg"
     shutil.copy(real_photos("FlyingV", 1)[0], good)
@@ -153,6 +160,7 @@ def test_bad_inputs_are_reported_and_others_still_processed(exported, tmp_path):
     assert by_file["huge.png"]["error"].startswith("too many pixels")
 
 
+@smoke_models
 def test_bad_model_files(exported, tmp_path):
     copy = tmp_path / "bundle"
     shutil.copytree(bundle(exported), copy)
@@ -170,6 +178,7 @@ def test_bad_model_files(exported, tmp_path):
     assert corrupt.returncode == 2 and "not a valid TFLite model" in corrupt.stderr
 
 
+@smoke_models
 def test_edge_predict_module_in_the_project(exported):
     model = bundle(exported) / "model.tflite"
     photo = str(real_photos("SG", 1)[0])
@@ -180,6 +189,7 @@ def test_edge_predict_module_in_the_project(exported):
     assert result.stdout.strip() == f"{photo}: " + ", ".join(f"{label} {p:.1%}" for label, p in as_json)
 
 
+@smoke_models
 def test_selftest_in_a_minimal_environment(exported, tmp_path):
     """The bundle runs where only ai-edge-litert, numpy and pillow are installed."""
     venv = tmp_path / "edge-venv"
@@ -199,6 +209,7 @@ def test_selftest_in_a_minimal_environment(exported, tmp_path):
     assert "failed" in result.stdout and " 0 failed" in result.stdout
 
 
+@smoke_models
 def test_release_check_and_import_of_the_teacher(exported, tmp_path):
     """models/ is made from the artifacts, verified by sha256, evaluated, and its teacher imported back."""
     from conftest import run_stage
@@ -213,6 +224,10 @@ def test_release_check_and_import_of_the_teacher(exported, tmp_path):
         "student/guitar-student/model.tflite", "student/guitar-student/model_fp32.tflite"}
     assert (dest / "MODEL_CARD.md").read_text() == (dest / "student" / "guitar-student" / "MODEL_CARD.md").read_text()
     assert release["labels"] == ["ES", "FlyingV", "Telecaster"]
+    # the records name the photo folder relative to the project, as presets do: the same on every machine
+    source = json.loads((dest / "records" / "data_summary.json").read_text())["source"]
+    assert not Path(source).is_absolute() and (PROJECT_ROOT / source).resolve() == Path(
+        json.loads((exported / "data" / "summary.json").read_text())["source"]).resolve()
     assert not list(dest.rglob("*.jpg")), "photos of the data set must stay out of models/"
     assert (dest / "training" / "teacher" / "history.csv").exists()
 
@@ -329,6 +344,7 @@ def test_the_bundle_ships_the_most_accurate_int8_file_that_agrees_with_keras(cap
     assert "no int8 student agrees" in capsys.readouterr().out
 
 
+@smoke_models
 def test_partitions_name_the_ops_xnnpack_leaves_out(exported, tmp_path):
     from guitar_distill.benchmarks.partitions import delegated_partitions, main as partitions_main
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from guitar_distill.benchmarks.gradcam import grad_cam, map_agreement, upsample
-from conftest import run_stage
+from conftest import run_stage, smoke_models
 from guitar_distill.student.model import LAST_FEATURES, build_nin_student
 from guitar_distill.teacher.model import LAST_CONV_LAYER, build_teacher
 
@@ -64,6 +64,7 @@ def test_map_agreement():
     assert map_agreement(a, np.ones((10, 10))) == {"correlation": 0.0, "iou_top20": 0.0}
 
 
+@smoke_models
 def test_gradcam_cli_on_smoke_models(smoke_artifacts):
     run_stage("benchmarks.gradcam", "--preset", "smoke", "--artifacts", str(smoke_artifacts), "--per-class", "1",
               "--corrupt", "doodle")

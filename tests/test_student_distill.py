@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tf_keras
 
+from conftest import smoke_models
 from guitar_distill.distill.distiller import distillation_loss
 from guitar_distill.student.model import build_nin_student
 
@@ -63,6 +64,7 @@ def test_loss_is_zero_kl_when_student_copies_teacher():
     assert float(distillation_loss(labels, t, t, 3.0, 0.0, 1.0)) == pytest.approx(0.0, abs=1e-6)
 
 
+@smoke_models
 def test_smoke_distillation_on_real_photos(smoke_artifacts):
     metrics = json.loads((smoke_artifacts / "distill" / "metrics.json").read_text())
     assert metrics["model"] == "nin_from_resnet50" and metrics["epochs_run"] == 2
@@ -109,6 +111,7 @@ def test_online_and_offline_distillation_give_the_same_loss():
         offline.compute_loss(images, labels, y_pred)
 
 
+@smoke_models
 def test_offline_distillation_stores_the_teachers_answers_for_the_stream(smoke_artifacts, tmp_path):
     import shutil
 

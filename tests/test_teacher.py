@@ -245,15 +245,47 @@ def test_fused_batch_norm_trains_and_infers_as_keras_batch_norm(monkeypatch):
         np.testing.assert_allclose(np.asarray(fused_value), np.asarray(keras_value), rtol=1e-4, atol=1e-4)
 
 
-def test_the_teacher_trains_with_fused_batch_norm_and_saves_as_it_loads(tmp_path, plain_teacher):
-    from guitar_distill.common.layers import FusedBatchNormalization, with_batch_norm
+def test_subsampled_pointwise_conv_trains_and_infers_as_a_strided_conv(monkeypatch):
+    import tensorflow as tf
+    from guitar_distill.common.layers import SubsampledPointwiseConv2D
+
+    pools, pool = [], keras.ops.average_pool
+    monkeypatch.setattr(keras.ops, "average_pool", lambda *a, **kw: pools.append(1) or pool(*a, **kw))
+    for size in (7, 8):  # odd maps are where oneDNN's strided kernels were slow; even ones must agree too
+        x = tf.constant(np.random.default_rng(size).normal(0, 1, (2, size, size, 5)).astype(np.float32))
+        layers = [cls(4, 1, strides=2, activation="relu", name="pw") for cls in (keras.layers.Conv2D, SubsampledPointwiseConv2D)]
+        for layer in layers:
+            layer.build(x.shape)
+        layers[1].set_weights(layers[0].get_weights())
+        results = []
+        for layer in layers:
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(y * tf.range(4, dtype=tf.float32))
+            results.append([y, *tape.gradient(loss, [x, *layer.trainable_weights]), layer(x, training=False)])
+        assert results[0][0].shape == (2, (size + 1) // 2, (size + 1) // 2, 4)
+        for stock, subsampled in zip(*results):
+            np.testing.assert_allclose(np.asarray(subsampled), np.asarray(stock), rtol=1e-5, atol=1e-5)
+    assert pools == [1, 1]  # only the training calls subsampled; inference took Conv2D's strided path
+    with pytest.raises(ValueError, match="only a 1x1 convolution"):
+        SubsampledPointwiseConv2D(4, 3, strides=2)
+
+
+def test_the_teacher_trains_with_its_fast_layers_and_saves_as_it_loads(tmp_path, plain_teacher):
+    from guitar_distill.common.layers import FusedBatchNormalization, SubsampledPointwiseConv2D, with_training_layers
     from guitar_distill.common.models import load_model_file, save_model
 
     norms = [layer for layer in plain_teacher.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(norms) == 53 and all(type(layer) is FusedBatchNormalization for layer in norms)
+    # ResNet50's strided 1x1 convolutions: the first block of stages 3-5, its shortcut and its first conv.
+    pointwise = sorted(layer.name for layer in plain_teacher.layers if type(layer) is SubsampledPointwiseConv2D)
+    assert pointwise == [f"conv{n}_block1_{k}_conv" for n in (3, 4, 5) for k in (0, 1)]
     x = np.random.default_rng(1).integers(0, 256, (2, SIZE, SIZE, 3)).astype(np.float32)
     loaded = load_model_file(save_model(plain_teacher, tmp_path / "model.keras"))
+    assert sum(type(layer) is SubsampledPointwiseConv2D for layer in loaded.layers) == 6
     np.testing.assert_allclose(loaded.predict_on_batch(x), plain_teacher.predict_on_batch(x), atol=1e-6)
-    stock = with_batch_norm(plain_teacher, fused=False)  # what benchmarks.train_rate --batch-norm keras times
-    assert not any(isinstance(layer, FusedBatchNormalization) for layer in stock.layers)
+    # What benchmarks.train_rate --batch-norm keras --strided-pointwise keras times.
+    stock = with_training_layers(plain_teacher, fused_batch_norm=False, subsampled_pointwise=False)
+    assert not any(type(layer) in (FusedBatchNormalization, SubsampledPointwiseConv2D) for layer in stock.layers)
     np.testing.assert_allclose(stock.predict_on_batch(x), plain_teacher.predict_on_batch(x), atol=1e-6)

@@ -3,6 +3,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import smoke_models
 from guitar_distill.common.augment import CropFlip, training_augmentation
 from guitar_distill.common.layout import model_path
 from guitar_distill.common.models import float32_copy, load_model_file, retyped_copy, save_model
@@ -65,6 +66,7 @@ def test_mismatched_teachers_are_refused_with_the_reason(saved_flatten_teacher, 
         start_from_teacher(build_teacher(3, 32, None), tmp_path / "nope.keras")
 
 
+@smoke_models
 def test_unfolded_tflite_teacher_answers_as_the_file_and_trains_like_it(exported):
     from guitar_distill.common.runtimes import open_classifier
     from guitar_distill.common.cache import load_split

@@ -82,6 +82,9 @@ def main(argv=None):
                         help="Keras' jit_compile (XLA): auto is Keras' default, off on CPU-only TensorFlow (default: %(default)s)")
     parser.add_argument("--batch-norm", choices=("fused", "keras"), default="fused",
                         help="the builders' fused-kernel batch norm, or Keras' own layer for comparison (default: %(default)s)")
+    parser.add_argument("--strided-pointwise", choices=("subsampled", "keras"), default="subsampled",
+                        help="the teacher builder's strided 1x1 convolutions that subsample first, or Keras' own "
+                             "Conv2D for comparison (default: %(default)s)")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
                         help="trace this many more steps per model with TensorFlow's profiler (default: none)")
     parser.add_argument("--out", type=Path, help="folder for the record (default: ARTIFACTS/bench)")
@@ -94,7 +97,7 @@ def main(argv=None):
     if args.profile and keras.backend.backend() != "tensorflow":
         raise SystemExit(f"--profile reads TensorFlow's profiler; the backend is {keras.backend.backend()}")
     from guitar_distill.common.augment import AugmentedBatches, training_augmentation
-    from guitar_distill.common.layers import with_batch_norm
+    from guitar_distill.common.layers import with_training_layers
     from guitar_distill.common.training import configure_runtime, recipe_loss, recipe_optimizer
     args.out = args.out or args.artifacts / "bench"
     start = time.perf_counter()
@@ -119,9 +122,10 @@ def main(argv=None):
     with progress_bar(steps, f"training rate at {size}px") as advance:
         for name, (mcfg, build) in ((n, m) for n, m in models.items() if n in args.models):
             runtime = configure_runtime(mcfg)  # the preset's precision policy (bfloat16 on the cpu preset)
-            model = build()  # the builders' layers are the fused batch norm already
-            if args.batch_norm == "keras":
-                model = with_batch_norm(model, fused=False)
+            model = build()  # the builders' layers are the fast training layers already
+            if args.batch_norm == "keras" or args.strided_pointwise == "keras":
+                model = with_training_layers(model, fused_batch_norm=args.batch_norm == "fused",
+                                             subsampled_pointwise=args.strided_pointwise == "subsampled")
             model.compile(optimizer=recipe_optimizer(mcfg), loss=recipe_loss(mcfg),
                           jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile])
             feed = AugmentedBatches(images, labels, int(mcfg["batch_size"]), int(mcfg["seed"]),
@@ -153,6 +157,7 @@ def main(argv=None):
                  settings={"preset": cfg["name"], "image_size": size, "timed_batches": args.batches,
                            "photos": len(files), "backend": keras.backend.backend(), "fit_feed": args.fit_feed,
                            "jit_compile": args.jit_compile, "batch_norm": args.batch_norm,
+                           "strided_pointwise": args.strided_pointwise,
                            **{f"{name}_steps_per_epoch": r["steps_per_epoch"] for name, r in results.items()}},
                  results=results, table=table, started=start,
                  notes="".join(profile_tables(name, r["profile"]) for name, r in results.items() if "profile" in r))

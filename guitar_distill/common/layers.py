@@ -55,13 +55,51 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         return keras.ops.cast(outputs, self.compute_dtype)
 
 
-def with_batch_norm(model: keras.Model, fused: bool = True) -> keras.Model:
-    """The same functional network and weights with every batch norm the fused layer (or Keras' own)."""
-    source, target = ((keras.layers.BatchNormalization, FusedBatchNormalization) if fused
-                      else (FusedBatchNormalization, keras.layers.BatchNormalization))
+@keras.saving.register_keras_serializable(package="guitar_distill")
+class SubsampledPointwiseConv2D(keras.layers.Conv2D):
+    """A strided 1x1 convolution whose training step keeps every s-th pixel, then convolves at stride 1.
+
+    The output is the same: a 1x1 kernel at stride s reads only those pixels. oneDNN's bfloat16
+    kernels ran the strided form of ResNet50's stage-5 shortcut (1024 -> 2048 channels, 7x7 -> 4x4
+    at 112 px) at under a tenth of the stride-1 form's rate in both gradients (reports/cpu_recipe.md,
+    session 11). The subsampling is a 1x1 average pool, which oneDNN runs and differentiates cheaply
+    (a strided slice's gradient, in Eigen, cost most of what it saved). Inference and other backends
+    take Conv2D's own path, so exported files keep the strided convolution.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.kernel_size != (1, 1):
+            raise ValueError(f"{self.name}: kernel {self.kernel_size}; only a 1x1 convolution can subsample first")
+
+    def call(self, inputs, training=None):
+        if not training or self.strides == (1, 1) or keras.backend.backend() != "tensorflow":
+            return super().call(inputs)
+        kept = keras.ops.average_pool(inputs, pool_size=1, strides=self.strides, padding="valid",
+                                      data_format=self.data_format)
+        outputs = keras.ops.conv(kept, self.kernel, strides=1, padding="valid", data_format=self.data_format)
+        if self.use_bias:
+            channels_last = self.data_format == "channels_last"
+            outputs = outputs + keras.ops.reshape(self.bias, (1, 1, 1, -1) if channels_last else (1, -1, 1, 1))
+        return outputs if self.activation is None else self.activation(outputs)
+
+
+def is_strided_pointwise(layer: keras.layers.Layer) -> bool:
+    return isinstance(layer, keras.layers.Conv2D) and layer.kernel_size == (1, 1) and layer.strides != (1, 1)
+
+
+def with_training_layers(model: keras.Model, fused_batch_norm: bool = True,
+                         subsampled_pointwise: bool = True) -> keras.Model:
+    """The same functional network and weights with every batch norm the fused layer (or Keras' own)
+    and every strided 1x1 convolution the subsampling one (or Keras' own)."""
 
     def clone(layer):
-        return (target if type(layer) is source else layer.__class__).from_config(layer.get_config())
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.BatchNormalization):
+            return (FusedBatchNormalization if fused_batch_norm else keras.layers.BatchNormalization).from_config(config)
+        if is_strided_pointwise(layer):
+            return (SubsampledPointwiseConv2D if subsampled_pointwise else keras.layers.Conv2D).from_config(config)
+        return layer.__class__.from_config(config)
 
     copy = keras.models.clone_model(model, clone_function=clone)
     copy.set_weights(model.get_weights())

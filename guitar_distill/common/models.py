@@ -7,7 +7,8 @@ import keras
 import numpy as np
 
 from guitar_distill.common.artifacts import atomic_path, require
-from guitar_distill.common.layers import CaffePreprocess, FusedBatchNormalization  # noqa: F401  registered for loading
+from guitar_distill.common.layers import (CaffePreprocess, FusedBatchNormalization,  # noqa: F401  registered for loading
+                                          SubsampledPointwiseConv2D)
 
 
 def logits_model(model: keras.Model) -> keras.Model:

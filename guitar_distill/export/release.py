@@ -14,6 +14,7 @@ artifacts' layout `<model>/<format>/model.<ext>` with model.json and labels.txt 
 """
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -85,7 +86,10 @@ def release(artifacts: Path, dest: Path, preset: str) -> dict:
                                                                                for r in RECORDS[1:])):
         if src.exists():
             (tmp / "records").mkdir(exist_ok=True)
-            shutil.copy(src, tmp / "records" / f"{name}.json")
+            record = read_json(src)
+            if name == "data_summary":  # the photo folder as presets name it (../shared/guitars): the same on every machine
+                record["source"] = os.path.relpath(record["source"], PROJECT_ROOT)
+            write_json(tmp / "records" / f"{name}.json", record)
     write_model_card(tmp)
     # No .tar.gz: it would hold every bundle file a second time (`tar czf` makes one from the folder).
     files.update({f"student/guitar-student/{p.name}": None for p in sorted(bundle.glob("model*.tflite"))})

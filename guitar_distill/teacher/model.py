@@ -5,7 +5,7 @@ from pathlib import Path
 
 import keras
 
-from guitar_distill.common.layers import CaffePreprocess, with_batch_norm
+from guitar_distill.common.layers import CaffePreprocess, with_training_layers
 
 HEADS = ("flatten", "avg")
 
@@ -47,8 +47,9 @@ def build_teacher(num_classes: int, input_size: int = 224, weights: str | None =
     else:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(base.output)
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
-    # Keras 3's batch norm trains in several element-wise passes; the fused kernel is one (common/layers.py).
-    return with_batch_norm(keras.Model(inputs, outputs, name="resnet50_teacher"))
+    # Keras 3's batch norm trains in several element-wise passes, the fused kernel in one; oneDNN's strided
+    # 1x1 convolutions are slow at odd map sizes, a subsample and a stride-1 one are not (common/layers.py).
+    return with_training_layers(keras.Model(inputs, outputs, name="resnet50_teacher"))
 
 
 LAST_CONV_LAYER = "conv5_block3_out"
