@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -52,9 +53,26 @@ def photo_source(tmp_path) -> Path:
 
 
 def run_stage(module: str, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "KERAS_VERBOSE": "2", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    result = subprocess.run([sys.executable, "-m", module, *args], cwd=PROJECT_ROOT, env=full_env,
-                            capture_output=True, text=True, timeout=timeout)
+    """`python -m module args` in the project root; a failure or a run past `timeout` fails the test with its output.
+
+    A run still going at `timeout` gets SIGABRT, on which Python's faulthandler prints every thread's stack:
+    a hung stage fails with where it waits, not only that it waited.
+    """
+    full_env = {**os.environ, "KERAS_VERBOSE": "2", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONFAULTHANDLER": "1", **(env or {})}
+    proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=PROJECT_ROOT, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+        raise AssertionError(f"python -m {module} {' '.join(args)} still running after {timeout} s; its stacks:\n"
+                             f"{stdout[-3000:]}\n{stderr[-12000:]}") from None
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     if result.returncode != 0:
         raise AssertionError(f"python -m {module} {' '.join(args)} failed ({result.returncode}):\n"
                              f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")

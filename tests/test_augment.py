@@ -71,6 +71,51 @@ def test_feeder_runs_under_backend(backend):
     assert result.stdout.split()[0] == backend
 
 
+NO_DEVICE_CHECK = """
+import numpy as np, sys
+sys.path.insert(0, "tests")
+from conftest import real_photos
+from guitar_distill.common.augment import AugmentedBatches, CropFlip, SeedAugmentation
+from guitar_distill.edge.images import load_for_model
+images = np.stack([load_for_model(p, 48) for p in real_photos("ES", 6)])
+for augment in (SeedAugmentation(), CropFlip()):
+    AugmentedBatches(images, np.arange(6), batch_size=4, seed=3, augment=augment)[0]
+print("fed without a device")
+import keras
+keras.ops.convert_to_tensor(np.zeros(3))  # the guard works: a backend op fails here
+"""
+
+
+@pytest.mark.slow
+def test_the_feed_runs_no_backend_op():
+    """Feed threads that run JAX ops share the training step's devices: with two, they deadlocked its all-reduce.
+    With JAX given no usable platform, any backend op fails; the feed must not need one."""
+    pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "no_device_for_the_feed"}
+    result = subprocess.run([sys.executable, "-c", NO_DEVICE_CHECK], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert "fed without a device" in result.stdout, result.stderr[-3000:]
+    assert result.returncode != 0 and "no_device_for_the_feed" in result.stderr  # and the guard was real
+
+
+def test_seed_augmentation_is_the_write_ups_affine_set():
+    """An identity map returns the photo; a 90-degree turn with no zoom or shift turns it; edges repeat."""
+    from guitar_distill.common.augment import SeedAugmentation, affine_sample
+    image = np.arange(5 * 5 * 3, dtype=np.uint8).reshape(1, 5, 5, 3)
+    identity = np.array([[[1.0, 0, 0], [0, 1.0, 0]]])
+    assert np.array_equal(affine_sample(image, identity), image.astype(np.float32))
+    turn = np.array([[[0, 1.0, 0], [-1.0, 0, 4]]])  # output (r, c) reads input (c, 4 - r)
+    assert np.array_equal(affine_sample(image, turn)[0], np.rot90(image[0], 1).astype(np.float32))
+    shifted = np.array([[[1.0, 0, -2], [0, 1.0, 0]]])  # rows above the top take the top row
+    assert np.array_equal(affine_sample(image, shifted)[0, :3], np.repeat(image[0, :1], 3, 0).astype(np.float32))
+    rng = np.random.default_rng(0)
+    m = SeedAugmentation().matrices(rng, 2000, 64, 64)
+    scales = np.sqrt(np.abs(np.linalg.det(m[:, :, :2])))  # rotation keeps area: sqrt(zoom_r * zoom_c)
+    assert 0.8 <= scales.min() and scales.max() <= 1.2 and np.abs(m[:, :, 2]).max() < 64
+    angles = np.degrees(np.arctan2(m[:, 1, 0], m[:, 0, 0]))
+    assert -45 <= angles.min() < -40 and 40 < angles.max() <= 45
+
+
 def test_a_period_replays_the_stored_batches_in_a_new_order(images):
     full = AugmentedBatches(images, np.arange(6), batch_size=2, seed=3, batch_targets=np.arange(4)[:, None])
     replay = AugmentedBatches(images, np.arange(6), batch_size=2, seed=3, batch_targets=np.arange(4)[:, None],

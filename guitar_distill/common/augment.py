@@ -1,9 +1,10 @@
 """Training augmentations and a seeded batch feeder over the decode cache.
 
 Two augmentations, chosen by a preset's `augmentation` field: the write-up's ImageDataGenerator
-set from Keras preprocessing layers ("seed"), and random-resized crop plus horizontal flip
-("crop_flip", the small-data recipe of fast.ai's Imagewoof runs and of FFCV's ResNet50). Both are
-numpy/Pillow or Keras ops, never TF ops, so they run under TensorFlow and JAX alike; on TensorFlow,
+set ("seed"), and random-resized crop plus horizontal flip ("crop_flip", the small-data recipe of
+fast.ai's Imagewoof runs and of FFCV's ResNet50). Both are numpy and Pillow only, never backend ops:
+the feed runs in threads beside the training step, and backend ops there compete with the step for
+its devices (under JAX with two devices, they deadlocked its all-reduce). On TensorFlow,
 `common.training.fit_input` hands the feed's batches to model.fit through tf.data.
 """
 from __future__ import annotations
@@ -13,36 +14,62 @@ import numpy as np
 from PIL import Image
 
 
-def seed_augmentation() -> list[keras.layers.Layer]:
-    """rotation 45 deg, width/height shift 0.2, zoom 0.2, horizontal and vertical flip, fill 'nearest'."""
-    return [
-        keras.layers.RandomRotation(45 / 360, fill_mode="nearest"),
-        keras.layers.RandomTranslation(0.2, 0.2, fill_mode="nearest"),
-        keras.layers.RandomZoom((-0.2, 0.2), (-0.2, 0.2), fill_mode="nearest"),
-        keras.layers.RandomFlip("horizontal_and_vertical"),
-    ]
+def affine_sample(images: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+    """Bilinear resampling of a (N, H, W, C) batch, each image through its own 2x3 matrix.
 
-
-def augment_batch(layers: list[keras.layers.Layer], images: np.ndarray, seed: int) -> np.ndarray:
-    """Apply `layers` to a uint8 or float batch with an explicit seed: the same seed gives the same batch."""
-    x = keras.ops.convert_to_tensor(np.asarray(images, dtype=np.float32))
-    for k, layer in enumerate(layers):
-        transform = layer.get_random_transformation(x, training=True, seed=int(seed + 7919 * k) % (2**31 - 1))
-        x = layer.transform_images(x, transform, training=True)
-    return np.clip(keras.ops.convert_to_numpy(x), 0.0, 255.0)
+    `matrices[k]` maps an output pixel's (row, col, 1) to where it reads in image k; reads past the edge
+    take the nearest edge pixel (ImageDataGenerator's fill mode "nearest"). Pure numpy: a feed thread never
+    runs device ops, which under JAX share the devices of the training step's all-reduce and deadlocked it.
+    """
+    n, h, w = images.shape[:3]
+    rows, cols = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
+    grid = np.stack([rows, cols, np.ones_like(rows)])  # (3, H, W)
+    src = np.einsum("nij,jhw->nihw", matrices.astype(np.float32), grid)  # (N, 2, H, W)
+    r = np.clip(src[:, 0], 0, h - 1)
+    c = np.clip(src[:, 1], 0, w - 1)
+    r0, c0 = np.floor(r).astype(np.int64), np.floor(c).astype(np.int64)
+    r1, c1 = np.minimum(r0 + 1, h - 1), np.minimum(c0 + 1, w - 1)
+    fr, fc = (r - r0)[..., None], (c - c0)[..., None]
+    k = np.arange(n)[:, None, None]
+    x = np.asarray(images, dtype=np.float32)
+    top = x[k, r0, c0] * (1 - fc) + x[k, r0, c1] * fc
+    bottom = x[k, r1, c0] * (1 - fc) + x[k, r1, c1] * fc
+    return top * (1 - fr) + bottom * fr
 
 
 class SeedAugmentation:
-    """The write-up's affine set as a seeded batch function."""
+    """The write-up's ImageDataGenerator set: rotation 45 degrees, width and height shift 0.2, zoom 0.2
+    (each axis on its own), horizontal and vertical flip, fill mode "nearest".
 
-    def __init__(self):
-        self.layers = seed_augmentation()
+    As ImageDataGenerator did, the rotation, shift and zoom are composed into one affine map about the
+    image's centre and sampled once, bilinearly; the flips follow.
+    """
+
+    rotation, shift, zoom = 45.0, 0.2, 0.2
+
+    def matrices(self, rng: np.random.Generator, n: int, h: int, w: int) -> np.ndarray:
+        theta = np.deg2rad(rng.uniform(-self.rotation, self.rotation, n))
+        tr, tc = rng.uniform(-self.shift, self.shift, (2, n)) * np.array([[h], [w]])
+        zr, zc = rng.uniform(1 - self.zoom, 1 + self.zoom, (2, n))
+        cos, sin = np.cos(theta), np.sin(theta)
+        # output (row, col) about the centre -> input: rotate, zoom, then shift (ImageDataGenerator's order)
+        a = np.stack([np.stack([cos * zr, -sin * zc], -1), np.stack([sin * zr, cos * zc], -1)], 1)  # (n, 2, 2)
+        centre = np.array([(h - 1) / 2, (w - 1) / 2])
+        offset = centre - a @ centre + np.stack([tr, tc], -1)
+        return np.concatenate([a, offset[..., None]], -1)
 
     def __call__(self, images: np.ndarray, seed: int) -> np.ndarray:
-        return augment_batch(self.layers, images, seed)
+        rng = np.random.default_rng([int(seed) % (2**63)])
+        n, h, w = images.shape[:3]
+        out = affine_sample(images, self.matrices(rng, n, h, w))
+        flip_h, flip_v = rng.random((2, n)) < 0.5
+        out[flip_h] = out[flip_h, :, ::-1]
+        out[flip_v] = out[flip_v, ::-1]
+        return out
 
     def describe(self) -> dict:
-        return {"name": "seed", "layers": [layer.get_config() for layer in self.layers]}
+        return {"name": "seed", "rotation_degrees": self.rotation, "shift": self.shift, "zoom": self.zoom,
+                "flips": "horizontal_and_vertical", "fill_mode": "nearest"}
 
 
 class CropFlip:
