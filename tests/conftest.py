@@ -80,6 +80,22 @@ def run_stage(module: str, *args: str, env: dict | None = None, timeout: int = 6
 
 
 @slow_fixture(scope="session")
+def edge_python(tmp_path_factory) -> Path:
+    """A venv with only what the edge bundle needs (ai-edge-litert, numpy, pillow), at this venv's versions."""
+    import importlib.metadata as md
+
+    venv = tmp_path_factory.mktemp("edge") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    pins = [f"{d}=={md.version(d)}" for d in ("ai-edge-litert", "numpy", "pillow")]
+    install = subprocess.run([str(python), "-m", "pip", "install", "-q", *pins], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr[-2000:]
+    listed = subprocess.run([str(python), "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True).stdout
+    assert "tensorflow" not in listed and "keras" not in listed and "guitar" not in listed
+    return python
+
+
+@slow_fixture(scope="session")
 def smoke_artifacts(tmp_path_factory) -> Path:
     """data -> teacher -> student -> distill on the smoke preset, once per test session."""
     root = tmp_path_factory.mktemp("smoke")

@@ -135,3 +135,23 @@ def test_a_period_replays_the_stored_batches_in_a_new_order(images):
         full[4]  # without a period the stored targets end
     with pytest.raises(ValueError):
         AugmentedBatches(images, np.arange(6), batch_size=2, seed=3, period=0)
+
+
+def test_phases_crop_each_epoch_at_its_phase_side(images):
+    from guitar_distill.common.augment import Phases, training_augmentation
+    cfg = {"augmentation": "crop_flip", "crop_scale": [0.35, 1.0], "steps_per_epoch": 2,
+           "phases": [{"from_epoch": 0, "image_size": 24, "crop_scale": [0.5, 1.0]}, {"from_epoch": 2, "image_size": 48}]}
+    phases = training_augmentation(cfg)
+    assert isinstance(phases, Phases) and phases.last == 48
+    feed = AugmentedBatches(images, np.arange(6), batch_size=2, seed=3, augment=phases)
+    assert [feed[g][0].shape[1] for g in range(6)] == [24, 24, 24, 24, 48, 48]  # 2 batches an epoch
+    assert phases.at_epoch(1).scale == (0.5, 1.0) and phases.at_epoch(2).scale == (0.35, 1.0)
+    resumed = AugmentedBatches(images, np.arange(6), batch_size=2, seed=3, augment=phases, start_batch=3)
+    assert np.array_equal(resumed[1][0], feed[4][0])
+    for bad, why in (([{"from_epoch": 1, "image_size": 24}], "from_epoch = 0"),
+                     ([{"from_epoch": 0, "image_size": 48}, {"from_epoch": 2, "image_size": 24}], "largest"),
+                     ([{"from_epoch": 0, "image_size": 24}, {"from_epoch": 0, "image_size": 48}], "grow")):
+        with pytest.raises(ValueError, match=why):
+            training_augmentation({**cfg, "phases": bad})
+    with pytest.raises(ValueError, match="crop_flip"):
+        training_augmentation({**cfg, "augmentation": "seed"})

@@ -90,14 +90,14 @@ def test_a_planted_wrong_label_is_flagged_first(tmp_path, tiny_bundle, capsys):
     assert rows[0]["path"].endswith("planted.jpg") and rows[0]["claimed"] == "ES" and rows[0]["predicted"] == "FlyingV"
     assert rows[0]["flagged"] == "True" and sum(r["flagged"] == "True" for r in rows) == 1
     printed = capsys.readouterr().out
-    assert "checked 18 photos (0 unreadable), flagged 1" in printed and "precision 0.80 and recall 0.60" in printed
+    assert "checked 18 photos (0 not checked), flagged 1" in printed and "precision 0.80 and recall 0.60" in printed
 
 
 def test_a_folder_that_is_not_a_class_is_an_error_naming_it(tmp_path, tiny_bundle, capsys):
     root, photos = tiny_bundle
     folder = listing(tmp_path, photos, planted=False)
     (folder / "Stratocastr").mkdir()
-    assert check.main([str(folder), "--model", str(root / "model.tflite"), "--out", str(tmp_path / "s.csv")]) == 2
+    assert check.main([str(folder), "--model", str(root / "model.tflite"), "--out", str(tmp_path / "s.csv")]) == 1
     assert "sub-folder(s) Stratocastr are not classes of this model" in capsys.readouterr().err
     assert not (tmp_path / "s.csv").exists()
 
@@ -110,5 +110,23 @@ def test_an_unreadable_photo_is_reported_and_the_rest_checked(tmp_path, tiny_bun
     assert check.main([str(folder), "--model", str(root / "model.tflite"), "--out", str(out), "--threshold", "0.2"]) == 1
     captured = capsys.readouterr()
     assert "broken.jpg: error: corrupt" in captured.err
-    assert "checked 18 photos (1 unreadable), flagged 0" in captured.out and "was not measured" in captured.out
+    assert "checked 18 photos (1 not checked), flagged 0" in captured.out and "was not measured" in captured.out
     assert len(list(csv.DictReader(out.open()))) == 18
+
+
+def test_empty_class_folders_are_errors_as_in_predict(tmp_path, tiny_bundle, capsys):
+    """An empty class folder is reported and the rest checked (exit 1); a listing without a photo is an error."""
+    root, photos = tiny_bundle
+    folder = listing(tmp_path, photos, planted=False)
+    for photo in (folder / "SG").iterdir():
+        photo.unlink()
+    out = tmp_path / "suspects.csv"
+    assert check.main([str(folder), "--model", str(root / "model.tflite"), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "SG: error: no photos in this class folder" in captured.err and "(1 not checked)" in captured.out
+    assert {r["claimed"] for r in csv.DictReader(out.open())} == set(CLASSES) - {"SG"}
+    for sub in folder.iterdir():
+        shutil.rmtree(sub)
+        sub.mkdir()
+    assert check.main([str(folder), "--model", str(root / "model.tflite"), "--out", str(out)]) == 1
+    assert "no photos in its class sub-folders" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 land where they belong), and the bundle is made from guitar_distill/edge; the
 committed card is exactly what the committed records render to."""
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +80,46 @@ def test_known_figures_land_where_they_belong():
     # Pi 4 estimate: 65 M multiply-adds at 569 M per 87 ms on 4 threads
     assert "| fp32, 4 threads | 9.9 |" in card and "| fp32, 1 thread | 19.9-29.8 |" in card
     assert "Test CPU, 2 cores (avx2)" in card
+
+
+def test_a_copy_of_the_released_bundle_works_where_it_ships(tmp_path, edge_python):
+    """Copied out of the checkout, run with only ai-edge-litert, numpy and pillow: the self-test, a prediction
+    and a listing check pass, each from the bundle's own files, and nothing is written outside the copy."""
+    import json
+    import shutil
+    import subprocess
+
+    from conftest import real_photos
+
+    bundle = shutil.copytree(MODELS / "student" / "guitar-student", tmp_path / "guitar-student",
+                             ignore=shutil.ignore_patterns(".fastest.json"))
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    listing = work / "listing"
+    for label in ("SG", "Telecaster"):
+        (listing / label).mkdir(parents=True)
+        for photo in real_photos(label, 2):
+            shutil.copy(photo, listing / label / photo.name)
+    checkout_before = sorted(p.name for p in PROJECT_ROOT.iterdir())
+
+    def run(script, *args):
+        return subprocess.run([str(edge_python), str(bundle / script), *args], capture_output=True, text=True,
+                              cwd=work, timeout=300)
+
+    selftest = run("predict.py", "--selftest")
+    assert selftest.returncode == 0 and "11 passed, 0 failed" in selftest.stdout, selftest.stdout + selftest.stderr
+    answer = run("predict.py", str(listing / "SG"), "--json")
+    assert answer.returncode == 0, answer.stderr
+    results = json.loads(answer.stdout)
+    assert len(results) == 2 and {Path(r["model"]).parent for r in results} == {bundle}
+    assert "XNNPACK" not in answer.stderr
+    check = run("check.py", str(listing), "--out", str(work / "suspects.csv"))
+    assert check.returncode == 0 and "checked 4 photos (0 not checked)" in check.stdout, check.stdout + check.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["listing", "suspects.csv"]
+    assert sorted(p.name for p in PROJECT_ROOT.iterdir()) == checkout_before
+    # the project's own Python, with guitar_distill importable, still runs the copy's own files and model
+    (bundle / ".fastest.json").unlink()
+    mine = subprocess.run([sys.executable, str(bundle / "check.py"), str(listing), "--out", str(work / "s2.csv")],
+                          capture_output=True, text=True, cwd=work, timeout=300)
+    assert mine.returncode == 0, mine.stderr
+    assert (bundle / ".fastest.json").exists()  # the copy's two files were timed, not the checkout's

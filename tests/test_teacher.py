@@ -95,11 +95,11 @@ def test_early_stopping_and_best_snapshot_on_scripted_history(tmp_path):
     assert resumed.wait == 2 and resumed.best == 0.8
 
 
-def _student(seed=0):
+def _student(seed=0, cfg=None):
     from guitar_distill.student.model import build_nin_student
     keras.utils.set_random_seed(seed)
     model = build_nin_student(2, SIZE, (8, 8, 8), dropout=0.5)
-    model.compile(optimizer=recipe_optimizer(CFG), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=recipe_optimizer(cfg or CFG), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
@@ -289,3 +289,67 @@ def test_the_teacher_trains_with_its_fast_layers_and_saves_as_it_loads(tmp_path,
     stock = with_training_layers(plain_teacher, fused_batch_norm=False, subsampled_pointwise=False)
     assert not any(type(layer) in (FusedBatchNormalization, SubsampledPointwiseConv2D) for layer in stock.layers)
     np.testing.assert_allclose(stock.predict_on_batch(x), plain_teacher.predict_on_batch(x), atol=1e-6)
+
+
+def test_an_averaged_run_keeps_the_average_and_resumes_to_the_same_history(tmp_path, photos, monkeypatch):
+    """With ema_momentum, validation and the best snapshot see the moving average of the weights, and a run
+    killed mid-way resumes to the uninterrupted run's history (the backup holds both weight sets)."""
+    cfg = {**CFG, "ema_momentum": 0.9}
+    train = (photos[0].astype(np.uint8), photos[1])
+    val = (photos[0][::2].astype(np.uint8), photos[1][::2])
+    straight = fit_recipe(_student(cfg=cfg), train, val, cfg, tmp_path / "straight")
+    from guitar_distill.common.augment import AugmentedBatches
+    real_getitem = AugmentedBatches.__getitem__
+
+    def killed(self, i):
+        if self.start_batch + i == 7:
+            raise KeyboardInterrupt("simulated kill")
+        return real_getitem(self, i)
+
+    monkeypatch.setattr(AugmentedBatches, "__getitem__", killed)
+    with pytest.raises(BaseException, match="simulated kill"):
+        fit_recipe(_student(cfg=cfg), train, val, cfg, tmp_path / "resumed")
+    monkeypatch.setattr(AugmentedBatches, "__getitem__", real_getitem)
+    resumed = fit_recipe(_student(seed=99, cfg=cfg), train, val, cfg, tmp_path / "resumed")
+    for a, b in zip(straight, resumed, strict=True):
+        for key in ("loss", "val_loss", "val_accuracy"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), (a, b)
+
+
+def test_the_best_snapshot_of_an_averaged_run_is_the_average(tmp_path, photos):
+    """A momentum near 1 keeps the average at the first step's weights; the raw weights (the same run without
+    the average: averaging never changes the steps) move on."""
+    train = (photos[0].astype(np.uint8), photos[1])
+    val = (photos[0][::2].astype(np.uint8), photos[1][::2])
+    start = _student().get_weights()
+    plain = _student()
+    fit_recipe(plain, train, val, CFG, tmp_path / "plain")
+    cfg = {**CFG, "ema_momentum": 0.999999}
+    averaged = _student(cfg=cfg)
+    fit_recipe(averaged, train, val, cfg, tmp_path / "averaged")
+    best = _student(seed=5)
+    best.load_weights(tmp_path / "averaged" / "best.weights.h5")
+    for k, weight in enumerate(plain.weights):
+        if "kernel" in weight.path:
+            moved = np.abs(plain.get_weights()[k] - start[k]).mean()
+            kept = np.abs(best.get_weights()[k] - start[k]).mean()
+            assert moved > 0 and kept < 0.3 * moved, (weight.path, kept, moved)
+
+
+@pytest.mark.slow
+def test_a_teacher_grows_its_side_by_phase_and_is_kept_at_the_last(tmp_path, photo_source):
+    """Progressive resizing and the averaged weights through the teacher stage: the history spans both
+    phases, and the saved teacher takes the last phase's side."""
+    import json
+
+    from conftest import run_stage
+    common = ("--preset", "smoke", "--artifacts", str(tmp_path))
+    run_stage("dataset", *common, "--source", str(photo_source))
+    phases = '[{"from_epoch": 0, "image_size": 24}, {"from_epoch": 1, "image_size": 32}]'
+    out = run_stage("teacher", *common, "--set", "teacher.head=avg", "--set", "teacher.augmentation=crop_flip",
+                    "--set", f"teacher.phases={phases}", "--set", "teacher.ema_momentum=0.9").stdout
+    assert "24 (from epoch 0) -> 32 (from epoch 1)" in out
+    model = keras.saving.load_model(tmp_path / "teacher" / "model.keras", compile=False)
+    assert model.input_shape == (None, 32, 32, 3)
+    metrics = json.loads((tmp_path / "teacher" / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 2 and set(metrics) >= {"train_accuracy", "val_accuracy"}

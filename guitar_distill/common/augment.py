@@ -77,8 +77,9 @@ class CropFlip:
     in `ratio`, 10 tries, else the whole photo) resized back to the photo's size, then a horizontal
     flip with probability 1/2. Guitars are not upside down, so there is no vertical flip."""
 
-    def __init__(self, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3)):
+    def __init__(self, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3), size: int | None = None):
         self.scale, self.ratio = (float(scale[0]), float(scale[1])), (float(ratio[0]), float(ratio[1]))
+        self.size = int(size) if size else None  # the crops' side; None: the photos' own
         if not 0 < self.scale[0] <= self.scale[1] <= 1:
             raise ValueError(f"crop scale {scale}: want 0 < low <= high <= 1")
 
@@ -96,21 +97,68 @@ class CropFlip:
 
     def __call__(self, images: np.ndarray, seed: int) -> np.ndarray:
         rng = np.random.default_rng([int(seed) % (2**63)])
-        out = np.empty(images.shape, dtype=np.float32)
         h, w = images.shape[1:3]
+        out_h, out_w = (self.size, self.size) if self.size else (h, w)
+        out = np.empty((len(images), out_h, out_w, images.shape[3]), dtype=np.float32)
         for k, image in enumerate(np.asarray(images, dtype=np.uint8)):
-            crop = Image.fromarray(image).resize((w, h), Image.BILINEAR, box=self.box(rng, h, w))
+            crop = Image.fromarray(image).resize((out_w, out_h), Image.BILINEAR, box=self.box(rng, h, w))
             out[k] = np.asarray(crop, dtype=np.float32)[:, ::-1] if rng.random() < 0.5 else crop
         return out
 
     def describe(self) -> dict:
-        return {"name": "crop_flip", "scale": list(self.scale), "ratio": list(self.ratio)}
+        return {"name": "crop_flip", "scale": list(self.scale), "ratio": list(self.ratio),
+                **({"size": self.size} if self.size else {})}
+
+
+class Phases:
+    """Progressive resizing: from each phase's `from_epoch` on, crops of `image_size` px with its `crop_scale`.
+
+    Training from small crops first and larger ones later (fast.ai's DAWNBench runs, FFCV's ResNet50)
+    spends the early epochs cheaply; the photos come from a cache at the largest size and each crop
+    is resized to its phase's side. The first phase starts at epoch 0; a phase's `crop_scale` may be
+    left out (the table's).
+    """
+
+    def __init__(self, phases: list[dict], steps_per_epoch: int, crop_scale=(0.35, 1.0)):
+        if not phases or phases[0].get("from_epoch") != 0:
+            raise ValueError(f"phases {phases}: the first must start at from_epoch = 0")
+        starts = [int(p["from_epoch"]) for p in phases]
+        if starts != sorted(set(starts)):
+            raise ValueError(f"phases {phases}: from_epoch must grow from one phase to the next")
+        self.starts, self.steps = starts, int(steps_per_epoch)
+        self.crops = [CropFlip(tuple(p.get("crop_scale", crop_scale)), size=int(p["image_size"])) for p in phases]
+        if self.last < max(c.size for c in self.crops):
+            raise ValueError(f"phases {phases}: the last phase's image_size must be the largest (crops come from "
+                             f"photos at that size, and the teacher is validated and kept there)")
+
+    @property
+    def last(self) -> int:
+        return self.crops[-1].size
+
+    def at_epoch(self, epoch: int) -> CropFlip:
+        return self.crops[int(np.searchsorted(self.starts, epoch, side="right")) - 1]
+
+    def for_batch(self, global_batch: int) -> CropFlip:
+        return self.at_epoch(global_batch // self.steps)
+
+    def describe(self) -> dict:
+        return {"name": "phases", "phases": [{"from_epoch": e, **c.describe()} for e, c in zip(self.starts, self.crops)]}
+
+
+def training_phases(cfg: dict) -> Phases | None:
+    """A stage table's progressive-resizing phases, or None when it trains at one size."""
+    augmentation = training_augmentation(cfg)
+    return augmentation if isinstance(augmentation, Phases) else None
 
 
 def training_augmentation(cfg: dict):
     """The augmentation a stage's table asks for: `augmentation` "seed" (the write-up's) or "crop_flip"
-    with `crop_scale`."""
+    with `crop_scale`, or with `phases` the crops of each phase (Phases)."""
     name = cfg["augmentation"]
+    if cfg.get("phases"):
+        if name != "crop_flip":
+            raise ValueError(f"phases crop and resize: they need augmentation \"crop_flip\", not {name!r}")
+        return Phases(cfg["phases"], int(cfg["steps_per_epoch"]), tuple(cfg["crop_scale"]))
     if name == "seed":
         return SeedAugmentation()
     if name == "crop_flip":
@@ -191,7 +239,8 @@ class AugmentedBatches(keras.utils.PyDataset):
         x = np.empty((len(idx), *self.images.shape[1:]), dtype=np.uint8)
         x[order] = self.images[idx[order]]
         if self.augment:
-            x = self.augment(x, seed=self.seed * 1_000_003 + g)
+            augment = self.augment.for_batch(g) if hasattr(self.augment, "for_batch") else self.augment
+            x = augment(x, seed=self.seed * 1_000_003 + g)
         if self.batch_targets is None:
             return x.astype(np.float32), self.labels[idx]
         if g >= len(self.batch_targets):

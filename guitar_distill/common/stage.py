@@ -15,6 +15,8 @@ from guitar_distill.common.manifest import DataInfo, load_data_info
 EXTENDABLE = ("max_epochs", "patience")
 # A wall-clock cap says when this invocation stops, not what the run is: it may differ on resume.
 RUN_LIMITS = ("max_minutes",)
+# Fields added after runs had started: a run whose config.json lacks one had it at this value (off).
+ADDED_FIELDS = {"ema_momentum": 0.0, "phases": []}
 
 
 def check_upstream(artifacts: Path, cfg: dict, needs: dict[str, tuple[str, ...]]) -> dict[str, dict]:
@@ -58,6 +60,9 @@ def prepare_run_dir(artifacts: Path, stage: str, cfg: dict, fresh: bool, keys: t
     if saved.exists():
         old = read_json(saved)
         table = keys[-1]
+        for field, value in ADDED_FIELDS.items():
+            if field in cfg[table]:
+                old.setdefault(table, {}).setdefault(field, value)
         grown = {f: (old.get(table, {}).get(f), cfg[table].get(f)) for f in EXTENDABLE
                  if old.get(table, {}).get(f) != cfg[table].get(f)}
         free = EXTENDABLE + RUN_LIMITS

@@ -32,6 +32,8 @@ def recipe_optimizer(cfg: dict) -> keras.optimizers.Optimizer:
     optimizer "sgd" (momentum, Nesterov) or "adamw"; schedule "inverse_time" (the write-up's legacy
     Keras `decay`: lr / (1 + decay * iterations)) or "cosine" (linear warmup over `warmup_epochs`,
     then cosine to zero at `max_epochs`). Weight decay is decoupled and spares BN and biases.
+    A non-zero `ema_momentum` keeps an exponential moving average of the weights in the optimiser
+    (Keras' `use_ema`); fit_recipe validates and keeps the average (AveragedWeights).
     """
     lr = float(cfg["learning_rate"])
     schedule_name = cfg["schedule"]
@@ -48,12 +50,14 @@ def recipe_optimizer(cfg: dict) -> keras.optimizers.Optimizer:
     else:
         raise ToolkitError(f"unknown schedule {schedule_name!r} (inverse_time or cosine)")
     weight_decay = float(cfg["weight_decay"]) or None
+    ema = float(cfg.get("ema_momentum", 0.0))
+    averaging = {"use_ema": True, "ema_momentum": ema} if ema else {}
     name = cfg["optimizer"]
     if name == "sgd":
         opt = keras.optimizers.SGD(learning_rate=schedule, momentum=float(cfg["momentum"]),
-                                   nesterov=bool(cfg["nesterov"]), weight_decay=weight_decay)
+                                   nesterov=bool(cfg["nesterov"]), weight_decay=weight_decay, **averaging)
     elif name == "adamw":
-        opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay or 0.0)
+        opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay or 0.0, **averaging)
     else:
         raise ToolkitError(f"unknown optimizer {name!r} (sgd or adamw)")
     if weight_decay:
@@ -269,6 +273,24 @@ class WallClockBudget(keras.callbacks.Callback):
                   f"{self.seconds:.0f} s used (an epoch takes up to {self._slowest:.0f} s)")
 
 
+class AveragedWeights(keras.callbacks.SwapEMAWeights):
+    """Keras' SwapEMAWeights with `swap_on_epoch`: validation, the best snapshot and the backup all see the
+    moving average at an epoch's end, and training goes on from the raw weights at the next epoch's start.
+
+    The backup is written at an epoch's end, so it holds the average in the model and the raw weights in
+    the optimiser's slots: a resumed run starts in that state (`resumed`) and swaps back before training.
+    Batch-norm statistics are not averaged (Keras averages trainable variables only); they follow the raw
+    weights, which is why a teacher's final test re-estimates them (teacher/fixres.py).
+    """
+
+    def __init__(self, resumed: bool):
+        super().__init__(swap_on_epoch=True)
+        self.resumed = resumed
+
+    def on_train_begin(self, logs=None):
+        self._ema_weights_in_model = self.resumed
+
+
 def completed_epochs(backup_dir: Path) -> int:
     meta = Path(backup_dir) / "training_metadata.json"
     if meta.exists():
@@ -301,7 +323,9 @@ def fit_input(feed: AugmentedBatches):
     import tensorflow as tf
 
     b = feed.batch_size
-    specs = [((b, *feed.images.shape[1:]), np.float32), ((b,), feed.labels.dtype)]
+    # Progressive resizing changes the side between phases: each new side retraces the step once.
+    image_shape = (None, None, feed.images.shape[3]) if hasattr(feed.augment, "for_batch") else feed.images.shape[1:]
+    specs = [((b, *image_shape), np.float32), ((b,), feed.labels.dtype)]
     if feed.batch_targets is not None:
         specs.append(((b, *feed.batch_targets.shape[2:]), np.asarray(feed.batch_targets[0]).dtype))
 
@@ -348,6 +372,7 @@ def fit_recipe(model: keras.Model, train: tuple, val: tuple, cfg: dict, out_dir:
     callbacks = [
         ReseedEachStep(int(cfg["seed"])),
         HistoryWriter(out_dir / "history.csv", rows, steps * int(cfg["batch_size"])),
+        *([AveragedWeights(resumed=done > 0)] if float(cfg.get("ema_momentum", 0.0)) else []),
         BestSnapshot(out_dir / "best.weights.h5", rows, weights_of=weights_of),
         ResumableEarlyStopping(rows, monitor=MONITOR_STOP, patience=int(cfg["patience"]), verbose=1),
         # Last, so a step counts as done only once history and best snapshot are written.

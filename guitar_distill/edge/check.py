@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-try:  # inside the project
-    from guitar_distill.edge.predict import ModelError, TFLiteClassifier, expand_inputs, open_model, read_model_json
+if __package__:  # the project's module, guitar_distill.edge.check
     from guitar_distill.edge.images import ImageRejected, load_for_model
-except ImportError:  # in the bundle, next to predict.py and images.py
-    from predict import ModelError, TFLiteClassifier, expand_inputs, open_model, read_model_json
+    from guitar_distill.edge.predict import ModelError, TFLiteClassifier, expand_inputs, open_model, read_model_json
+else:  # a bundle's script: its own predict.py and images.py, whatever else is installed
     from images import ImageRejected, load_for_model
+    from predict import ModelError, TFLiteClassifier, expand_inputs, open_model, read_model_json
 
 COLUMNS = ("path", "claimed", "predicted", "p_claimed", "p_predicted", "flagged")
 
@@ -84,7 +84,16 @@ def claimed_photos(folder: Path, labels: list[str]) -> list[tuple[Path, str]]:
                          f"(labels.txt: {', '.join(labels)})")
     if not subs:
         raise ModelError(f"{folder}: no class sub-folders (one per claimed label, named as in labels.txt)")
-    return [(photo, sub.name) for sub in subs for photo in expand_inputs([str(sub)])]
+    photos = [(photo, sub.name) for sub in subs for photo in expand_inputs([str(sub)])]
+    if not photos:
+        raise ModelError(f"{folder}: no photos in its class sub-folders ({', '.join(p.name for p in subs)})")
+    return photos
+
+
+def empty_classes(folder: Path) -> list[Path]:
+    """Class sub-folders without a photo: reported as errors, as predict.py reports an empty folder."""
+    return [sub for sub in sorted(Path(folder).iterdir()) if sub.is_dir() and not sub.name.startswith(".")
+            and not expand_inputs([str(sub)])]
 
 
 def check(classifier: TFLiteClassifier, labels: list[str], photos: list[tuple[Path, str]], threshold: float):
@@ -132,13 +141,14 @@ def main(argv=None) -> int:
         photos = claimed_photos(args.folder, labels)
     except (ModelError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return 1
     rows, errors = check(classifier, labels, photos, threshold)
+    errors += [(sub, "no photos in this class folder") for sub in empty_classes(args.folder)]
     for path, why in errors:
         print(f"{path}: error: {why}", file=sys.stderr)
     write_csv(args.out, rows)
     flagged = sum(r["flagged"] for r in rows)
-    print(f"checked {len(rows)} photos ({len(errors)} unreadable), flagged {flagged} with p(claimed) < {threshold:.4g}")
+    print(f"checked {len(rows)} photos ({len(errors)} not checked), flagged {flagged} with p(claimed) < {threshold:.4g}")
     if calibration and args.threshold is None:
         print(f"on validation with {calibration['flipped_share']:.0%} of labels flipped, this threshold gave "
               f"precision {calibration['precision']:.2f} and recall {calibration['recall']:.2f} "

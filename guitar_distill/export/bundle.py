@@ -6,10 +6,12 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 import guitar_distill.edge as edge
 from guitar_distill.common.artifacts import atomic_path, write_json, write_text
 from guitar_distill.dataset.split import balanced_subset
+from guitar_distill.edge.images import load_for_model
 from guitar_distill.edge.predict import TFLiteClassifier, classify, golden_answers
 from guitar_distill.export.web import add_web_page
 
@@ -69,16 +71,7 @@ def build_bundle(dest: Path, model_file: Path, model_json: dict, labels: list[st
     shutil.copy(edge_dir / "images.py", tmp / "images.py")
     shutil.copy(edge_dir / "check.py", tmp / "check.py")
     write_text(tmp / "README.md", BUNDLE_README)
-    photos = []
-    for label, photo in golden:
-        target = tmp / "golden" / f"{label}_{photo.name}"
-        shutil.copy(photo, target)
-        photos.append((label, target))
-    for model in sorted(tmp.glob("model*.tflite")):  # each file's own answers: the self-test checks the file it runs
-        classifier = TFLiteClassifier(model)
-        expected = [{"file": target.name, "label": label, "top": classify(classifier, labels, [target], 3)[0]["top"]}
-                    for label, target in photos]
-        write_json(golden_answers(model), expected)
+    write_golden(tmp, labels, golden, int(model_json["input"]["shape"][1]))
     if onnx_file is not None:
         add_web_page(tmp, onnx_file, labels, TFLiteClassifier(tmp / "model.tflite").size)
     shutil.rmtree(dest, ignore_errors=True)
@@ -87,6 +80,28 @@ def build_bundle(dest: Path, model_file: Path, model_json: dict, labels: list[st
         with tarfile.open(archive, "w:gz") as tar:
             tar.add(dest, arcname=dest.name)
     return dest
+
+
+def write_golden(bundle: Path, labels: list[str], golden: list[tuple[str, Path]], size: int) -> None:
+    """golden/: each (label, photo) at the model's input side as a PNG, and every model file's answers for them.
+
+    At its input side, a photo decodes to the same pixels on every machine (PNG is lossless and the
+    resize is the identity), so the self-test compares runtimes, not JPEG decoders; the photos are small
+    enough (one a class) to travel with the bundle wherever it is copied.
+    """
+    folder = bundle / "golden"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    photos = []
+    for label, photo in golden:
+        target = folder / f"{label}_{photo.stem}.png"
+        Image.fromarray(load_for_model(photo, size)).save(target, optimize=True)
+        photos.append((label, target))
+    for model in sorted(bundle.glob("model*.tflite")):  # each file's own answers: the self-test checks the file it runs
+        classifier = TFLiteClassifier(model)
+        expected = [{"file": target.name, "label": label, "top": classify(classifier, labels, [target], 3)[0]["top"]}
+                    for label, target in photos]
+        write_json(golden_answers(model), expected)
 
 
 def golden_photos(rows, source: Path, classes: list[str], count: int, seed: int):

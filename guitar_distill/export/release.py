@@ -70,14 +70,12 @@ def release(artifacts: Path, dest: Path, preset: str) -> dict:
             if (artifacts / stage / name).exists() and (artifacts / stage / "metrics.json").exists():
                 (tmp / "training" / record).mkdir(parents=True, exist_ok=True)
                 shutil.copy(artifacts / stage / name, tmp / "training" / record / name)
-    # The edge bundle without its golden photos (photos of the data set stay out of git; their
-    # expected answers stay, so `make pi-check` can put them back from ../shared) and without the web
-    # page's runtime and ONNX copy (16 MB: over the release's budget; `python -m export.web` puts them back).
+    # The edge bundle with its golden photos (one a class at the model's input side: the self-test's data),
+    # without the web page's runtime and ONNX copy (16 MB: over the release's budget; `python -m export.web`
+    # puts them back).
     bundle = tmp / "student" / "guitar-student"
 
     def left_out(folder, names):
-        if Path(folder).name == "golden":  # each model file's golden answers stay; the photos go
-            return [n for n in names if not (n.startswith("expected") and n.endswith(".json"))]
         return [n for n in names if n in (*RUNTIME_FILES, "model.onnx")]
 
     shutil.copytree(artifacts / "edge" / "guitar-student", bundle, ignore=left_out)

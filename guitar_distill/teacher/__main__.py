@@ -16,7 +16,10 @@ def main(argv=None):
     quiet_start()  # parse first: --help and argument errors need no TensorFlow
     from guitar_distill.common.progress import console
     from guitar_distill.common.stage import open_training_run
+    from guitar_distill.common.augment import training_phases
+    from guitar_distill.common.cache import load_split
     from guitar_distill.common.training import compile_recipe
+    from guitar_distill.teacher.fixres import at_resolution
     from guitar_distill.teacher.model import build_teacher
     from guitar_distill.teacher.warm_start import is_teacher_file, start_from_teacher
 
@@ -25,7 +28,15 @@ def main(argv=None):
     run = open_training_run(args, cfg, "teacher", keys=("data", "teacher"), recipe="teacher")
     tcfg = run.recipe
     warm = is_teacher_file(tcfg["weights"])
-    model = build_teacher(len(run.classes), run.info.image_size, None if warm else tcfg["weights"],
+    try:
+        phases = training_phases(tcfg)
+    except ValueError as e:
+        raise ToolkitError(f"teacher.phases: {e}") from None
+    if phases:  # crops of every phase's side from photos at the last, largest side, where it is validated and kept
+        if tcfg["head"] != "avg":
+            raise ToolkitError('teacher.phases train at several sides: they need teacher.head = "avg"')
+        run.splits = {s: load_split(run.info, s, phases.last) for s in run.splits}
+    model = build_teacher(len(run.classes), None if phases else run.info.image_size, None if warm else tcfg["weights"],
                           zero_init_residual=bool(tcfg["zero_init_residual"]) and not warm, head=tcfg["head"])
     started_from = {}
     if warm:
@@ -36,11 +47,18 @@ def main(argv=None):
     compile_recipe(model, tcfg)
     console.print(f"teacher: ResNet50 ({tcfg['head']} head) from {tcfg['weights'] or 'scratch'}, {model.count_params():,} parameters, "
                   f"{tcfg['optimizer']} {tcfg['schedule']} lr {tcfg['learning_rate']}, "
-                  f"{len(run.splits['train'][0])} training photos at {run.info.image_size}px, {tcfg['augmentation']} augmentation, "
+                  f"{len(run.splits['train'][0])} training photos at {sides(phases) if phases else run.info.image_size}px, "
+                  f"{tcfg['augmentation']} augmentation, "
                   f"backend {run.runtime['backend']}")
     rows = run.fit(model)
+    if phases:
+        model = at_resolution(model, phases.last)
     run.finish(model, rows, "resnet50_teacher", f"ResNet50 teacher ({cfg['name']} preset)",
                extra={"weights": tcfg["weights"], **({"started_from": started_from} if started_from else {})})
+
+
+def sides(phases) -> str:
+    return " -> ".join(f"{c.size} (from epoch {e})" for e, c in zip(phases.starts, phases.crops))
 
 
 if __name__ == "__main__":

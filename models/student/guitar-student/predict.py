@@ -15,6 +15,7 @@ In the project the same file runs as `python -m edge.predict --model artifacts/e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -25,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-try:  # inside the project
+if __package__:  # the project's module, guitar_distill.edge.predict
     from guitar_distill.edge.images import ImageRejected, load_for_model
-except ImportError:  # in the bundle, next to images.py
+else:  # a bundle's script: its own images.py, whatever else is installed
     from images import ImageRejected, load_for_model
 
 HERE = Path(__file__).resolve().parent
@@ -51,6 +52,20 @@ def _interpreter_class():
     return Interpreter
 
 
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """File descriptor 2 to /dev/null while native code logs there; Python's own errors still raise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class TFLiteClassifier:
     """A .tflite classifier: uint8 or float input 0..255, probabilities out; any batch size."""
 
@@ -62,8 +77,9 @@ class TFLiteClassifier:
         if expected_sha256 and hashlib.sha256(data).hexdigest() != expected_sha256:
             raise ModelError(f"{self.path}: sha256 does not match model.json (file changed or corrupt)")
         try:
-            self.interpreter = _interpreter_class()(model_content=data, num_threads=num_threads)
-            self.interpreter.allocate_tensors()
+            with native_stderr_silenced():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" on every run
+                self.interpreter = _interpreter_class()(model_content=data, num_threads=num_threads)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ModelError(f"{self.path}: not a valid TFLite model ({e})") from e
         self.input = self.interpreter.get_input_details()[0]
@@ -215,15 +231,15 @@ def golden_answers(model_path: Path) -> Path:
 def selftest(classifier: TFLiteClassifier, labels: list[str], golden_dir: Path) -> int:
     answers = golden_answers(classifier.path)
     if not answers.exists():
-        print(f"error: no golden photos in {golden_dir} (the copy in the project's models/ leaves photos out; "
-              f"the bundle that `python -m export` builds has them)", file=sys.stderr)
-        return 2
+        print(f"error: no golden/expected.json beside {classifier.path}: the self-test checks the files of a "
+              f"bundle built by the project's export", file=sys.stderr)
+        return 1
     expected = json.loads(answers.read_text())
     missing = [item["file"] for item in expected if not (golden_dir / item["file"]).exists()]
     if missing:
-        print(f"error: golden photos missing in {golden_dir}: {', '.join(missing)} (the copy in the project's "
-              f"models/ keeps only expected.json; `make pi-check` puts the photos back from ../shared)", file=sys.stderr)
-        return 2
+        print(f"error: golden photos missing in {golden_dir}: {', '.join(missing)} (the bundle carries them: copy "
+              f"its whole folder)", file=sys.stderr)
+        return 1
     failures = 0
     for item in expected:
         result = classify(classifier, labels, [golden_dir / item["file"]], len(item["top"]))[0]
@@ -278,7 +294,7 @@ def main(argv=None) -> int:
         args.model, meta, classifier, labels = open_model(args.model, args.threads, args.labels)
     except (ModelError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return 1
     if args.selftest:
         return selftest(classifier, labels, args.model.parent / "golden")
     if args.benchmark is not None:
@@ -289,16 +305,7 @@ def main(argv=None) -> int:
         parser.error("give photo files or folders, or --selftest")
     if args.top_k > len(labels):
         parser.error(f"--top-k {args.top_k}: the model knows only {len(labels)} classes")
-    paths = expand_inputs(args.inputs)
-    missing = [item for item in args.inputs if not Path(item).exists()]
-    for item in missing:
-        print(f"error: {item}: no such file or folder", file=sys.stderr)
-    empty = [item for item in args.inputs if Path(item).is_dir() and not expand_inputs([item])]
-    for item in empty:
-        print(f"error: {item}: no photos in this folder ({', '.join(sorted(PHOTO_SUFFIXES))})", file=sys.stderr)
-    if missing or empty:
-        return 2
-    results = classify(classifier, labels, paths, args.top_k)
+    results = [{**r, "model": str(args.model)} for r in classify_inputs(classifier, labels, args.inputs, args.top_k)]
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -308,6 +315,21 @@ def main(argv=None) -> int:
             else:
                 print(f"{r['file']}: " + ", ".join(f"{label} {p:.1%}" for label, p in r["top"]))
     return 1 if any("error" in r for r in results) else 0
+
+
+def classify_inputs(classifier: TFLiteClassifier, labels: list[str], inputs: list[str], top_k: int) -> list[dict]:
+    """`classify` over files and folders, in the order given; a missing path or a folder without photos is an
+    error result like an unreadable photo, and the rest are still answered."""
+    results = []
+    for item in inputs:
+        path = Path(item)
+        if not path.exists():
+            results.append({"file": item, "error": "no such file or folder"})
+        elif path.is_dir() and not expand_inputs([item]):
+            results.append({"file": item, "error": f"no photos in this folder ({', '.join(sorted(PHOTO_SUFFIXES))})"})
+        else:
+            results.extend(classify(classifier, labels, expand_inputs([item]), top_k))
+    return results
 
 
 if __name__ == "__main__":
