@@ -36,6 +36,7 @@ def parse_args(argv=None):
     parser.add_argument("--lr-min", type=float, default=1e-4)
     parser.add_argument("--lr-max", type=float, default=1.0)
     parser.add_argument("--skip", nargs="*", default=[], choices=["fit", "resolution"], help="parts to leave out")
+    parser.add_argument("--render", action="store_true", help="rewrite diagnosis.md from diagnosis.json, no model run")
     return parser.parse_args(argv)
 
 
@@ -113,20 +114,25 @@ def lr_range_part(cfg: dict, info, splits, teacher: Path, steps: int, lr_min: fl
 
 
 def lr_summary(rows: list[dict], smoothing: float = 0.9) -> dict:
-    """The smoothed loss's minimum and steepest fall, and the rate where the loss first doubles its minimum."""
+    """The rate at the smoothed loss's minimum, and the rates past it where the loss first rises by 10 % and
+    by 50 %: from trained weights the loss is flat at low rates, and the highest rate still on the flat is
+    the one a schedule can start from."""
     smooth, avg = [], 0.0
     for k, row in enumerate(rows):
         avg = smoothing * avg + (1 - smoothing) * row["loss"]
         smooth.append(avg / (1 - smoothing ** (k + 1)))
-    lrs = np.array([r["learning_rate"] for r in rows])
-    losses = np.array(smooth)
-    slope = np.gradient(losses, np.log(lrs)) if len(rows) > 2 else np.zeros(len(rows))
-    low = int(np.argmin(losses))
-    diverged = [k for k in range(low, len(rows)) if losses[k] > 2 * losses[low]]
     for row, value in zip(rows, smooth):
         row["smoothed_loss"] = value
-    return {"min_loss_lr": float(lrs[low]), "steepest_lr": float(lrs[int(np.argmin(slope[:low + 1]))]),
-            "diverged_lr": float(lrs[diverged[0]]) if diverged else None}
+    low = int(np.argmin(smooth))
+
+    def first_above(factor):
+        past = [r["learning_rate"] for r, v in zip(rows[low:], smooth[low:]) if v > factor * smooth[low]]
+        return past[0] if past else None
+    return {"min_loss_lr": rows[low]["learning_rate"], "rises_lr": first_above(1.1), "diverged_lr": first_above(1.5)}
+
+
+def rate(value) -> str:
+    return "never" if value is None else f"{value:.3g}"
 
 
 def render(report: dict) -> str:
@@ -144,9 +150,9 @@ def render(report: dict) -> str:
         lr = report["lr_range"]
         picks = lr["rows"][:: max(1, len(lr["rows"]) // 12)]
         lines += ["## Learning-rate range test", "",
-                  f"{len(lr['rows'])} steps in {lr['seconds']:.0f} s. Smoothed loss lowest at lr {lr['min_loss_lr']:.3g}, "
-                  f"falling fastest at {lr['steepest_lr']:.3g}, doubled from its lowest at "
-                  f"{lr['diverged_lr'] if lr['diverged_lr'] is None else format(lr['diverged_lr'], '.3g')}.", "",
+                  f"{len(lr['rows'])} steps in {lr['seconds']:.0f} s (compilation included). The smoothed loss is "
+                  f"lowest at lr {rate(lr['min_loss_lr'])}, 10 % above that from lr {rate(lr['rises_lr'])} and "
+                  f"50 % above from lr {rate(lr['diverged_lr'])}.", "",
                   markdown_table(["step", "lr", "loss", "smoothed"],
                                  [[r["step"], f"{r['learning_rate']:.3g}", f"{r['loss']:.3f}",
                                    f"{r['smoothed_loss']:.3f}"] for r in picks])]
@@ -162,9 +168,24 @@ def plot_lr_range(lr: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
+def rerender(out: Path) -> None:
+    """diagnosis.md and lr_range.png again from diagnosis.json (the summary recomputed from the recorded steps)."""
+    from guitar_distill.common.artifacts import read_json
+    report = read_json(out / "diagnosis.json")
+    if report.get("lr_range"):
+        report["lr_range"].update(lr_summary(report["lr_range"]["rows"]))
+        plot_lr_range(report["lr_range"], out / "lr_range.png")
+    write_json(out / "diagnosis.json", report)
+    write_text(out / "diagnosis.md", render(report))
+    print(f"files: {out}/diagnosis.md, diagnosis.json")
+
+
 def main(argv=None):
     import sys
     args = parse_args(argv)
+    out = args.artifacts / "diagnose"
+    if args.render:
+        return rerender(out)
     cfg = resolve_config(args)
     quiet_start()
     from guitar_distill.common.cache import load_splits
@@ -186,7 +207,6 @@ def main(argv=None):
         console.print("fit: " + ", ".join(f"{s} {v:.3f}" for s, v in report["fit"].items()))
     if "resolution" not in args.skip:
         report["resolution"] = resolution_part(model, info, args.sizes, args.bn_photos, int(cfg["teacher"]["seed"]))
-    out = args.artifacts / "diagnose"
     if args.lr_steps:
         report["lr_range"] = lr_range_part(cfg, info, splits, teacher, args.lr_steps, args.lr_min, args.lr_max)
         plot_lr_range(report["lr_range"], out / "lr_range.png")
