@@ -84,7 +84,7 @@ def test_a_planted_wrong_label_is_flagged_first(tmp_path, tiny_bundle, capsys):
     root, photos = tiny_bundle
     folder = listing(tmp_path, photos)
     out = tmp_path / "suspects.csv"
-    assert check.main([str(folder), "--model", str(root / "model.tflite"), "--out", str(out)]) == 0
+    assert check.main([str(folder), "--model", str(root / "model.tflite"), "--out", str(tmp_path)]) == 0
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 18 and list(rows[0]) == list(check.COLUMNS)
     assert rows[0]["path"].endswith("planted.jpg") and rows[0]["claimed"] == "ES" and rows[0]["predicted"] == "FlyingV"
@@ -97,9 +97,9 @@ def test_a_folder_that_is_not_a_class_is_an_error_naming_it(tmp_path, tiny_bundl
     root, photos = tiny_bundle
     folder = listing(tmp_path, photos, planted=False)
     (folder / "Stratocastr").mkdir()
-    assert check.main([str(folder), "--model", str(root / "model.tflite"), "--out", str(tmp_path / "s.csv")]) == 1
+    assert check.main([str(folder), "--model", str(root / "model.tflite"), "--out", str(tmp_path)]) == 1
     assert "sub-folder(s) Stratocastr are not classes of this model" in capsys.readouterr().err
-    assert not (tmp_path / "s.csv").exists()
+    assert not (tmp_path / "suspects.csv").exists()
 
 
 def test_an_unreadable_photo_is_reported_and_the_rest_checked(tmp_path, tiny_bundle, capsys):
@@ -107,7 +107,7 @@ def test_an_unreadable_photo_is_reported_and_the_rest_checked(tmp_path, tiny_bun
     folder = listing(tmp_path, photos, planted=False)
     (folder / "SG" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     out = tmp_path / "suspects.csv"
-    assert check.main([str(folder), "--model", str(root / "model.tflite"), "--out", str(out), "--threshold", "0.2"]) == 1
+    assert check.main([str(folder), "--model", str(root / "model.tflite"), "--out", str(tmp_path), "--threshold", "0.2"]) == 1
     captured = capsys.readouterr()
     assert "broken.jpg: error: corrupt" in captured.err
     assert "checked 18 photos (1 not checked), flagged 0" in captured.out and "was not measured" in captured.out
@@ -121,12 +121,12 @@ def test_empty_class_folders_are_errors_as_in_predict(tmp_path, tiny_bundle, cap
     for photo in (folder / "SG").iterdir():
         photo.unlink()
     out = tmp_path / "suspects.csv"
-    assert check.main([str(folder), "--model", str(root / "model.tflite"), "--out", str(out)]) == 1
+    assert check.main([str(folder), "--model", str(root / "model.tflite"), "--out", str(tmp_path)]) == 1
     captured = capsys.readouterr()
     assert "SG: error: no photos in this class folder" in captured.err and "(1 not checked)" in captured.out
     assert {r["claimed"] for r in csv.DictReader(out.open())} == set(CLASSES) - {"SG"}
     for sub in folder.iterdir():
         shutil.rmtree(sub)
         sub.mkdir()
-    assert check.main([str(folder), "--model", str(root / "model.tflite"), "--out", str(out)]) == 1
+    assert check.main([str(folder), "--model", str(root / "model.tflite"), "--out", str(tmp_path)]) == 1
     assert "no photos in its class sub-folders" in capsys.readouterr().err

@@ -306,7 +306,7 @@ def test_released_bundle_on_aarch64_gives_the_x86_answers(tmp_path, capsys):
     for kind in ("int8", "fp32"):
         r = record["results"][kind]
         assert r["photos"] >= 54 and r["top1_flips"] == 0 and r["max_prob_diff"] <= r["tolerance"]
-    assert out.count("selftest: 4 passed, 0 failed") == 2  # the int8 and the float32 file
+    assert out.count("selftest: 11 passed, 0 failed") == 2  # the int8 and the float32 file
 
 
 @pytest.mark.slow
@@ -325,6 +325,8 @@ def test_web_page_in_a_real_browser_matches_python(tmp_path, capsys):
     assert "not an image" in record["bad_input"]["not an image"]["text"]
     assert "too many pixels" in record["bad_input"]["too many pixels"]["text"]
     assert "failed to load" in record["bad_input"]["model fails to load"]["text"]
+    shipped = record["bad_input"]["runtime and model left out"]
+    assert shipped["shown_as_error"] and "cannot run yet" in shipped["text"] and "guitar-distill web" in shipped["text"]
 
 
 def test_the_bundle_ships_the_most_accurate_int8_file_that_agrees_with_keras(capsys):

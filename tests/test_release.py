@@ -113,13 +113,13 @@ def test_a_copy_of_the_released_bundle_works_where_it_ships(tmp_path, edge_pytho
     results = json.loads(answer.stdout)
     assert len(results) == 2 and {Path(r["model"]).parent for r in results} == {bundle}
     assert "XNNPACK" not in answer.stderr
-    check = run("check.py", str(listing), "--out", str(work / "suspects.csv"))
+    check = run("check.py", str(listing), "--out", str(work))
     assert check.returncode == 0 and "checked 4 photos (0 not checked)" in check.stdout, check.stdout + check.stderr
     assert sorted(p.name for p in work.iterdir()) == ["listing", "suspects.csv"]
     assert sorted(p.name for p in PROJECT_ROOT.iterdir()) == checkout_before
     # the project's own Python, with guitar_distill importable, still runs the copy's own files and model
     (bundle / ".fastest.json").unlink()
-    mine = subprocess.run([sys.executable, str(bundle / "check.py"), str(listing), "--out", str(work / "s2.csv")],
+    mine = subprocess.run([sys.executable, str(bundle / "check.py"), str(listing), "--out", str(tmp_path / "mine")],
                           capture_output=True, text=True, cwd=work, timeout=300)
     assert mine.returncode == 0, mine.stderr
     assert (bundle / ".fastest.json").exists()  # the copy's two files were timed, not the checkout's

@@ -30,6 +30,7 @@ from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.common.runtimes import all_threads
 from guitar_distill.common.errors import ToolkitError, run_cli
+from guitar_distill.common.layout import no_exported_files
 from guitar_distill.common.markdown import markdown_table
 
 
@@ -149,7 +150,7 @@ def main(argv=None):
     for line in missing:
         console.print(f"skipped: {line}")
     if not files:
-        raise ToolkitError(f"no model files under {args.artifacts}: run `make export` first")
+        raise ToolkitError(no_exported_files(args.artifacts, cfg["name"]))
     start = time.perf_counter()
     hw = hardware_header(threads)
     costs = model_costs(files)

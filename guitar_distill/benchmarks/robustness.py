@@ -14,7 +14,7 @@ from guitar_distill.benchmarks.models import find_model_files
 from guitar_distill.benchmarks.record import write_record
 from guitar_distill.common.artifacts import stage_dir
 from guitar_distill.common.config import resolve_config, stage_parser
-from guitar_distill.common.layout import evaluation_split
+from guitar_distill.common.layout import evaluation_split, no_exported_files
 from guitar_distill.common.plots import pyplot, save_figure
 from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.quiet import quiet_start
@@ -81,7 +81,7 @@ def main(argv=None):
         if not any((f.model, f.fmt) == (model, fmt) for f in chosen):
             console.print(f"skipped: {model}/{fmt} not found")
     if not chosen:
-        raise ToolkitError(f"no models under {args.artifacts}: run `make export` first")
+        raise ToolkitError(no_exported_files(args.artifacts, cfg["name"]))
     classifiers = {f"{f.model}/{f.fmt}": open_classifier(f.path) for f in chosen}
     seed = int(cfg["data"]["seed"])
     results = {k: {"clean": float(np.mean(predict_all(c, images).argmax(1) == labels))} for k, c in classifiers.items()}

@@ -124,21 +124,16 @@ def arm_command(qemu: str, sysroot: Path, site: Path, args: list[str]) -> list[s
     return ["unshare", "--mount", "sh", "-c", inner]
 
 
-def bundle_with_golden(bundle: Path, tmp: Path, source: Path) -> Path:
-    """A copy of the bundle whose golden photos are there: the released copy in models/ keeps only
-    golden/expected.json, so the photos are put back from the data set (`source`) it names."""
+def bundle_copy(bundle: Path, tmp: Path) -> Path:
+    """A copy of the bundle in `tmp`, its golden photos checked present (the bundle carries them)."""
     copy = tmp / bundle.name
-    shutil.copytree(bundle, copy)
+    shutil.copytree(bundle, copy, ignore=shutil.ignore_patterns(".fastest.json"))
     expected = copy / "golden" / "expected.json"
     if not expected.exists():
-        raise ToolkitError(f"{bundle}: no golden/expected.json; rebuild the bundle (python -m export)")
-    for item in json.loads(expected.read_text()):
-        target = copy / "golden" / item["file"]
-        if not target.exists():
-            original = source / item["label"] / item["file"][len(item["label"]) + 1:]
-            if not original.exists():
-                raise ToolkitError(f"golden photo {item['file']} is missing and {original} cannot be found")
-            shutil.copy(original, target)
+        raise ToolkitError(f"{bundle}: no golden/expected.json; rebuild the bundle (guitar-distill export)")
+    missing = [item["file"] for item in json.loads(expected.read_text()) if not (copy / "golden" / item["file"]).exists()]
+    if missing:
+        raise ToolkitError(f"{bundle}/golden: photos missing: {', '.join(missing)}; rebuild the bundle")
     return copy
 
 
@@ -215,8 +210,8 @@ def main(argv=None) -> int:
     print(f"ready in {time.perf_counter() - start:.0f} s (cache: {CACHE})")
     with tempfile.TemporaryDirectory() as tmp:
         info = split_info(args.artifacts, cfg)
-        copy = bundle_with_golden(bundle, Path(tmp), info.source)
-        golden = sorted((copy / "golden").glob("*.jpg"))
+        copy = bundle_copy(bundle, Path(tmp))
+        golden = sorted((copy / "golden").glob("*.png"))
         photos = golden + validation_photos(info, args.photos, int(cfg["data"]["seed"]))
         selftests = {}
         for kind, model in (("int8", copy / "model.tflite"), ("fp32", copy / "model_fp32.tflite")):

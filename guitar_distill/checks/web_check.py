@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from guitar_distill.checks.debian import apt_install
-from guitar_distill.checks.pi_check import bundle_with_golden, split_info, validation_photos
+from guitar_distill.checks.pi_check import bundle_copy, split_info, validation_photos
 from guitar_distill.common.config import PROJECT_ROOT, resolve_config, stage_parser
 from guitar_distill.common.errors import ToolkitError, run_cli
-from guitar_distill.export.web import add_web_page
+from guitar_distill.export.web import RUNTIME_FILES, add_web_page
 
 RELEASED = PROJECT_ROOT / "models" / "student"
 DEBIAN_PACKAGES = ("chromium", "chromium-driver")
@@ -110,11 +110,14 @@ def check(bundle: Path, onnx_file: Path, photos_count: int, info, seed: int, scr
 
     with tempfile.TemporaryDirectory() as tmp:
         site = Path(tmp)
-        page = bundle_with_golden(bundle, site, info.source)
+        page = bundle_copy(bundle, site)
+        shipped = shutil.copytree(page, site / "shipped")  # as released: no runtime, no model.onnx
+        for name in (*RUNTIME_FILES, "model.onnx"):
+            (shipped / name).unlink(missing_ok=True)
         meta = json.loads((page / "model.json").read_text())
         size, classes = int(meta["input"]["shape"][1]), meta["classes"]
         add_web_page(page, onnx_file, classes, size)
-        photos = sorted((page / "golden").glob("*.jpg")) + validation_photos(info, photos_count, seed)
+        photos = sorted((page / "golden").glob("*.png")) + validation_photos(info, photos_count, seed)
         (site / "photos").mkdir()
         served = []
         for i, photo in enumerate(photos):
@@ -160,6 +163,8 @@ def check(bundle: Path, onnx_file: Path, photos_count: int, info, seed: int, scr
                 chrome.save_screenshot(str(screenshot))
             open_page(chrome, f"{base}/broken/index.html")
             bad["model fails to load"] = page_status(chrome, wait_for_error=True)
+            open_page(chrome, f"{base}/{shipped.name}/index.html")
+            bad["runtime and model left out"] = page_status(chrome, wait_for_error=True)
     agreement = float(np.mean([r["page_top1"] == r["python_top1"] for r in rows]))
     return {"photos": len(rows), "agreement": agreement, "max_prob_diff": max(r["max_prob_diff"] for r in rows),
             "median_inference_ms": float(np.median([r["inference_ms"] for r in rows])),

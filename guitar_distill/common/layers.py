@@ -30,7 +30,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     Keras 3 normalises a training batch with separate moments and element-wise ops, with float32
     casts around them under bfloat16: several passes over every activation, forward and backward.
     tf.keras used the fused kernel, one pass, which oneDNN runs natively in bfloat16; ResNet50's
-    training step is mostly these passes on a CPU (reports/cpu_recipe.md, session 8). The same
+    training step is mostly these passes on a CPU (reports/cpu_recipe.md, commit 1cc7e6d). The same
     weights, statistics and config as the Keras layer; inference, other backends, masks,
     synchronised or renormalised batch norm and non-NHWC inputs take Keras' own path.
     """
@@ -62,7 +62,7 @@ class SubsampledPointwiseConv2D(keras.layers.Conv2D):
     The output is the same: a 1x1 kernel at stride s reads only those pixels. oneDNN's bfloat16
     kernels ran the strided form of ResNet50's two stage-5 entry convolutions (1024 -> 2048 and
     1024 -> 512 channels, 7x7 -> 4x4 at 112 px) at 9-17 GFLOP/s, 488 ms of a 1.7 s training step;
-    subsampled first, 115 ms (reports/cpu_recipe.md, session 11). The subsampling is a 1x1 average
+    subsampled first, 115 ms (reports/cpu_recipe.md, commit 99ab545). The subsampling is a 1x1 average
     pool, which oneDNN runs and differentiates cheaply (a strided slice's gradient, in Eigen, cost
     most of what it saved). Inference and other backends take Conv2D's own path, so exported files
     keep the strided convolution.

@@ -18,6 +18,17 @@ STAGE_COMMANDS = {"data": "make data  (python -m dataset)", "teacher": "make tea
                   "export": "make export  (python -m export)"}
 
 
+def no_exported_files(artifacts: Path, preset: str) -> str:
+    """Why a benchmark found nothing to measure, and the ways to get files, with what each costs."""
+    demo = Path(artifacts).name != "demo" and (Path(artifacts) / "demo" / "export").is_dir()
+    return (f"no exported model files under {artifacts}/export. "
+            + (f"`make demo` wrote its files under {artifacts}/demo: use --preset demo --artifacts {artifacts}/demo. "
+               if demo else "")
+            + f"`make demo` (about 20 minutes on 2 CPU cores) exports a student distilled from the released teacher "
+              f"into artifacts/demo; `make export PRESET={preset}` first trains whatever that preset still lacks "
+              f"(the full preset's 224 px ResNet50 wants a GPU: docs/gpu.md)")
+
+
 @dataclass(frozen=True)
 class Format:
     name: str

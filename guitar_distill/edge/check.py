@@ -126,7 +126,8 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Find photos whose claimed label looks wrong.")
     parser.add_argument("folder", type=Path, help="one sub-folder per claimed label, named as in labels.txt")
-    parser.add_argument("--out", type=Path, default=Path("suspects.csv"), help="CSV to write (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="folder for suspects.csv (default: the current folder)")
     parser.add_argument("--threshold", type=float, help="flag below this p(claimed) (default: model.json's)")
     parser.add_argument("--model", type=Path, help="a .tflite file (default: the faster of the bundle's two)")
     parser.add_argument("--threads", type=int, default=None)
@@ -146,7 +147,8 @@ def main(argv=None) -> int:
     errors += [(sub, "no photos in this class folder") for sub in empty_classes(args.folder)]
     for path, why in errors:
         print(f"{path}: error: {why}", file=sys.stderr)
-    write_csv(args.out, rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_csv(args.out / "suspects.csv", rows)
     flagged = sum(r["flagged"] for r in rows)
     print(f"checked {len(rows)} photos ({len(errors)} not checked), flagged {flagged} with p(claimed) < {threshold:.4g}")
     if calibration and args.threshold is None:
@@ -156,7 +158,7 @@ def main(argv=None) -> int:
     elif calibration:
         print(f"(model.json's threshold {calibration['threshold']:.4g} gave precision {calibration['precision']:.2f}, "
               f"recall {calibration['recall']:.2f} on validation; --threshold {threshold:.4g} was not measured)")
-    print(f"suspects, most suspicious first: {args.out}")
+    print(f"suspects, most suspicious first: {args.out / 'suspects.csv'}")
     return 1 if errors else 0
 
 

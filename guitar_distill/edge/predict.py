@@ -283,8 +283,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--selftest", action="store_true", help="check the golden photos next to the model")
-    parser.add_argument("--benchmark", type=int, metavar="RUNS",
-                        help="time RUNS batch-1 inferences (after 10 warm-up runs) and print p50/p90/mean in ms")
+    parser.add_argument("--benchmark", action="store_true",
+                        help="time --runs batch-1 inferences (after 10 warm-up runs) and print p50/p90/mean in ms")
+    parser.add_argument("--runs", type=int, default=100, help="timed runs of --benchmark (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.top_k < 1:
         parser.error(f"--top-k must be at least 1 (got {args.top_k})")
@@ -297,10 +298,10 @@ def main(argv=None) -> int:
         return 1
     if args.selftest:
         return selftest(classifier, labels, args.model.parent / "golden")
-    if args.benchmark is not None:
-        if args.benchmark < 1:
-            parser.error(f"--benchmark must be at least 1 (got {args.benchmark})")
-        return benchmark(classifier, args.benchmark, args.threads)
+    if args.benchmark:
+        if args.runs < 1:
+            parser.error(f"--runs must be at least 1 (got {args.runs})")
+        return benchmark(classifier, args.runs, args.threads)
     if not args.inputs:
         parser.error("give photo files or folders, or --selftest")
     if args.top_k > len(labels):

@@ -28,7 +28,8 @@ what it can and cannot do, with its test figures.
     python predict.py --selftest           # checks the golden photos: run this first
     python predict.py photo.jpg photos/ --top-k 3
     python predict.py photo.jpg --json
-    python check.py listings/              # one sub-folder per claimed label: suspects.csv, most suspicious first
+    python check.py listings/              # one sub-folder per claimed label: suspects.csv here, most suspicious first
+    python predict.py --benchmark --runs 200   # the model's own latency on this device
 
 Two files hold the same student: `model.tflite` (int8) and `model_fp32.tflite` (float32). On first
 use predict.py times both on this machine and keeps the faster (int8 wins on CPUs with int8 dot
@@ -41,7 +42,14 @@ in model.json, a threshold chosen on validation photos with 5 % of their labels 
 (the precision and recall it gave there are beside it, and the checker prints them).
 
 Input: any JPEG, PNG, WebP, BMP or TIFF photo; EXIF orientation and colour modes are handled and
-the photo is resized to the model's input. Exit status is non-zero if any file failed.
+the photo is resized to the model's input. A missing path, an empty folder or an unreadable photo is
+reported and the rest are still answered. Exit status: 0 all answered, 1 a file, photo or model was
+missing or bad, 2 a flag or value the script does not take.
+
+The web page (`index.html`, served with `python -m http.server` here) runs the student in the
+browser once ONNX Runtime Web and `model.onnx` are beside it. A released copy leaves them out
+(16 MB) and the page says so; from the project, `guitar-distill web models/student/guitar-student
+--onnx models/student/onnx_fp32/model.onnx` adds them.
 
 What `--selftest` proves: `golden/expected.json` holds what this very model answered for the golden
 photos when the bundle was built (top-1 and its probability). The self-test checks that this device

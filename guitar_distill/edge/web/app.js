@@ -116,10 +116,25 @@ async function decode(blob) {
 
 let session = null, labels = [], inputSize = 0, inputName = "";
 
+// A released bundle leaves the runtime and model.onnx out (16 MB); this says so instead of failing obscurely.
+const MISSING_HELP = "The release leaves them out (16 MB). From the project, add them with: " +
+  "guitar-distill web models/student/guitar-student --onnx models/student/onnx_fp32/model.onnx " +
+  "(or use a bundle that `guitar-distill export` built), then serve this folder again.";
+
+async function missingFiles(meta) {
+  const missing = [];
+  if (typeof ort === "undefined") missing.push("ort.wasm.min.js (ONNX Runtime Web)");
+  const model = await fetch(meta.model, { method: "HEAD" }).catch(() => null);
+  if (!model || !model.ok) missing.push(meta.model);
+  return missing;
+}
+
 async function loadModel() {
+  const meta = await (await fetch("web.json")).json();
+  const missing = await missingFiles(meta);
+  if (missing.length) throw new Error(`This page cannot run yet: ${missing.join(" and ")} missing beside it. ${MISSING_HELP}`);
   ort.env.wasm.wasmPaths = "./";
   ort.env.wasm.numThreads = 1;  // threads need cross-origin isolation, which a plain http.server lacks
-  const meta = await (await fetch("web.json")).json();
   labels = meta.classes;
   inputSize = meta.input_size;
   try {
