@@ -320,6 +320,8 @@ def test_web_page_in_a_real_browser_matches_python(tmp_path, capsys):
         print("\n" + "\n".join(line for line in out.splitlines() if "agreement" in line))
     record = json.loads((tmp_path / "web_check.json").read_text())
     assert record["photos"] >= 54 and record["agreement"] >= 0.99, out
+    assert record["model"] == "model.onnx" and record["page_threads"] >= 1  # the release's int8 file, served isolated
+    assert record["browser_over_native"] == pytest.approx(record["median_inference_ms"] / record["native_median_ms"])
     for case in ("not an image", "too many pixels", "model fails to load"):
         assert record["bad_input"][case]["shown_as_error"], (case, record["bad_input"][case])
     assert "not an image" in record["bad_input"]["not an image"]["text"]

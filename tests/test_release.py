@@ -45,7 +45,7 @@ def test_released_bundle_matches_the_code_that_makes_it():
     code = Path(edge.__file__).parent
     bundle = MODELS / "student" / "guitar-student"
     for copy, source in (("predict.py", "predict.py"), ("images.py", "images.py"), ("check.py", "check.py"),
-                         ("index.html", "web/index.html"), ("app.js", "web/app.js")):
+                         ("index.html", "web/index.html"), ("app.js", "web/app.js"), ("serve.py", "web/serve.py")):
         assert (bundle / copy).read_bytes() == (code / source).read_bytes(), \
             f"{bundle / copy} differs from {code / source}: make release rebuilds the bundle from the code"
 

@@ -37,12 +37,12 @@ def ensure_chromium() -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def local_server(root: Path):
-    """`python -m http.server` on a free loopback port, serving `root`."""
+def local_server(root: Path, serve_script: Path):
+    """The bundle's serve.py (cross-origin isolated: the page may use threads) on a free loopback port, serving `root`."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=root,
+    server = subprocess.Popen([sys.executable, str(serve_script), "--port", str(port), "--root", str(root)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
@@ -97,6 +97,22 @@ def upload(chrome, path: Path) -> None:
     chrome.find_element("id", "file").send_keys(str(path))
 
 
+def native_latency(tflite_file: Path, photos: list[Path], size: int) -> float:
+    """The median milliseconds a photo of the bundle's int8 file in LiteRT here, threads as predict.py leaves them:
+    the browser's figure beside it compares the page with what the device runs natively."""
+    from guitar_distill.edge.images import load_for_model
+    from guitar_distill.edge.predict import TFLiteClassifier
+
+    classifier = TFLiteClassifier(tflite_file)
+    times = []
+    for path in photos:
+        x = load_for_model(path, size)[None]
+        start = time.perf_counter()
+        classifier.predict(x)
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times[5:] or times))
+
+
 def python_answers(onnx_file: Path, photos: list[Path], size: int) -> np.ndarray:
     from guitar_distill.common.runtimes import open_classifier
     from guitar_distill.edge.images import load_for_model
@@ -117,6 +133,7 @@ def check(bundle: Path, onnx_file: Path, photos_count: int, info, seed: int, scr
         meta = json.loads((page / "model.json").read_text())
         size, classes = int(meta["input"]["shape"][1]), meta["classes"]
         add_web_page(page, onnx_file, classes, size)
+        served_model = onnx_file.name
         photos = sorted((page / "golden").glob("*.png")) + validation_photos(info, photos_count, seed)
         (site / "photos").mkdir()
         served = []
@@ -133,9 +150,11 @@ def check(bundle: Path, onnx_file: Path, photos_count: int, info, seed: int, scr
         (broken / "model.onnx").write_bytes(b"this is not an ONNX model")
 
         reference = python_answers(onnx_file, served, size)
-        with local_server(site) as base, headless_chromium() as chrome:
+        native_ms = native_latency(page / "model.tflite", served, size)
+        with local_server(site, page / "serve.py") as base, headless_chromium() as chrome:
             if not open_page(chrome, f"{base}/{page.name}/index.html"):
                 raise ToolkitError(f"the page did not load its model: {page_status(chrome)[0]}")
+            threads = chrome.execute_script("return ort.env.wasm.numThreads")
             rows, started = [], time.perf_counter()
             for path, ref in zip(served, reference):
                 got = chrome.execute_async_script(CLASSIFY, f"/photos/{path.name}")
@@ -167,7 +186,8 @@ def check(bundle: Path, onnx_file: Path, photos_count: int, info, seed: int, scr
             bad["runtime and model left out"] = page_status(chrome, wait_for_error=True)
     agreement = float(np.mean([r["page_top1"] == r["python_top1"] for r in rows]))
     return {"photos": len(rows), "agreement": agreement, "max_prob_diff": max(r["max_prob_diff"] for r in rows),
-            "median_inference_ms": float(np.median([r["inference_ms"] for r in rows])),
+            "median_inference_ms": float(np.median([r["inference_ms"] for r in rows])), "page_threads": threads,
+            "native_median_ms": native_ms, "model": served_model,
             "page_seconds": page_seconds, "bad_input": {k: {"text": t, "shown_as_error": e} for k, (t, e) in bad.items()},
             "rows": rows}
 
@@ -175,7 +195,8 @@ def check(bundle: Path, onnx_file: Path, photos_count: int, info, seed: int, scr
 def main(argv=None) -> int:
     parser = stage_parser("The bundle's web page in headless Chromium vs the Python path.", default_preset="cpu")
     parser.add_argument("--bundle", type=Path, default=RELEASED / "guitar-student")
-    parser.add_argument("--onnx", type=Path, default=RELEASED / "onnx_fp32" / "model.onnx", help="the student's ONNX file")
+    parser.add_argument("--onnx", type=Path, default=RELEASED / "onnx_int8" / "model.onnx",
+                        help="the student's ONNX file (default: the release's int8 file, the page's)")
     parser.add_argument("--photos", type=int, default=50, help="validation photos besides the golden ones (%(default)s)")
     parser.add_argument("--screenshot", type=Path, help="save the page with a classified photo here (PNG)")
     parser.add_argument("--out", type=Path, help="record folder (default: ARTIFACTS/bench)")
@@ -187,12 +208,15 @@ def main(argv=None) -> int:
                    int(cfg["data"]["seed"]), args.screenshot)
     bad_ok = all(v["shown_as_error"] for v in result["bad_input"].values())
     result["passed"] = result["agreement"] >= 0.99 and bad_ok
+    result["browser_over_native"] = result["median_inference_ms"] / result["native_median_ms"]
     result["seconds"] = time.perf_counter() - start
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "web_check.json").write_text(json.dumps(result, indent=2))
     print(f"browser vs Python top-1 agreement: {result['agreement']:.4f} on {result['photos']} photos "
-          f"(max probability difference {result['max_prob_diff']:.2e}; median inference "
-          f"{result['median_inference_ms']:.1f} ms in headless Chromium, wasm, 1 thread)")
+          f"(max probability difference {result['max_prob_diff']:.2e})")
+    print(f"median inference a photo: {result['median_inference_ms']:.2f} ms in headless Chromium ({result['model']}, "
+          f"wasm, {result['page_threads']} thread(s)) against {result['native_median_ms']:.2f} ms for the bundle's "
+          f"model.tflite in LiteRT here: {result['browser_over_native']:.1f}x")
     for name, v in result["bad_input"].items():
         print(f"bad input, {name}: {'shown' if v['shown_as_error'] else 'NOT shown'} as an error: {v['text']}")
     if args.screenshot:

@@ -29,6 +29,13 @@ def model_json(path: Path, fmt: str, size: int, classes: list[str], source: dict
     }
 
 
+def web_format(results: dict, min_agreement: float) -> str:
+    """The web page's ONNX file: int8 (several times faster in the browser's wasm) when it agrees with the Keras
+    student on at least `min_agreement` of validation, else float32."""
+    int8 = results.get(("student", "onnx_int8"), {})
+    return "onnx_int8" if int8.get("agreement", 0.0) >= min_agreement else "onnx_fp32"
+
+
 def bundle_choice(candidates: dict[str, dict], min_agreement: float) -> str:
     """The int8 file the edge bundle ships: of those agreeing with the Keras model on at least
     `min_agreement` of validation photos, the most accurate (post-training int8 on a tie); if none
@@ -138,7 +145,8 @@ def student_bundle(results: dict, files: dict, artifacts: Path, cfg: dict, info,
     bundle = build_bundle(stage_dir(artifacts, "edge") / "guitar-student", chosen, meta, info.classes,
                           golden_photos(info.split_rows("val"), info.source, info.classes,
                                         int(ecfg["golden_images"]), int(cfg["data"]["seed"])),
-                          onnx_file=files[("student", "onnx_fp32")], fp32_file=fp32,
+                          onnx_file=files[("student", web_format(results, float(ecfg["bundle_min_agreement"])))],
+                          fp32_file=fp32,
                           fp32_json={**read_json(fp32.with_name("model.json")),
                                      "validation": results[("student", "tflite_fp32")]})
     check = meta["label_check"]

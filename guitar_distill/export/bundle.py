@@ -46,10 +46,10 @@ the photo is resized to the model's input. A missing path, an empty folder or an
 reported and the rest are still answered. Exit status: 0 all answered, 1 a file, photo or model was
 missing or bad, 2 a flag or value the script does not take.
 
-The web page (`index.html`, served with `python -m http.server` here) runs the student in the
-browser once ONNX Runtime Web and `model.onnx` are beside it. A released copy leaves them out
+The web page (`index.html`, served with `python serve.py` here: cross-origin isolated, so it may use
+threads) runs the student in the browser once ONNX Runtime Web and `model.onnx` are beside it. A released copy leaves them out
 (16 MB) and the page says so; from the project, `guitar-distill web models/student/guitar-student
---onnx models/student/onnx_fp32/model.onnx` adds them.
+--onnx models/student/onnx_int8/model.onnx` adds them.
 
 What `--selftest` proves: `golden/expected.json` holds what this very model answered for the golden
 photos when the bundle was built (top-1 and its probability). The self-test checks that this device

@@ -31,7 +31,7 @@ from guitar_distill.common.errors import ToolkitError, run_cli
 MODELS_DIR = PROJECT_ROOT / "models"
 MAX_MB = 60.0
 # The float32 TFLite student ships inside the bundle (model_fp32.tflite), not a second time here.
-RELEASED = {"student": ("keras", "tflite_int8", "tflite_qat_int8", "onnx_fp32")}
+RELEASED = {"student": ("keras", "tflite_int8", "tflite_qat_int8", "onnx_fp32", "onnx_int8")}
 TEACHER = Path("teacher") / "keras_fp16" / "model.keras"  # float16 weights: what later stretches start from
 IMPORTED_TEACHER = ("tflite_fp32", "tflite_fp16")  # rebuilt from them for the benchmarks and the demo
 TRAINING_RECORDS = {**MODEL_STAGES, "baseline": "baseline"}  # released record -> the stage that trained it

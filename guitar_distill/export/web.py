@@ -2,7 +2,8 @@
 
 onnxruntime-web comes from the npm registry (`npm pack`, once, cached in ~/.cache/guitar-distill/npm);
 only the three files the wasm backend loads are copied into the bundle, so the page needs nothing
-from the internet at run time. Serving it: `python -m http.server` in the bundle folder.
+from the internet at run time. Serving it: `python serve.py` in the bundle folder (cross-origin isolated,
+so ONNX Runtime Web may use threads; `python -m http.server` works too, on one thread).
 
     python -m export.web BUNDLE_DIR --onnx student.onnx   # (re)vendor the page into a bundle
 """
@@ -21,7 +22,7 @@ from guitar_distill.common.errors import ToolkitError, run_cli
 
 ONNXRUNTIME_WEB = "1.30.0"  # the npm package; its wasm runs the same ONNX opset the export writes
 RUNTIME_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-PAGE_FILES = ("index.html", "app.js")
+PAGE_FILES = ("index.html", "app.js", "serve.py")
 NPM_CACHE = Path(os.environ.get("GUITAR_NPM_CACHE", Path.home() / ".cache" / "guitar-distill" / "npm"))
 
 
@@ -44,6 +45,14 @@ def onnxruntime_web_dist(version: str = ONNXRUNTIME_WEB) -> Path:
     return dist
 
 
+def onnx_precision(onnx_file: Path) -> str:
+    """An exported file's format ("onnx_int8", "onnx_fp32") from its model.json, else from its folder's name."""
+    meta = Path(onnx_file).with_name("model.json")
+    if meta.exists():
+        return json.loads(meta.read_text()).get("format", "")
+    return Path(onnx_file).parent.name
+
+
 def add_web_page(bundle: Path, onnx_file: Path, classes: list[str], input_size: int) -> list[str]:
     """Copy the page, the model and the runtime into `bundle`; returns the files written."""
     dist = onnxruntime_web_dist()
@@ -53,8 +62,9 @@ def add_web_page(bundle: Path, onnx_file: Path, classes: list[str], input_size: 
     for name in RUNTIME_FILES:
         shutil.copy(dist / name, bundle / name)
     shutil.copy(onnx_file, bundle / "model.onnx")
+    precision = "int8" if "int8" in onnx_precision(onnx_file) else "float32"
     (bundle / "web.json").write_text(json.dumps({"model": "model.onnx", "classes": classes, "input_size": input_size,
-                                                 "description": "the float32 student (ONNX Runtime Web, wasm), "
+                                                 "description": f"the {precision} student (ONNX Runtime Web, wasm), "
                                                                 "the same network as predict.py's files",
                                                  "onnxruntime_web": ONNXRUNTIME_WEB}, indent=2) + "\n")
     return [*PAGE_FILES, *RUNTIME_FILES, "model.onnx", "web.json"]
@@ -63,7 +73,8 @@ def add_web_page(bundle: Path, onnx_file: Path, classes: list[str], input_size: 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Put the web page (and onnxruntime-web) into an edge bundle.")
     parser.add_argument("bundle", type=Path)
-    parser.add_argument("--onnx", type=Path, required=True, help="the student's ONNX file (fp32)")
+    parser.add_argument("--onnx", type=Path, required=True,
+                        help="the student's ONNX file (models/student/onnx_int8/model.onnx in a release)")
     args = parser.parse_args(argv)
     meta = json.loads((args.bundle / "model.json").read_text())
     files = add_web_page(args.bundle, args.onnx, meta["classes"], int(meta["input"]["shape"][1]))

@@ -118,7 +118,7 @@ let session = null, labels = [], inputSize = 0, inputName = "";
 
 // A released bundle leaves the runtime and model.onnx out (16 MB); this says so instead of failing obscurely.
 const MISSING_HELP = "The release leaves them out (16 MB). From the project, add them with: " +
-  "guitar-distill web models/student/guitar-student --onnx models/student/onnx_fp32/model.onnx " +
+  "guitar-distill web models/student/guitar-student --onnx models/student/onnx_int8/model.onnx " +
   "(or use a bundle that `guitar-distill export` built), then serve this folder again.";
 
 async function missingFiles(meta) {
@@ -134,7 +134,9 @@ async function loadModel() {
   const missing = await missingFiles(meta);
   if (missing.length) throw new Error(`This page cannot run yet: ${missing.join(" and ")} missing beside it. ${MISSING_HELP}`);
   ort.env.wasm.wasmPaths = "./";
-  ort.env.wasm.numThreads = 1;  // threads need cross-origin isolation, which a plain http.server lacks
+  // Worker threads need SharedArrayBuffer, which a browser gives only a cross-origin isolated page (serve.py
+  // sends the two headers; a plain http.server does not, and the page then runs on one thread).
+  ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
   labels = meta.classes;
   inputSize = meta.input_size;
   try {
@@ -206,7 +208,7 @@ window.addEventListener("unhandledrejection", (e) => say(`Something went wrong: 
 window.modelReady = loadModel()
   .then((meta) => {
     say(`Ready: ${labels.length} classes, ${inputSize}x${inputSize} input; model ${meta.model}` +
-        (meta.description ? `: ${meta.description}.` : "."));
+        (meta.description ? `: ${meta.description}` : "") + `; ${ort.env.wasm.numThreads} thread(s).`);
     return true;
   })
   .catch((e) => { say(e.message, true); return false; });
