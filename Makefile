@@ -8,7 +8,7 @@ TEST_WORKERS ?= 2
 STAGE_ARGS = --preset $(PRESET) --artifacts $(ARTIFACTS)
 DEMO_ARGS = --preset demo --artifacts $(ARTIFACTS)/demo
 
-.PHONY: setup data teacher baseline student distill export bench demo cpu stretch release all pi-check web-check gpu-kit gpu-check audit test test-fast clean
+.PHONY: setup data teacher baseline student distill export bench demo cpu stretch release all pi-check web-check gpu-kit gpu-check audit lint test test-fast clean
 
 setup:            ## .venv in the project root with the dependencies' ranges (dev and jax extras)
 	python3 -m venv .venv
@@ -86,6 +86,10 @@ pi-check:         ## the edge bundle on aarch64 (QEMU user mode), answers compar
 
 web-check:        ## the bundle's web page in headless Chromium, answers compared with Python
 	$(PYTHON) -m checks.web_check
+
+lint:             ## ruff: the linter and the formatter's check (CI runs it before the tests)
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
 
 test:             ## the whole test suite (small, CPU only; CI runs this): two pytest-xdist workers
 	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup

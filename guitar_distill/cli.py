@@ -5,6 +5,7 @@ shows its options. Exit status, the same for every command (docs/cli.md): 0 done
 photo, model or stage that is missing or wrong; the message names it), 2 usage (an unknown command, a
 flag or value the command does not take).
 """
+
 from __future__ import annotations
 
 import runpy
@@ -44,8 +45,10 @@ MODULES = {name: module for name, module, _ in COMMANDS}
 
 def usage() -> str:
     rows = "\n".join(f"  {name:13s} {what}" for name, _, what in COMMANDS)
-    return (f"usage: guitar-distill COMMAND [options]   (guitar-distill COMMAND --help: its options)\n\n"
-            f"commands:\n{rows}\n\nexit status: 0 done, 1 bad input, 2 usage (docs/cli.md)")
+    return (
+        f"usage: guitar-distill COMMAND [options]   (guitar-distill COMMAND --help: its options)\n\n"
+        f"commands:\n{rows}\n\nexit status: 0 done, 1 bad input, 2 usage (docs/cli.md)"
+    )
 
 
 def main(argv=None) -> int:
@@ -55,8 +58,10 @@ def main(argv=None) -> int:
         return 0
     if not argv or argv[0] not in MODULES:
         print(usage(), file=sys.stderr)
-        print(f"\nguitar-distill: error: {'no command given' if not argv else f'unknown command {argv[0]!r}'}",
-              file=sys.stderr)
+        print(
+            f"\nguitar-distill: error: {'no command given' if not argv else f'unknown command {argv[0]!r}'}",
+            file=sys.stderr,
+        )
         return 2
     sys.argv = [f"guitar-distill {argv[0]}", *argv[1:]]
     runpy.run_module(MODULES[argv[0]], run_name="__main__", alter_sys=True)

@@ -1,4 +1,5 @@
 """Fixtures: a few real photos copied from ../shared/guitars, and smoke artifacts built once."""
+
 from __future__ import annotations
 
 import os
@@ -25,11 +26,12 @@ SLOW_FIXTURES: set[str] = set()
 
 def slow_fixture(*args, **kwargs):
     """pytest.fixture for a fixture that reads ../shared photos, trains models or runs stages."""
+
     def register(function):
         SLOW_FIXTURES.add(function.__name__)
         return pytest.fixture(*args, **kwargs)(function)
-    return register
 
+    return register
 
 
 def real_photos(label: str, count: int) -> list[Path]:
@@ -58,9 +60,21 @@ def run_stage(module: str, *args: str, env: dict | None = None, timeout: int = 6
     A run still going at `timeout` gets SIGABRT, on which Python's faulthandler prints every thread's stack:
     a hung stage fails with where it waits, not only that it waited.
     """
-    full_env = {**os.environ, "KERAS_VERBOSE": "2", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONFAULTHANDLER": "1", **(env or {})}
-    proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=PROJECT_ROOT, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    full_env = {
+        **os.environ,
+        "KERAS_VERBOSE": "2",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONFAULTHANDLER": "1",
+        **(env or {}),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=PROJECT_ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -70,12 +84,16 @@ def run_stage(module: str, *args: str, env: dict | None = None, timeout: int = 6
         except subprocess.TimeoutExpired:
             proc.kill()
             stdout, stderr = proc.communicate()
-        raise AssertionError(f"python -m {module} {' '.join(args)} still running after {timeout} s; its stacks:\n"
-                             f"{stdout[-3000:]}\n{stderr[-12000:]}") from None
+        raise AssertionError(
+            f"python -m {module} {' '.join(args)} still running after {timeout} s; its stacks:\n"
+            f"{stdout[-3000:]}\n{stderr[-12000:]}"
+        ) from None
     result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     if result.returncode != 0:
-        raise AssertionError(f"python -m {module} {' '.join(args)} failed ({result.returncode}):\n"
-                             f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+        raise AssertionError(
+            f"python -m {module} {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
     return result
 
 
@@ -90,7 +108,9 @@ def edge_python(tmp_path_factory) -> Path:
     pins = [f"{d}=={md.version(d)}" for d in ("ai-edge-litert", "numpy", "pillow")]
     install = subprocess.run([str(python), "-m", "pip", "install", "-q", *pins], capture_output=True, text=True)
     assert install.returncode == 0, install.stderr[-2000:]
-    listed = subprocess.run([str(python), "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True).stdout
+    listed = subprocess.run(
+        [str(python), "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True
+    ).stdout
     assert "tensorflow" not in listed and "keras" not in listed and "guitar" not in listed
     return python
 
@@ -131,8 +151,9 @@ def pytest_collection_modifyitems(config, items):
         if SMOKE_MODEL_FIXTURES & fixtures and item.get_closest_marker("xdist_group") is None:
             unmarked.append(item.nodeid)
     if unmarked:
-        raise pytest.UsageError("tests that take the smoke models need @smoke_models (tests/conftest.py): "
-                                + ", ".join(unmarked))
+        raise pytest.UsageError(
+            "tests that take the smoke models need @smoke_models (tests/conftest.py): " + ", ".join(unmarked)
+        )
 
 
 def pytest_collection_finish(session):
@@ -140,8 +161,13 @@ def pytest_collection_finish(session):
     which is all the scheduler reads; pytest 9.2 with xdist 3.8 drops it silently (pytest-xdist#1386)."""
     if not getattr(session.config.option, "loadgroup", False):
         return
-    lost = [item.nodeid for item in session.items
-            if item.get_closest_marker("xdist_group") and "@" not in item.nodeid.rsplit("]", 1)[-1]]
+    lost = [
+        item.nodeid
+        for item in session.items
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid.rsplit("]", 1)[-1]
+    ]
     if lost:
-        raise pytest.UsageError(f"pytest {pytest.__version__} with this pytest-xdist ignores xdist_group marks "
-                                f"(pytest-dev/pytest-xdist#1386): install the dev extra's pytest (<9.2); {lost[0]}")
+        raise pytest.UsageError(
+            f"pytest {pytest.__version__} with this pytest-xdist ignores xdist_group marks "
+            f"(pytest-dev/pytest-xdist#1386): install the dev extra's pytest (<9.2); {lost[0]}"
+        )

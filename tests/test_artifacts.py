@@ -1,4 +1,5 @@
 """Atomic writes: all or nothing, and the same permissions a plain write would give."""
+
 import json
 
 import pytest
@@ -27,8 +28,10 @@ def test_atomic_files_have_plain_file_permissions(tmp_path):
 
 
 def test_overrides_parse_values_and_reject_unknown_fields():
-    cfg = apply_overrides(load_preset("smoke"), ["teacher.max_epochs=5", "student.widths=[4, 8, 16]",
-                                                  "teacher.weights=none", "teacher.mixed_precision=true"])
+    cfg = apply_overrides(
+        load_preset("smoke"),
+        ["teacher.max_epochs=5", "student.widths=[4, 8, 16]", "teacher.weights=none", "teacher.mixed_precision=true"],
+    )
     assert cfg["teacher"]["max_epochs"] == 5 and cfg["student"]["widths"] == [4, 8, 16]
     assert cfg["teacher"]["weights"] == "none" and cfg["teacher"]["mixed_precision"] is True
     with pytest.raises(ToolkitError, match="unknown field 'max_epoch'"):
@@ -36,9 +39,13 @@ def test_overrides_parse_values_and_reject_unknown_fields():
     # Values must have the preset's type, checked before any work starts.
     assert apply_overrides(cfg, ["teacher.learning_rate=1"])["teacher"]["learning_rate"] == 1.0
     assert apply_overrides(cfg, ["student.mixed_precision=bfloat16"])["student"]["mixed_precision"] == "bfloat16"
-    for bad, expected in (("teacher.max_epochs=abc", "expected int"), ("teacher.nesterov=1", "expected bool"),
-                          ("student.widths=8", "expected list"), ("teacher.learning_rate=fast", "expected float"),
-                          ("teacher.mixed_precision=3", "expected bool or str")):
+    for bad, expected in (
+        ("teacher.max_epochs=abc", "expected int"),
+        ("teacher.nesterov=1", "expected bool"),
+        ("student.widths=8", "expected list"),
+        ("teacher.learning_rate=fast", "expected float"),
+        ("teacher.mixed_precision=3", "expected bool or str"),
+    ):
         with pytest.raises(ToolkitError, match=expected):
             apply_overrides(cfg, [bad])
     with pytest.raises(ToolkitError, match="not found"):
@@ -51,11 +58,24 @@ def test_presets_inherit_and_state_only_their_changes(tmp_path):
     assert cpu["data"]["split"] == full["data"]["split"]  # inherited whole
     assert cpu["teacher"]["momentum"] == full["teacher"]["momentum"] and cpu["teacher"]["schedule"] == "cosine"
     stretch = load_preset("stretch")  # two levels: stretch -> cpu -> full
-    assert stretch["teacher"]["head"] == "avg" and stretch["teacher"]["batch_size"] == 64 and full["teacher"]["head"] == "flatten"
+    assert (
+        stretch["teacher"]["head"] == "avg"
+        and stretch["teacher"]["batch_size"] == 64
+        and full["teacher"]["head"] == "flatten"
+    )
     demo = load_preset("demo")  # three levels: demo -> stretch -> cpu -> full
-    assert demo["data"]["image_size"] == stretch["data"]["image_size"] == 112 and demo["teacher"]["zero_init_residual"] is True
-    assert (demo["student"]["max_epochs"], stretch["student"]["max_epochs"]) == (18, 30) and demo["distill"]["stored_epochs"] == 3
-    assert demo["student"]["widths"] == stretch["student"]["widths"] and demo["distill"]["temperature"] == full["distill"]["temperature"] and demo["export"]["qat_steps_per_epoch"] == 40
+    assert (
+        demo["data"]["image_size"] == stretch["data"]["image_size"] == 112
+        and demo["teacher"]["zero_init_residual"] is True
+    )
+    assert (demo["student"]["max_epochs"], stretch["student"]["max_epochs"]) == (18, 30) and demo["distill"][
+        "stored_epochs"
+    ] == 3
+    assert (
+        demo["student"]["widths"] == stretch["student"]["widths"]
+        and demo["distill"]["temperature"] == full["distill"]["temperature"]
+        and demo["export"]["qat_steps_per_epoch"] == 40
+    )
     assert load_preset("smoke")["data"]["split"] == {"counts": {"train": 6, "val": 2, "test": 2}}  # replaced whole
     loop = tmp_path / "loop.toml"
     loop.write_text(f'base = "{loop}"\n')
@@ -83,21 +103,29 @@ def test_recipe_schedules_and_label_smoothing():
 
     from guitar_distill.common.training import recipe_loss, recipe_optimizer
 
-    cfg = {**load_preset("full")["teacher"], "learning_rate": 0.1, "decay": 0.0, "steps_per_epoch": 10,
-           "max_epochs": 5, "schedule": "cosine", "warmup_epochs": 1, "weight_decay": 1e-3}
+    cfg = {
+        **load_preset("full")["teacher"],
+        "learning_rate": 0.1,
+        "decay": 0.0,
+        "steps_per_epoch": 10,
+        "max_epochs": 5,
+        "schedule": "cosine",
+        "warmup_epochs": 1,
+        "weight_decay": 1e-3,
+    }
     opt = recipe_optimizer(cfg)
     schedule = opt._learning_rate
-    assert float(schedule(0)) == pytest.approx(0.0, abs=1e-7)          # warmup starts at 0
-    assert float(schedule(10)) == pytest.approx(0.1, rel=1e-5)         # peak after one epoch
-    assert float(schedule(30)) == pytest.approx(0.05, rel=1e-4)        # half-way down the cosine
-    assert float(schedule(50)) == pytest.approx(0.0, abs=1e-6)         # zero at max_epochs
+    assert float(schedule(0)) == pytest.approx(0.0, abs=1e-7)  # warmup starts at 0
+    assert float(schedule(10)) == pytest.approx(0.1, rel=1e-5)  # peak after one epoch
+    assert float(schedule(30)) == pytest.approx(0.05, rel=1e-4)  # half-way down the cosine
+    assert float(schedule(50)) == pytest.approx(0.0, abs=1e-6)  # zero at max_epochs
     assert opt.weight_decay == pytest.approx(1e-3)
     legacy = recipe_optimizer({**cfg, "schedule": "inverse_time", "decay": 1e-2})._learning_rate
-    assert float(legacy(100)) == pytest.approx(0.1 / 2)                # lr / (1 + decay * iterations)
+    assert float(legacy(100)) == pytest.approx(0.1 / 2)  # lr / (1 + decay * iterations)
     y, p = np.array([0, 1]), np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1]], np.float32)
     plain = float(recipe_loss({"label_smoothing": 0.0})(y, p))
     smooth = float(recipe_loss({"label_smoothing": 0.3})(y, p))
-    targets = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1]])               # 0.3 spread over 3 classes
+    targets = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1]])  # 0.3 spread over 3 classes
     assert smooth == pytest.approx(float(np.mean(-(targets * np.log(p)).sum(1))), rel=1e-5)
     assert plain == pytest.approx(float(np.mean(-np.log([0.9, 0.8]))), rel=1e-5)
 
@@ -113,8 +141,9 @@ def test_a_run_may_grow_its_epoch_budget_and_nothing_else(tmp_path, capsys):
     prepare_run_dir(tmp_path, "teacher", longer, False, keys=("data", "teacher"))
     assert "max_epochs 2 -> 9" in capsys.readouterr().out
     saved = json.loads((tmp_path / "teacher" / "config.json").read_text())
-    assert saved["extended"] == [{"after_epoch": 2, "max_epochs": {"from": 2, "to": 9},
-                                  "patience": {"from": 20, "to": 30}}]
+    assert saved["extended"] == [
+        {"after_epoch": 2, "max_epochs": {"from": 2, "to": 9}, "patience": {"from": 20, "to": 30}}
+    ]
     for changed in (["teacher.max_epochs=5"], ["teacher.learning_rate=0.5"], ["data.image_size=48"]):
         with pytest.raises(ToolkitError, match="another config"):
             prepare_run_dir(tmp_path, "teacher", apply_overrides(longer, changed), False, keys=("data", "teacher"))
@@ -128,8 +157,11 @@ def test_a_stage_refuses_inputs_made_with_another_preset(tmp_path):
 
     write_json(tmp_path / "data" / "config.json", load_preset("demo"))
     full = load_preset("full")
-    with pytest.raises(ToolkitError, match=r"made with preset 'demo', whose \[data\] differs .* in: image_size.*"
-                                         r"--preset demo"):
+    with pytest.raises(
+        ToolkitError,
+        match=r"made with preset 'demo', whose \[data\] differs .* in: image_size.*"
+        r"--preset demo",
+    ):
         prepare_run_dir(tmp_path, "teacher", full, False, keys=("data", "teacher"))
     assert not (tmp_path / "teacher" / "config.json").exists()
     demo = load_preset("demo")

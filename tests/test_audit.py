@@ -1,4 +1,5 @@
 """The data audit: cleanlab on out-of-fold probabilities, the smoke run, and the exclusion list."""
+
 from __future__ import annotations
 
 import csv
@@ -6,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_stage, smoke_models
+
 from guitar_distill.dataset.audit import below_class_thresholds, fold_assignment, label_issues
 
 

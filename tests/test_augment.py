@@ -1,12 +1,13 @@
 """Augmentation and the batch feeder, under TensorFlow here and under JAX in a subprocess."""
+
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-
 from conftest import real_photos, slow_fixture
+
 from guitar_distill.common.augment import AugmentedBatches
 from guitar_distill.edge.images import load_for_model
 
@@ -65,8 +66,7 @@ def test_augmentation_changes_geometry_not_range(images):
 def test_feeder_runs_under_backend(backend):
     pytest.importorskip(backend)
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, "-c", FEEDER_CHECK], env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run([sys.executable, "-c", FEEDER_CHECK], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split()[0] == backend
 
@@ -92,8 +92,9 @@ def test_the_feed_runs_no_backend_op():
     With JAX given no usable platform, any backend op fails; the feed must not need one."""
     pytest.importorskip("jax")
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "no_device_for_the_feed"}
-    result = subprocess.run([sys.executable, "-c", NO_DEVICE_CHECK], env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", NO_DEVICE_CHECK], env=env, capture_output=True, text=True, timeout=300
+    )
     assert "fed without a device" in result.stdout, result.stderr[-3000:]
     assert result.returncode != 0 and "no_device_for_the_feed" in result.stderr  # and the guard was real
 
@@ -101,6 +102,7 @@ def test_the_feed_runs_no_backend_op():
 def test_seed_augmentation_is_the_write_ups_affine_set():
     """An identity map returns the photo; a 90-degree turn with no zoom or shift turns it; edges repeat."""
     from guitar_distill.common.augment import SeedAugmentation, affine_sample
+
     image = np.arange(5 * 5 * 3, dtype=np.uint8).reshape(1, 5, 5, 3)
     identity = np.array([[[1.0, 0, 0], [0, 1.0, 0]]])
     assert np.array_equal(affine_sample(image, identity), image.astype(np.float32))
@@ -118,8 +120,7 @@ def test_seed_augmentation_is_the_write_ups_affine_set():
 
 def test_a_period_replays_the_stored_batches_in_a_new_order(images):
     full = AugmentedBatches(images, np.arange(6), batch_size=2, seed=3, batch_targets=np.arange(4)[:, None])
-    replay = AugmentedBatches(images, np.arange(6), batch_size=2, seed=3, batch_targets=np.arange(4)[:, None],
-                              period=4)
+    replay = AugmentedBatches(images, np.arange(6), batch_size=2, seed=3, batch_targets=np.arange(4)[:, None], period=4)
     first = [replay[g] for g in range(4)]
     for g in range(4):  # the first cycle is the stream itself
         assert np.array_equal(first[g][0], full[g][0])
@@ -128,8 +129,9 @@ def test_a_period_replays_the_stored_batches_in_a_new_order(images):
     assert cycles[0] != cycles[1]  # ... in a new seeded order each cycle
     k = cycles[0].index(2)  # a replayed batch is the stored one: same photos, same augmentation, same targets
     assert np.array_equal(replay[4 + k][0], first[2][0]) and np.array_equal(replay[4 + k][1][0], first[2][1][0])
-    resumed = AugmentedBatches(images, np.arange(6), batch_size=2, seed=3, batch_targets=np.arange(4)[:, None],
-                               period=4, start_batch=6)
+    resumed = AugmentedBatches(
+        images, np.arange(6), batch_size=2, seed=3, batch_targets=np.arange(4)[:, None], period=4, start_batch=6
+    )
     assert np.array_equal(resumed[0][0], replay[6][0])  # a resumed run replays the same order
     with pytest.raises(IndexError):
         full[4]  # without a period the stored targets end
@@ -139,8 +141,13 @@ def test_a_period_replays_the_stored_batches_in_a_new_order(images):
 
 def test_phases_crop_each_epoch_at_its_phase_side(images):
     from guitar_distill.common.augment import Phases, training_augmentation
-    cfg = {"augmentation": "crop_flip", "crop_scale": [0.35, 1.0], "steps_per_epoch": 2,
-           "phases": [{"from_epoch": 0, "image_size": 24, "crop_scale": [0.5, 1.0]}, {"from_epoch": 2, "image_size": 48}]}
+
+    cfg = {
+        "augmentation": "crop_flip",
+        "crop_scale": [0.35, 1.0],
+        "steps_per_epoch": 2,
+        "phases": [{"from_epoch": 0, "image_size": 24, "crop_scale": [0.5, 1.0]}, {"from_epoch": 2, "image_size": 48}],
+    }
     phases = training_augmentation(cfg)
     assert isinstance(phases, Phases) and phases.last == 48
     feed = AugmentedBatches(images, np.arange(6), batch_size=2, seed=3, augment=phases)
@@ -148,9 +155,11 @@ def test_phases_crop_each_epoch_at_its_phase_side(images):
     assert phases.at_epoch(1).scale == (0.5, 1.0) and phases.at_epoch(2).scale == (0.35, 1.0)
     resumed = AugmentedBatches(images, np.arange(6), batch_size=2, seed=3, augment=phases, start_batch=3)
     assert np.array_equal(resumed[1][0], feed[4][0])
-    for bad, why in (([{"from_epoch": 1, "image_size": 24}], "from_epoch = 0"),
-                     ([{"from_epoch": 0, "image_size": 48}, {"from_epoch": 2, "image_size": 24}], "largest"),
-                     ([{"from_epoch": 0, "image_size": 24}, {"from_epoch": 0, "image_size": 48}], "grow")):
+    for bad, why in (
+        ([{"from_epoch": 1, "image_size": 24}], "from_epoch = 0"),
+        ([{"from_epoch": 0, "image_size": 48}, {"from_epoch": 2, "image_size": 24}], "largest"),
+        ([{"from_epoch": 0, "image_size": 24}, {"from_epoch": 0, "image_size": 48}], "grow"),
+    ):
         with pytest.raises(ValueError, match=why):
             training_augmentation({**cfg, "phases": bad})
     with pytest.raises(ValueError, match="crop_flip"):

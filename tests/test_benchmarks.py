@@ -1,15 +1,16 @@
 """Benchmark harness logic on known numbers and on the smoke models (no timings asserted)."""
+
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_stage, smoke_models
 
 from guitar_distill.benchmarks.accuracy import classification_metrics, expected_calibration_error
 from guitar_distill.benchmarks.latency import flag_int8, latency_table, median_of_rounds, speedups, summarize
 from guitar_distill.benchmarks.models import find_model_files
 from guitar_distill.benchmarks.report import side_by_side, side_by_side_table
-from conftest import run_stage, smoke_models
 
 
 def test_percentiles_on_known_samples():
@@ -22,15 +23,18 @@ def test_percentiles_on_known_samples():
 
 
 def test_rounds_give_medians_and_the_speedup_pairs_rounds():
-    stats = median_of_rounds([{"times_ms": [1.0, 2.0, 3.0]}, {"times_ms": [10.0, 10.0, 10.0]},
-                              {"times_ms": [4.0, 4.0, 4.0]}])
+    stats = median_of_rounds(
+        [{"times_ms": [1.0, 2.0, 3.0]}, {"times_ms": [10.0, 10.0, 10.0]}, {"times_ms": [4.0, 4.0, 4.0]}]
+    )
     assert stats["p50_ms_rounds"] == [2.0, 10.0, 4.0] and stats["p50_ms"] == 4.0 and stats["runs"] == 9
     # A slow moment in round two hits both models: paired per round, the ratio stays 20x; the
     # medians of each model's rounds alone would say 40 / 1.5 = 26.7x.
-    rows = [{"model": "teacher", "fmt": "tflite_fp16", "threads": 1, "p50_ms": 40.0, "p50_ms_rounds": [40.0, 80.0, 30.0]},
-            {"model": "teacher", "fmt": "tflite_fp32", "threads": 1, "p50_ms": 40.0, "p50_ms_rounds": [40.0, 80.0, 30.0]},
-            {"model": "student", "fmt": "tflite_int8", "threads": 1, "p50_ms": 1.5, "p50_ms_rounds": [2.0, 4.0, 1.5]},
-            {"model": "student", "fmt": "tflite_int8", "threads": 2, "p50_ms": 1.0, "p50_ms_rounds": [1.0]}]
+    rows = [
+        {"model": "teacher", "fmt": "tflite_fp16", "threads": 1, "p50_ms": 40.0, "p50_ms_rounds": [40.0, 80.0, 30.0]},
+        {"model": "teacher", "fmt": "tflite_fp32", "threads": 1, "p50_ms": 40.0, "p50_ms_rounds": [40.0, 80.0, 30.0]},
+        {"model": "student", "fmt": "tflite_int8", "threads": 1, "p50_ms": 1.5, "p50_ms_rounds": [2.0, 4.0, 1.5]},
+        {"model": "student", "fmt": "tflite_int8", "threads": 2, "p50_ms": 1.0, "p50_ms_rounds": [1.0]},
+    ]
     [found] = speedups(rows)  # no teacher at 2 threads: no pair there
     assert found["teacher"] == "tflite_fp32" and found["threads"] == 1
     assert found["ratio_rounds"] == [20.0, 20.0, 20.0] and found["ratio"] == 20.0
@@ -38,12 +42,27 @@ def test_rounds_give_medians_and_the_speedup_pairs_rounds():
 
 
 def test_int8_flag_and_tables():
-    base = {"runtime": "litert-xnnpack", "p90_ms": 1, "p99_ms": 1, "mean_ms": 1, "images_per_s": 1, "cold_start_ms": 1,
-            "peak_rss_mib": 40, "bare_rss_mib": 10, "size_mb": 1, "parameters": 10, "macs": 1e6, "roof": "fp32",
-            "roofline_pct": 1, "batch_images_per_s": None}
-    rows = [dict(base, model="student", fmt="tflite_fp32", threads=1, p50_ms=2.0),
-            dict(base, model="student", fmt="tflite_int8", threads=1, p50_ms=3.0),
-            dict(base, model="student", fmt="tflite_dynamic_int8", threads=1, p50_ms=1.0)]
+    base = {
+        "runtime": "litert-xnnpack",
+        "p90_ms": 1,
+        "p99_ms": 1,
+        "mean_ms": 1,
+        "images_per_s": 1,
+        "cold_start_ms": 1,
+        "peak_rss_mib": 40,
+        "bare_rss_mib": 10,
+        "size_mb": 1,
+        "parameters": 10,
+        "macs": 1e6,
+        "roof": "fp32",
+        "roofline_pct": 1,
+        "batch_images_per_s": None,
+    }
+    rows = [
+        dict(base, model="student", fmt="tflite_fp32", threads=1, p50_ms=2.0),
+        dict(base, model="student", fmt="tflite_int8", threads=1, p50_ms=3.0),
+        dict(base, model="student", fmt="tflite_dynamic_int8", threads=1, p50_ms=1.0),
+    ]
     flag_int8(rows)
     assert [r["int8_not_faster"] for r in rows] == [False, True, False]
     table = latency_table(rows)
@@ -65,7 +84,9 @@ def test_classification_metrics_and_ece():
     assert m["per_class"]["a"]["precision"] == 0.5 and m["per_class"]["b"]["recall"] == 0.5
     perfect = np.eye(3)[[0, 1, 2]]
     assert expected_calibration_error(perfect, np.array([0, 1, 2])) == 0.0
-    assert expected_calibration_error(np.full((2, 2), 0.5) + [[0.4, -0.4], [0.4, -0.4]], np.array([1, 1])) == pytest.approx(0.9)
+    assert expected_calibration_error(
+        np.full((2, 2), 0.5) + [[0.4, -0.4], [0.4, -0.4]], np.array([1, 1])
+    ) == pytest.approx(0.9)
 
 
 def test_missing_models_are_reported_not_fatal(tmp_path):
@@ -77,8 +98,21 @@ def test_missing_models_are_reported_not_fatal(tmp_path):
 def test_benchmarks_on_smoke_models(exported, tmp_path):
     smoke_artifacts = exported
     common = ("--preset", "smoke", "--artifacts", str(smoke_artifacts))
-    run_stage("benchmarks.latency", *common, "--models", "student", "--formats", "keras", "tflite_fp32", "tflite_int8",
-              "onnx_fp32", "--threads", "1", "--runs", "5")
+    run_stage(
+        "benchmarks.latency",
+        *common,
+        "--models",
+        "student",
+        "--formats",
+        "keras",
+        "tflite_fp32",
+        "tflite_int8",
+        "onnx_fp32",
+        "--threads",
+        "1",
+        "--runs",
+        "5",
+    )
     latency = json.loads((smoke_artifacts / "bench" / "latency.json").read_text())
     assert {r["fmt"] for r in latency["results"]} == {"keras", "tflite_fp32", "tflite_int8", "onnx_fp32"}
     rows = {r["fmt"]: r for r in latency["results"]}
@@ -89,8 +123,12 @@ def test_benchmarks_on_smoke_models(exported, tmp_path):
     # onnxruntime a few tens, whatever the machine.
     over = {f: r["peak_rss_mib"] - r["bare_rss_mib"] for f, r in rows.items()}
     assert over["tflite_int8"] * 3 < over["keras"] and over["onnx_fp32"] * 3 < over["keras"]
-    assert [rows[f]["roof"] for f in ("keras", "tflite_fp32", "tflite_int8", "onnx_fp32")] == \
-        ["fp32", "litert-fp32", "litert-int8", "onnxruntime-fp32"]
+    assert [rows[f]["roof"] for f in ("keras", "tflite_fp32", "tflite_int8", "onnx_fp32")] == [
+        "fp32",
+        "litert-fp32",
+        "litert-int8",
+        "onnxruntime-fp32",
+    ]
     roofs = latency["hardware"]["roofs_gops"]
     assert set(roofs) == {"fp32", "litert-fp32", "litert-int8", "onnxruntime-fp32", "onnxruntime-int8"}
     assert all(v["1"] > 0 for v in roofs.values())
@@ -104,8 +142,20 @@ def test_benchmarks_on_smoke_models(exported, tmp_path):
 
 @pytest.mark.slow
 def test_student_size_benchmark_runs_and_applies_the_rule(tmp_path):
-    run_stage("benchmarks.student_size", "--preset", "smoke", "--size", "32", "--candidates", "8,8,8", "4,8,16",
-              "--repeats", "1", "--out", str(tmp_path))
+    run_stage(
+        "benchmarks.student_size",
+        "--preset",
+        "smoke",
+        "--size",
+        "32",
+        "--candidates",
+        "8,8,8",
+        "4,8,16",
+        "--repeats",
+        "1",
+        "--out",
+        str(tmp_path),
+    )
     result = json.loads((tmp_path / "student_size.json").read_text())
     teacher, *students = result["results"]
     assert teacher["model"] == "resnet50_teacher" and len(students) == 2
@@ -118,8 +168,21 @@ def test_student_size_benchmark_runs_and_applies_the_rule(tmp_path):
 
 
 def test_train_rate_benchmark(photo_source, tmp_path):
-    run_stage("benchmarks.train_rate", "--preset", "smoke", "--batches", "1", "--source", str(photo_source),
-              "--batch-norm", "keras", "--strided-pointwise", "keras", "--out", str(tmp_path))
+    run_stage(
+        "benchmarks.train_rate",
+        "--preset",
+        "smoke",
+        "--batches",
+        "1",
+        "--source",
+        str(photo_source),
+        "--batch-norm",
+        "keras",
+        "--strided-pointwise",
+        "keras",
+        "--out",
+        str(tmp_path),
+    )
     result = json.loads((tmp_path / "train_rate_smoke.json").read_text())
     assert result["settings"]["image_size"] == 32 and set(result["results"]) == {"teacher", "student"}
     assert (result["settings"]["batch_norm"], result["settings"]["strided_pointwise"]) == ("keras", "keras")
@@ -133,8 +196,21 @@ def test_train_rate_benchmark(photo_source, tmp_path):
 
 
 def test_train_rate_profile_names_where_the_step_goes(photo_source, tmp_path):
-    run_stage("benchmarks.train_rate", "--preset", "smoke", "--batches", "1", "--source", str(photo_source),
-              "--models", "student", "--profile", "2", "--out", str(tmp_path))
+    run_stage(
+        "benchmarks.train_rate",
+        "--preset",
+        "smoke",
+        "--batches",
+        "1",
+        "--source",
+        str(photo_source),
+        "--models",
+        "student",
+        "--profile",
+        "2",
+        "--out",
+        str(tmp_path),
+    )
     profile = json.loads((tmp_path / "train_rate_smoke.json").read_text())["results"]["student"]["profile"]
     assert profile["steps"] == 2 and profile["step_wall_ms"] > 0 and profile["op_ms_per_step"] > 0
     kinds = profile["kinds"]
@@ -161,10 +237,24 @@ def test_op_kinds():
 def test_cache_build_benchmark_decodes_from_scratch(photo_source, tmp_path):
     from guitar_distill.benchmarks.cache_build import main as cache_build
     from guitar_distill.dataset.__main__ import main as data_main
+
     artifacts = tmp_path / "art"
     data_main(["--preset", "smoke", "--source", str(photo_source), "--artifacts", str(artifacts)])
-    cache_build(["--preset", "smoke", "--artifacts", str(artifacts), "--sizes", "32", "--workers", "1", "2",
-                 "--out", str(tmp_path)])
+    cache_build(
+        [
+            "--preset",
+            "smoke",
+            "--artifacts",
+            str(artifacts),
+            "--sizes",
+            "32",
+            "--workers",
+            "1",
+            "2",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     rows = json.loads((tmp_path / "cache_build.json").read_text())["results"]
     assert [(r["size"], r["workers"], r["photos"]) for r in rows] == [(32, 1, 18), (32, 2, 18)]
     assert all(r["photos_per_s"] > 0 for r in rows)

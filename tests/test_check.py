@@ -1,4 +1,5 @@
 """The listing checker (edge/check.py): its threshold, a planted wrong label, bad folders and files."""
+
 from __future__ import annotations
 
 import csv
@@ -8,8 +9,8 @@ import shutil
 import keras
 import numpy as np
 import pytest
-
 from conftest import real_photos, slow_fixture
+
 from guitar_distill.edge import check
 from guitar_distill.edge.images import load_for_model
 
@@ -20,7 +21,11 @@ CLASSES = ["ES", "FlyingV", "SG"]
 def test_flipped_labels_move_the_stated_share_to_other_classes():
     labels = np.repeat(np.arange(4), 50)
     noisy, flipped = check.flip_labels(labels, 4, 0.05, seed=1)
-    assert flipped.sum() == 10 and np.all(noisy[flipped] != labels[flipped]) and np.all(noisy[~flipped] == labels[~flipped])
+    assert (
+        flipped.sum() == 10
+        and np.all(noisy[flipped] != labels[flipped])
+        and np.all(noisy[~flipped] == labels[~flipped])
+    )
     assert np.array_equal(check.flip_labels(labels, 4, 0.05, seed=1)[0], noisy)
 
 
@@ -54,9 +59,15 @@ def tiny_bundle(tmp_path_factory):
     x = np.stack([load_for_model(p, SIZE) for c in CLASSES for p in photos[c]]).astype(np.float32)
     y = np.repeat(np.arange(3), 6)
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Rescaling(1 / 255.0),
-                              keras.layers.Conv2D(8, 3, strides=2, activation="relu"), keras.layers.Flatten(),
-                              keras.layers.Dense(3, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((SIZE, SIZE, 3)),
+            keras.layers.Rescaling(1 / 255.0),
+            keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     model.compile(keras.optimizers.Adam(0.003), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=100, batch_size=18, verbose=0)
     assert model.evaluate(x, y, verbose=0)[1] == 1.0  # it knows every training photo
@@ -64,8 +75,20 @@ def tiny_bundle(tmp_path_factory):
     saved = export_saved_model(model, root / "saved")
     (root / "model.tflite").write_bytes(tflite_from_saved_model(saved, "fp32"))
     (root / "labels.txt").write_text("\n".join(CLASSES) + "\n")
-    (root / "model.json").write_text(json.dumps({"label_check": {
-        "threshold": 0.5, "precision": 0.8, "recall": 0.6, "target_precision": 0.5, "met": True, "flipped_share": 0.05}}))
+    (root / "model.json").write_text(
+        json.dumps(
+            {
+                "label_check": {
+                    "threshold": 0.5,
+                    "precision": 0.8,
+                    "recall": 0.6,
+                    "target_precision": 0.5,
+                    "met": True,
+                    "flipped_share": 0.05,
+                }
+            }
+        )
+    )
     return root, photos
 
 
@@ -76,7 +99,9 @@ def listing(tmp_path, photos, planted: bool = True):
         for p in photos[c]:
             shutil.copy(p, tmp_path / "listings" / c / p.name)
     if planted:
-        shutil.move(tmp_path / "listings" / "FlyingV" / photos["FlyingV"][0].name, tmp_path / "listings" / "ES" / "planted.jpg")
+        shutil.move(
+            tmp_path / "listings" / "FlyingV" / photos["FlyingV"][0].name, tmp_path / "listings" / "ES" / "planted.jpg"
+        )
     return tmp_path / "listings"
 
 
@@ -107,7 +132,10 @@ def test_an_unreadable_photo_is_reported_and_the_rest_checked(tmp_path, tiny_bun
     folder = listing(tmp_path, photos, planted=False)
     (folder / "SG" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     out = tmp_path / "suspects.csv"
-    assert check.main([str(folder), "--model", str(root / "model.tflite"), "--out", str(tmp_path), "--threshold", "0.2"]) == 1
+    assert (
+        check.main([str(folder), "--model", str(root / "model.tflite"), "--out", str(tmp_path), "--threshold", "0.2"])
+        == 1
+    )
     captured = capsys.readouterr()
     assert "broken.jpg: error: corrupt" in captured.err
     assert "checked 18 photos (1 not checked), flagged 0" in captured.out and "was not measured" in captured.out

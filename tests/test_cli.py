@@ -1,4 +1,5 @@
 """One command line: every tool under `guitar-distill`, one exit-code table."""
+
 import importlib.util
 import subprocess
 import sys
@@ -9,8 +10,9 @@ from guitar_distill.cli import COMMANDS
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "guitar_distill.cli", *args], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "guitar_distill.cli", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_every_command_names_a_runnable_module():

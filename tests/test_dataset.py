@@ -1,4 +1,5 @@
 """The data stage on real photos: rejections, duplicates, splits, manifest, cache, download."""
+
 import json
 import shutil
 import zipfile
@@ -6,10 +7,10 @@ import zipfile
 import numpy as np
 from PIL import Image
 
-from guitar_distill.dataset.__main__ import main as data_main
 from guitar_distill.common.cache import build_split_cache, cache_paths, load_split
-from guitar_distill.dataset.download import extract_images
 from guitar_distill.common.manifest import load_data_info, read_manifest
+from guitar_distill.dataset.__main__ import main as data_main
+from guitar_distill.dataset.download import extract_images
 from guitar_distill.edge.images import load_for_model
 
 
@@ -70,7 +71,9 @@ def test_manifest_is_deterministic_and_seeded(photo_source, tmp_path):
 
 def test_full_fractions_split(photo_source, tmp_path):
     artifacts = tmp_path / "art"
-    summary = run_data(photo_source, artifacts, "--no-cache", "--set", "data.split={'fractions': {'val': 0.2, 'test': 0.2}}")
+    summary = run_data(
+        photo_source, artifacts, "--no-cache", "--set", "data.split={'fractions': {'val': 0.2, 'test': 0.2}}"
+    )
     for counts in summary["counts"].values():
         assert (counts["train"], counts["val"], counts["test"], counts["unused"]) == (6, 2, 2, 0)
 

@@ -1,4 +1,5 @@
 """The docs stay true: links and paths exist, make targets and python -m modules are real, presets load."""
+
 import importlib.util
 import re
 
@@ -44,6 +45,7 @@ def test_make_targets_and_modules_exist(doc):
     assert targets <= make_targets(), f"{doc.name}: make targets not in the Makefile: {targets - make_targets()}"
     modules = {m for c in code for m in re.findall(r"python3? -m ([\w.]+)", c)}
     import sys
+
     sys.path.insert(0, str(PROJECT_ROOT))  # the checkout's shims: python -m teacher runs from here
     try:
         unknown = {m for m in modules if importlib.util.find_spec(m) is None}

@@ -1,4 +1,5 @@
 """Export on smoke models: every format, the parity gate, the edge bundle and its predictor."""
+
 import json
 import os
 import shutil
@@ -8,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import real_photos, smoke_models
 from PIL import Image
 
-from conftest import real_photos, smoke_models
 from guitar_distill.common.config import PROJECT_ROOT
 from guitar_distill.common.layout import MODEL_STAGES
 from guitar_distill.common.models import load_model_file
@@ -37,7 +38,10 @@ def test_every_format_written_and_within_its_gate(exported):
             if fmt in ("onnx_fp32", "tflite_fp32"):
                 assert r["agreement"] >= 0.999 and r["max_prob_diff"] < 1e-3
         assert parity[f"{model}/onnx_fp32"]["batch_max_diff"] < 1e-4
-    assert json.loads((exported / "export" / "student" / "tflite_int8" / "model.json").read_text())["input"]["dtype"] == "uint8"
+    assert (
+        json.loads((exported / "export" / "student" / "tflite_int8" / "model.json").read_text())["input"]["dtype"]
+        == "uint8"
+    )
     assert "| student | tflite_qat_int8 |" in (exported / "export" / "parity.md").read_text()
 
 
@@ -45,10 +49,12 @@ def test_every_format_written_and_within_its_gate(exported):
 def test_gate_catches_a_preprocessing_mismatch(exported):
     from guitar_distill.common.cache import load_split
     from guitar_distill.common.manifest import load_data_info
+
     info = load_data_info(exported)
     x, y = load_split(info, "val")
     model = exported / "export" / "student" / "tflite_fp32" / "model.tflite"
     from guitar_distill.common.runtimes import open_classifier, predict_all
+
     reference = predict_all(open_classifier(model), x)
     gate("student/tflite_fp32", model, measure(model, x, y, reference), 0.999, 1e-3)  # the file against itself
     # What a caller who scales pixels to 0..1 (a preprocessing mismatch) would compare against: the
@@ -86,8 +92,19 @@ def predict(exported, *args, python=sys.executable, cwd=None):
 @smoke_models
 def test_bundle_contents_and_predictions(exported):
     b = bundle(exported)
-    for name in ("model.tflite", "model_fp32.tflite", "labels.txt", "model.json", "model_fp32.json", "predict.py",
-                 "images.py", "check.py", "README.md", "golden/expected.json", "golden/expected_model_fp32.json"):
+    for name in (
+        "model.tflite",
+        "model_fp32.tflite",
+        "labels.txt",
+        "model.json",
+        "model_fp32.json",
+        "predict.py",
+        "images.py",
+        "check.py",
+        "README.md",
+        "golden/expected.json",
+        "golden/expected_model_fp32.json",
+    ):
         assert (b / name).exists(), name
     assert (b.parent / "guitar-student.tar.gz").stat().st_size > 1000
     from guitar_distill.edge.images import load_for_model
@@ -182,8 +199,9 @@ def test_bad_model_files(exported, tmp_path):
 def test_edge_predict_module_in_the_project(exported):
     model = bundle(exported) / "model.tflite"
     photo = str(real_photos("SG", 1)[0])
-    result = subprocess.run([sys.executable, "-m", "edge.predict", photo, "--model", str(model)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "edge.predict", photo, "--model", str(model)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     as_json = json.loads(predict(exported, photo, "--json", "--model", str(model)).stdout)[0]["top"]
     assert result.stdout.strip() == f"{photo}: " + ", ".join(f"{label} {p:.1%}" for label, p in as_json)
@@ -195,8 +213,9 @@ def test_selftest_in_a_minimal_environment(exported, tmp_path, edge_python):
     python = edge_python
     target = tmp_path / "guitar-student"
     shutil.copytree(bundle(exported), target)
-    result = subprocess.run([str(python), str(target / "predict.py"), "--selftest"], capture_output=True, text=True,
-                            cwd=tmp_path)
+    result = subprocess.run(
+        [str(python), str(target / "predict.py"), "--selftest"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "failed" in result.stdout and " 0 failed" in result.stdout
 
@@ -211,15 +230,23 @@ def test_release_check_and_import_of_the_teacher(exported, tmp_path):
     run_stage("export.release", *common)
     release = json.loads((dest / "RELEASE.json").read_text())
     assert set(release["files"]) == {
-        "student/keras/model.keras", "student/tflite_int8/model.tflite", "student/tflite_qat_int8/model.tflite",
-        "student/onnx_fp32/model.onnx", "teacher/keras_fp16/model.keras",
-        "student/guitar-student/model.tflite", "student/guitar-student/model_fp32.tflite"}
+        "student/keras/model.keras",
+        "student/tflite_int8/model.tflite",
+        "student/tflite_qat_int8/model.tflite",
+        "student/onnx_fp32/model.onnx",
+        "teacher/keras_fp16/model.keras",
+        "student/guitar-student/model.tflite",
+        "student/guitar-student/model_fp32.tflite",
+    }
     assert (dest / "MODEL_CARD.md").read_text() == (dest / "student" / "guitar-student" / "MODEL_CARD.md").read_text()
     assert release["labels"] == ["ES", "FlyingV", "Telecaster"]
     # the records name the photo folder relative to the project, as presets do: the same on every machine
     source = json.loads((dest / "records" / "data_summary.json").read_text())["source"]
-    assert not Path(source).is_absolute() and (PROJECT_ROOT / source).resolve() == Path(
-        json.loads((exported / "data" / "summary.json").read_text())["source"]).resolve()
+    assert (
+        not Path(source).is_absolute()
+        and (PROJECT_ROOT / source).resolve()
+        == Path(json.loads((exported / "data" / "summary.json").read_text())["source"]).resolve()
+    )
     assert not list(dest.rglob("*.jpg")), "photos of the data set must stay out of models/"
     assert (dest / "training" / "teacher" / "history.csv").exists()
 
@@ -235,8 +262,9 @@ def test_release_check_and_import_of_the_teacher(exported, tmp_path):
     # the released bundle carries its golden photos (PNG, at the input side) and passes its self-test
     golden = dest / "student" / "guitar-student" / "golden"
     assert {Image.open(p).size for p in golden.glob("*.png")} == {(32, 32)} and len(list(golden.glob("*.png"))) == 2
-    selftest = subprocess.run([sys.executable, str(golden.parent / "predict.py"), "--selftest"],
-                              capture_output=True, text=True)
+    selftest = subprocess.run(
+        [sys.executable, str(golden.parent / "predict.py"), "--selftest"], capture_output=True, text=True
+    )
     assert selftest.returncode == 0 and "2 passed, 0 failed" in selftest.stdout, selftest.stdout + selftest.stderr
 
     artifacts = tmp_path / "artifacts"
@@ -248,16 +276,20 @@ def test_release_check_and_import_of_the_teacher(exported, tmp_path):
     keras_bytes = (exported / "teacher" / "model.keras").stat().st_size
     assert released.stat().st_size < 0.6 * keras_bytes
     # ... and its TFLite files are rebuilt from it, answering as the trained teacher does
-    run_stage("export.release", "--preset", "smoke", "--artifacts", str(artifacts), "--dest", str(dest), "--import-teacher")
-    from guitar_distill.common.runtimes import open_classifier
+    run_stage(
+        "export.release", "--preset", "smoke", "--artifacts", str(artifacts), "--dest", str(dest), "--import-teacher"
+    )
     from guitar_distill.common.cache import load_split
     from guitar_distill.common.manifest import load_data_info
+    from guitar_distill.common.runtimes import open_classifier
 
     images, _ = load_split(load_data_info(exported), "val")
     trained = open_classifier(exported / "export" / "teacher" / "tflite_fp32" / "model.tflite").predict(images)
     for fmt in ("tflite_fp32", "tflite_fp16"):
         imported = artifacts / "export" / "teacher" / fmt
-        assert (imported / "IMPORTED.txt").exists() and json.loads((imported / "model.json").read_text())["format"] == fmt
+        assert (imported / "IMPORTED.txt").exists() and json.loads((imported / "model.json").read_text())[
+            "format"
+        ] == fmt
         np.testing.assert_allclose(open_classifier(imported / "model.tflite").predict(images), trained, atol=5e-3)
 
     # Grad-CAM in such a run (no teacher/model.keras) takes the Keras file the teacher was rebuilt from
@@ -268,7 +300,8 @@ def test_release_check_and_import_of_the_teacher(exported, tmp_path):
 
 
 def test_predict_refuses_bad_arguments_with_clear_messages(tmp_path, capfd):
-    from guitar_distill.edge.predict import DEFAULT_MODEL, main as predict_main
+    from guitar_distill.edge.predict import DEFAULT_MODEL
+    from guitar_distill.edge.predict import main as predict_main
 
     assert DEFAULT_MODEL.exists(), "the released student in models/ is the predictor's default"
     (tmp_path / "empty").mkdir()
@@ -281,8 +314,12 @@ def test_predict_refuses_bad_arguments_with_clear_messages(tmp_path, capfd):
     assert [a.get("error", "")[:14] for a in answers] == ["no photos in t", "no such file o", ""]
     assert "top" in answers[2] and all(a["model"] == str(DEFAULT_MODEL) for a in answers)
     assert "XNNPACK" not in captured.err
-    for bad, message in ((["--top-k", "0"], "at least 1"), (["--top-k", "-1"], "at least 1"),
-                         (["--top-k", "99"], "knows only 11 classes"), (["--threads", "0"], "at least 1")):
+    for bad, message in (
+        (["--top-k", "0"], "at least 1"),
+        (["--top-k", "-1"], "at least 1"),
+        (["--top-k", "99"], "knows only 11 classes"),
+        (["--threads", "0"], "at least 1"),
+    ):
         with pytest.raises(SystemExit) as stop:
             predict_main([photo, *bad])
         assert stop.value.code == 2 and message in capfd.readouterr().err
@@ -297,8 +334,10 @@ def test_released_bundle_on_aarch64_gives_the_x86_answers(tmp_path, capsys):
     if os.geteuid() != 0 and not shutil.which("qemu-aarch64-static"):
         pytest.skip("pi-check installs qemu-user-static and an arm64 sysroot with apt-get: needs root once")
     from conftest import run_stage
-    out = run_stage("checks.pi_check", "--bundle", "models/student/guitar-student", "--out", str(tmp_path),
-                    timeout=900).stdout
+
+    out = run_stage(
+        "checks.pi_check", "--bundle", "models/student/guitar-student", "--out", str(tmp_path), timeout=900
+    ).stdout
     with capsys.disabled():  # the comparison summary, in the test log
         print("\n" + "\n".join(line for line in out.splitlines() if "photos, top-1 flips" in line))
     record = json.loads((tmp_path / "pi_check.json").read_text())
@@ -315,6 +354,7 @@ def test_web_page_in_a_real_browser_matches_python(tmp_path, capsys):
     if os.geteuid() != 0 and not shutil.which("chromedriver"):
         pytest.skip("the web check installs Debian's chromium and chromium-driver with apt-get: needs root once")
     from conftest import run_stage
+
     out = run_stage("checks.web_check", "--out", str(tmp_path), timeout=900).stdout
     with capsys.disabled():  # the agreement figure, in the test log
         print("\n" + "\n".join(line for line in out.splitlines() if "agreement" in line))
@@ -346,7 +386,8 @@ def test_the_bundle_ships_the_most_accurate_int8_file_that_agrees_with_keras(cap
 
 @smoke_models
 def test_partitions_name_the_ops_xnnpack_leaves_out(exported, tmp_path):
-    from guitar_distill.benchmarks.partitions import delegated_partitions, main as partitions_main
+    from guitar_distill.benchmarks.partitions import delegated_partitions
+    from guitar_distill.benchmarks.partitions import main as partitions_main
 
     fp32 = delegated_partitions(exported / "export" / "student" / "tflite_fp32" / "model.tflite")
     assert fp32["partitions"] == 1 and fp32["outside"] == []  # the whole float graph in one partition

@@ -1,5 +1,6 @@
 """FixRes for the teacher (batch-norm statistics re-estimated at a test side, flip averaging) and the
 learning-rate range test's reading."""
+
 import keras
 import numpy as np
 import pytest
@@ -34,6 +35,7 @@ def test_flip_averaging_is_the_mean_over_the_mirror():
 @pytest.mark.slow  # builds ResNet50s
 def test_an_average_pooling_teacher_tests_at_another_side_with_its_weights():
     from guitar_distill.teacher.model import build_teacher
+
     model = build_teacher(3, 32, head="avg")
     bigger = at_resolution(model, 48)
     assert bigger.input_shape == (None, 48, 48, 3)

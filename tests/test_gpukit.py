@@ -1,4 +1,6 @@
-"""The GPU kit: built, run on the smoke preset with TensorFlow unimportable (JAX, two host devices), and received back."""
+"""The GPU kit: built, run on the smoke preset with TensorFlow unimportable (JAX, two host devices), and received
+back."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,14 +9,14 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import run_stage
+
 from guitar_distill.gpukit.limits import BACK_FILE_BYTES, out_problems
 from guitar_distill.gpukit.receive import ReceiveError, joined_results
 
 # On PYTHONPATH, this makes `import tensorflow` fail in every process the runner starts, as on the
 # GPU machine, which has JAX but no TensorFlow.
-BLOCK_TENSORFLOW = '''
+BLOCK_TENSORFLOW = """
 import sys
 
 class NoTensorFlow:
@@ -24,7 +26,7 @@ class NoTensorFlow:
         return None
 
 sys.meta_path.insert(0, NoTensorFlow())
-'''
+"""
 
 
 def test_the_runner_trains_every_stage_without_tensorflow_and_what_comes_back_rebuilds(tmp_path, photo_source):
@@ -37,8 +39,9 @@ def test_the_runner_trains_every_stage_without_tensorflow_and_what_comes_back_re
     kit = json.loads((tmp_path / "kit" / "kit.json").read_text())
     assert kit["photos"] == 30 and len(list((tmp_path / "kit" / "photos").rglob("*.webp"))) == 30
 
-    check = subprocess.run([sys.executable, "-c", "import tensorflow"], env={"PYTHONPATH": str(blocker)},
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        [sys.executable, "-c", "import tensorflow"], env={"PYTHONPATH": str(blocker)}, capture_output=True, text=True
+    )
     assert check.returncode != 0 and "blocked" in check.stderr
 
     # Two host devices: every stage trains data-parallel (keras.distribution), as on a multi-GPU machine. XLA's
@@ -46,9 +49,20 @@ def test_the_runner_trains_every_stage_without_tensorflow_and_what_comes_back_re
     # every thread's stack: a deadlock fails in minutes, showing where it waits.
     xla_flags = "--xla_force_host_platform_device_count=2"
     out, gpu_artifacts = tmp_path / "out", tmp_path / "gpu-artifacts"
-    run_stage("gpukit.run", "--kit", str(tmp_path / "kit"), "--out", str(out), "--artifacts",
-              str(gpu_artifacts), "--allow-cpu", "--minutes", "4",
-              env={"PYTHONPATH": str(blocker), "XLA_FLAGS": xla_flags}, timeout=600)
+    run_stage(
+        "gpukit.run",
+        "--kit",
+        str(tmp_path / "kit"),
+        "--out",
+        str(out),
+        "--artifacts",
+        str(gpu_artifacts),
+        "--allow-cpu",
+        "--minutes",
+        "4",
+        env={"PYTHONPATH": str(blocker), "XLA_FLAGS": xla_flags},
+        timeout=600,
+    )
     assert out_problems(out) == []
     results = json.loads((out / "results.json").read_text())
     assert set(results["stages"]) == {"teacher", "distill", "baseline"}
@@ -62,6 +76,7 @@ def test_the_runner_trains_every_stage_without_tensorflow_and_what_comes_back_re
     from guitar_distill.common.manifest import load_data_info
     from guitar_distill.common.models import load_model_file
     from guitar_distill.common.runtimes import accuracy, predict_all
+
     x, y = load_split(load_data_info(gpu_artifacts), "val")
     probs = predict_all(load_model_file(gpu_artifacts / "teacher" / "model.keras"), x)
     assert results["stages"]["teacher"]["val_accuracy"] == pytest.approx(accuracy(probs, y))
@@ -78,10 +93,13 @@ def test_a_piece_altered_in_transit_is_refused_naming_it(tmp_path):
     pieces = [b"a" * 10, b"b" * 5]
     for k, data in enumerate(pieces):
         (tmp_path / f"results.tar.{k:02d}").write_bytes(data)
-    listing = [{"name": f"results.tar.{k:02d}", "bytes": len(d), "sha256": hashlib.sha256(d).hexdigest()}
-               for k, d in enumerate(pieces)]
-    listing.append({"name": "results.tar", "bytes": 15, "sha256": hashlib.sha256(b"".join(pieces)).hexdigest(),
-                    "whole": True})
+    listing = [
+        {"name": f"results.tar.{k:02d}", "bytes": len(d), "sha256": hashlib.sha256(d).hexdigest()}
+        for k, d in enumerate(pieces)
+    ]
+    listing.append(
+        {"name": "results.tar", "bytes": 15, "sha256": hashlib.sha256(b"".join(pieces)).hexdigest(), "whole": True}
+    )
     (tmp_path / "results.json").write_text(json.dumps({"pieces": listing}))
     assert joined_results(tmp_path) == b"a" * 10 + b"b" * 5
     (tmp_path / "results.tar.01").write_bytes(b"c" * 5)

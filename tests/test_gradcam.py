@@ -1,12 +1,13 @@
 """Grad-CAM: it finds the quadrant that decides the class; shapes and ranges on both builders."""
+
 import json
 
 import keras
 import numpy as np
 import pytest
+from conftest import run_stage, smoke_models
 
 from guitar_distill.benchmarks.gradcam import grad_cam, map_agreement, upsample
-from conftest import run_stage, smoke_models
 from guitar_distill.student.model import LAST_FEATURES, build_nin_student
 from guitar_distill.teacher.model import LAST_CONV_LAYER, build_teacher
 
@@ -18,7 +19,7 @@ def quadrant_data(n=320, seed=0):
     y = rng.integers(0, 2, n)
     for i in np.flatnonzero(y):
         r, c = rng.integers(2, 20, 2)
-        x[i, r:r + 10, c:c + 10] = (230, 20, 20)
+        x[i, r : r + 10, c : c + 10] = (230, 20, 20)
     return x, y
 
 
@@ -42,10 +43,13 @@ def test_gradcam_mass_falls_in_the_deciding_quadrant():
     assert np.median(mass) > 0.8  # a quarter of the image, most of the attention
 
 
-@pytest.mark.parametrize("builder,layer,cells", [
-    (lambda: build_teacher(3, 64), LAST_CONV_LAYER, 2),
-    (lambda: build_nin_student(3, 64, (8, 8, 8)), LAST_FEATURES, 4),
-])
+@pytest.mark.parametrize(
+    "builder,layer,cells",
+    [
+        (lambda: build_teacher(3, 64), LAST_CONV_LAYER, 2),
+        (lambda: build_nin_student(3, 64, (8, 8, 8)), LAST_FEATURES, 4),
+    ],
+)
 def test_maps_have_the_layer_shape_and_unit_range(builder, layer, cells):
     model = builder()
     x = np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
@@ -66,8 +70,17 @@ def test_map_agreement():
 
 @smoke_models
 def test_gradcam_cli_on_smoke_models(smoke_artifacts):
-    run_stage("benchmarks.gradcam", "--preset", "smoke", "--artifacts", str(smoke_artifacts), "--per-class", "1",
-              "--corrupt", "doodle")
+    run_stage(
+        "benchmarks.gradcam",
+        "--preset",
+        "smoke",
+        "--artifacts",
+        str(smoke_artifacts),
+        "--per-class",
+        "1",
+        "--corrupt",
+        "doodle",
+    )
     out = smoke_artifacts / "bench" / "gradcam"
     assert (out / "grid_00_doodle.png").stat().st_size > 1000
     result = json.loads((out / "agreement_doodle.json").read_text())["results"]

@@ -1,9 +1,10 @@
 """Photo decoding: every rejection reason, EXIF orientation and colour modes."""
+
 import numpy as np
 import pytest
+from conftest import real_photos
 from PIL import Image
 
-from conftest import real_photos
 from guitar_distill.edge.images import ImageRejected, load_for_model, load_rgb
 
 

@@ -1,6 +1,7 @@
 """The release stays true to its records and its code: the model card is made from the records (known figures
 land where they belong), and the bundle is made from guitar_distill/edge; the
 committed card is exactly what the committed records render to."""
+
 import re
 import sys
 from pathlib import Path
@@ -17,7 +18,10 @@ MODELS = PROJECT_ROOT / "models"
 def test_confused_pairs_are_the_largest_off_diagonal_cells():
     confusion = np.array([[5, 3, 0], [1, 7, 4], [0, 4, 2]])
     assert confused_pairs(confusion, ["a", "b", "c"], top=3) == [
-        ("b", "c", 4, 4 / 12), ("c", "b", 4, 4 / 6), ("a", "b", 3, 3 / 8)]
+        ("b", "c", 4, 4 / 12),
+        ("c", "b", 4, 4 / 6),
+        ("a", "b", 3, 3 / 8),
+    ]
 
 
 def test_committed_card_is_what_the_release_records_render_to():
@@ -44,30 +48,61 @@ def test_released_bundle_matches_the_code_that_makes_it():
 
     code = Path(edge.__file__).parent
     bundle = MODELS / "student" / "guitar-student"
-    for copy, source in (("predict.py", "predict.py"), ("images.py", "images.py"), ("check.py", "check.py"),
-                         ("index.html", "web/index.html"), ("app.js", "web/app.js"), ("serve.py", "web/serve.py")):
-        assert (bundle / copy).read_bytes() == (code / source).read_bytes(), \
+    for copy, source in (
+        ("predict.py", "predict.py"),
+        ("images.py", "images.py"),
+        ("check.py", "check.py"),
+        ("index.html", "web/index.html"),
+        ("app.js", "web/app.js"),
+        ("serve.py", "web/serve.py"),
+    ):
+        assert (bundle / copy).read_bytes() == (code / source).read_bytes(), (
             f"{bundle / copy} differs from {code / source}: make release rebuilds the bundle from the code"
+        )
 
 
 def synthetic_records():
     classes = ["a", "b", "c"]
     per_class = {c: {"precision": 0.5, "recall": 0.25, "f1": 1 / 3, "support": 4} for c in classes}
-    metrics = {"test_accuracy": 0.4, "epochs_run": 3, "train_seconds": 120.0,
-               "environment": {"processor": "Test CPU", "cpu_count": 2, "simd": ["avx2"], "versions": {"keras": "3"}}}
-    config = {"data": {"image_size": 80}, "distill": {"temperature": 4.0, "hard_weight": 0.5, "soft_weight": 0.5},
-              "student": {"widths": [8, 16, 32], "optimizer": "adamw", "schedule": "cosine"},
-              "teacher": {"optimizer": "sgd", "schedule": "cosine", "learning_rate": 0.003, "head": "avg"}}
+    metrics = {
+        "test_accuracy": 0.4,
+        "epochs_run": 3,
+        "train_seconds": 120.0,
+        "environment": {"processor": "Test CPU", "cpu_count": 2, "simd": ["avx2"], "versions": {"keras": "3"}},
+    }
+    config = {
+        "data": {"image_size": 80},
+        "distill": {"temperature": 4.0, "hard_weight": 0.5, "soft_weight": 0.5},
+        "student": {"widths": [8, 16, 32], "optimizer": "adamw", "schedule": "cosine"},
+        "teacher": {"optimizer": "sgd", "schedule": "cosine", "learning_rate": 0.003, "head": "avg"},
+    }
     confusion = [[3, 1, 0], [0, 1, 3], [0, 0, 4]]
-    return {"labels": classes,
-            "bundle": {"network": {"parameters": 1234, "macs": 65_000_000}, "format": "tflite_int8",
-                       "validation": {"agreement": 0.99}},
-            "training": {n: {"metrics": metrics, "config": config} for n in ("teacher", "baseline", "student")},
-            "accuracy": {"split": "test", "images": 12, "results": {
+    return {
+        "labels": classes,
+        "bundle": {
+            "network": {"parameters": 1234, "macs": 65_000_000},
+            "format": "tflite_int8",
+            "validation": {"agreement": 0.99},
+        },
+        "training": {n: {"metrics": metrics, "config": config} for n in ("teacher", "baseline", "student")},
+        "accuracy": {
+            "split": "test",
+            "images": 12,
+            "results": {
                 "student/keras": {"top1": 0.5, "top3": 1.0, "ece": 0.1, "per_class": per_class, "confusion": confusion},
-                "student/tflite_int8": {"top1": 0.5833, "top3": 1.0, "ece": 0.12, "per_class": per_class,
-                                        "confusion": confusion}}},
-            "data_summary": None, "robustness": None, "latency": None}
+                "student/tflite_int8": {
+                    "top1": 0.5833,
+                    "top3": 1.0,
+                    "ece": 0.12,
+                    "per_class": per_class,
+                    "confusion": confusion,
+                },
+            },
+        },
+        "data_summary": None,
+        "robustness": None,
+        "latency": None,
+    }
 
 
 def test_known_figures_land_where_they_belong():
@@ -91,8 +126,11 @@ def test_a_copy_of_the_released_bundle_works_where_it_ships(tmp_path, edge_pytho
 
     from conftest import real_photos
 
-    bundle = shutil.copytree(MODELS / "student" / "guitar-student", tmp_path / "guitar-student",
-                             ignore=shutil.ignore_patterns(".fastest.json"))
+    bundle = shutil.copytree(
+        MODELS / "student" / "guitar-student",
+        tmp_path / "guitar-student",
+        ignore=shutil.ignore_patterns(".fastest.json"),
+    )
     work = tmp_path / "elsewhere"
     work.mkdir()
     listing = work / "listing"
@@ -103,8 +141,9 @@ def test_a_copy_of_the_released_bundle_works_where_it_ships(tmp_path, edge_pytho
     checkout_before = sorted(p.name for p in PROJECT_ROOT.iterdir())
 
     def run(script, *args):
-        return subprocess.run([str(edge_python), str(bundle / script), *args], capture_output=True, text=True,
-                              cwd=work, timeout=300)
+        return subprocess.run(
+            [str(edge_python), str(bundle / script), *args], capture_output=True, text=True, cwd=work, timeout=300
+        )
 
     selftest = run("predict.py", "--selftest")
     assert selftest.returncode == 0 and "11 passed, 0 failed" in selftest.stdout, selftest.stdout + selftest.stderr
@@ -119,7 +158,12 @@ def test_a_copy_of_the_released_bundle_works_where_it_ships(tmp_path, edge_pytho
     assert sorted(p.name for p in PROJECT_ROOT.iterdir()) == checkout_before
     # the project's own Python, with guitar_distill importable, still runs the copy's own files and model
     (bundle / ".fastest.json").unlink()
-    mine = subprocess.run([sys.executable, str(bundle / "check.py"), str(listing), "--out", str(tmp_path / "mine")],
-                          capture_output=True, text=True, cwd=work, timeout=300)
+    mine = subprocess.run(
+        [sys.executable, str(bundle / "check.py"), str(listing), "--out", str(tmp_path / "mine")],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        timeout=300,
+    )
     assert mine.returncode == 0, mine.stderr
     assert (bundle / ".fastest.json").exists()  # the copy's two files were timed, not the checkout's

@@ -1,12 +1,13 @@
 """Student builder parity across Keras 3 and tf_keras, the distillation loss, smoke distillation."""
+
 import json
 
 import keras
 import numpy as np
 import pytest
 import tf_keras
-
 from conftest import smoke_models
+
 from guitar_distill.distill.distiller import distillation_loss
 from guitar_distill.student.model import build_nin_student
 
@@ -16,8 +17,9 @@ def test_builder_is_identical_on_both_kerases():
     k2 = build_nin_student(5, 64, (8, 16, 32), dropout=0.3, keras=tf_keras)
     assert [layer.name for layer in k3.layers] == [layer.name for layer in k2.layers]
     assert k3.count_params() == k2.count_params()
-    weights = [w + np.random.default_rng(i).normal(0, 0.05, w.shape).astype(w.dtype)
-               for i, w in enumerate(k3.get_weights())]
+    weights = [
+        w + np.random.default_rng(i).normal(0, 0.05, w.shape).astype(w.dtype) for i, w in enumerate(k3.get_weights())
+    ]
     k3.set_weights(weights)
     k2.set_weights(k3.get_weights())
     x = np.random.default_rng(0).uniform(0, 255, (3, 64, 64, 3)).astype(np.float32)
@@ -36,20 +38,27 @@ def numpy_reference(labels, s, t, temperature, hard_weight, soft_weight):
     def log_softmax(z):
         z = z - z.max(axis=1, keepdims=True)
         return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
     hard = -log_softmax(s)[np.arange(len(labels)), labels].mean()
-    pt, log_pt, log_ps = np.exp(log_softmax(t / temperature)), log_softmax(t / temperature), log_softmax(s / temperature)
+    pt, log_pt, log_ps = (
+        np.exp(log_softmax(t / temperature)),
+        log_softmax(t / temperature),
+        log_softmax(s / temperature),
+    )
     kl = (pt * (log_pt - log_ps)).sum(axis=1).mean()
     return hard_weight * hard + soft_weight * temperature**2 * kl, hard, kl
 
 
-@pytest.mark.parametrize("temperature,hard_weight,soft_weight",
-                         [(1.0, 1.0, 0.0), (4.0, 0.0, 1.0), (4.0, 0.5, 0.5), (10.0, 0.1, 0.9)])
+@pytest.mark.parametrize(
+    "temperature,hard_weight,soft_weight", [(1.0, 1.0, 0.0), (4.0, 0.0, 1.0), (4.0, 0.5, 0.5), (10.0, 0.1, 0.9)]
+)
 def test_distillation_loss_matches_numpy(temperature, hard_weight, soft_weight):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 7, 16)
     s, t = rng.normal(0, 3, (16, 7)).astype(np.float32), rng.normal(0, 3, (16, 7)).astype(np.float32)
-    expected, hard, kl = numpy_reference(labels, s.astype(np.float64), t.astype(np.float64),
-                                         temperature, hard_weight, soft_weight)
+    expected, hard, kl = numpy_reference(
+        labels, s.astype(np.float64), t.astype(np.float64), temperature, hard_weight, soft_weight
+    )
     got = float(distillation_loss(labels, s, t, temperature, hard_weight, soft_weight))
     assert got == pytest.approx(expected, rel=1e-5)
     if hard_weight == 0.0:
@@ -69,10 +78,11 @@ def test_smoke_distillation_on_real_photos(smoke_artifacts):
     metrics = json.loads((smoke_artifacts / "distill" / "metrics.json").read_text())
     assert metrics["model"] == "nin_from_resnet50" and metrics["epochs_run"] == 2
     # Known answers: every figure recomputed from the saved models on the saved test split.
-    from guitar_distill.common.models import load_model_file
-    from guitar_distill.common.runtimes import predict_all
     from guitar_distill.common.cache import load_split
     from guitar_distill.common.manifest import load_data_info
+    from guitar_distill.common.models import load_model_file
+    from guitar_distill.common.runtimes import predict_all
+
     x, y = load_split(load_data_info(smoke_artifacts), "test")
     student = predict_all(load_model_file(smoke_artifacts / "distill" / "model.keras"), x).argmax(1)
     teacher = predict_all(load_model_file(smoke_artifacts / "teacher" / "model.keras"), x).argmax(1)
@@ -115,11 +125,12 @@ def test_online_and_offline_distillation_give_the_same_loss():
 def test_offline_distillation_stores_the_teachers_answers_for_the_stream(smoke_artifacts, tmp_path):
     import shutil
 
-    from guitar_distill.common.runtimes import open_classifier
     from conftest import run_stage
+
     from guitar_distill.common.augment import AugmentedBatches
     from guitar_distill.common.cache import load_split
     from guitar_distill.common.manifest import load_data_info
+    from guitar_distill.common.runtimes import open_classifier
     from guitar_distill.distill.teacher_logits import log_probabilities
 
     artifacts = tmp_path / "artifacts"
@@ -142,5 +153,7 @@ def test_offline_distillation_stores_the_teachers_answers_for_the_stream(smoke_a
     again = run_stage("distill", *common, "--fresh", "--max-epochs", "3").stdout
     assert "batches 4..5" in again and "batches 0.." not in again
     # Another teacher file invalidates them.
-    other = run_stage("distill", *common, "--fresh", "--set", f"distill.teacher={artifacts / 'baseline' / 'model.keras'}")
+    other = run_stage(
+        "distill", *common, "--fresh", "--set", f"distill.teacher={artifacts / 'baseline' / 'model.keras'}"
+    )
     assert "made for another teacher or stream: rebuilding" in other.stdout

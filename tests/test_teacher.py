@@ -1,14 +1,22 @@
 """The teacher builder and the shared recipe loop (early stopping, best snapshot, resume)."""
+
 import keras
 import numpy as np
 import pytest
-
-from guitar_distill.common.training import BestSnapshot, ResumableEarlyStopping, best_epoch, fit_recipe, read_history, recipe_optimizer
 from conftest import real_photos, slow_fixture
-from guitar_distill.edge.images import load_for_model
-from guitar_distill.teacher.model import LAST_CONV_LAYER, build_teacher
+
 from guitar_distill.common.config import load_preset
 from guitar_distill.common.errors import ToolkitError
+from guitar_distill.common.training import (
+    BestSnapshot,
+    ResumableEarlyStopping,
+    best_epoch,
+    fit_recipe,
+    read_history,
+    recipe_optimizer,
+)
+from guitar_distill.edge.images import load_for_model
+from guitar_distill.teacher.model import LAST_CONV_LAYER, build_teacher
 
 SIZE = 32
 
@@ -97,6 +105,7 @@ def test_early_stopping_and_best_snapshot_on_scripted_history(tmp_path):
 
 def _student(seed=0, cfg=None):
     from guitar_distill.student.model import build_nin_student
+
     keras.utils.set_random_seed(seed)
     model = build_nin_student(2, SIZE, (8, 8, 8), dropout=0.5)
     model.compile(optimizer=recipe_optimizer(cfg or CFG), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -104,8 +113,14 @@ def _student(seed=0, cfg=None):
 
 
 # The full preset's student table (every recipe field has its default there, and only there), made small.
-CFG = {**load_preset("full")["student"], "learning_rate": 0.01, "steps_per_epoch": 3, "batch_size": 4, "max_epochs": 4,
-       "seed": 11}
+CFG = {
+    **load_preset("full")["student"],
+    "learning_rate": 0.01,
+    "steps_per_epoch": 3,
+    "batch_size": 4,
+    "max_epochs": 4,
+    "seed": 11,
+}
 
 
 def test_resume_after_a_kill_mid_run_matches_an_uninterrupted_run(tmp_path, photos, monkeypatch):
@@ -114,6 +129,7 @@ def test_resume_after_a_kill_mid_run_matches_an_uninterrupted_run(tmp_path, phot
     straight = fit_recipe(_student(), train, val, CFG, tmp_path / "straight")
 
     from guitar_distill.common.augment import AugmentedBatches
+
     real_getitem = AugmentedBatches.__getitem__
 
     def killed(self, i):
@@ -137,10 +153,17 @@ def test_resume_after_a_kill_mid_run_matches_an_uninterrupted_run(tmp_path, phot
 def test_the_wall_clock_budget_stops_before_the_epoch_that_would_overrun_it(monkeypatch):
     from guitar_distill.common import training
 
-    now = iter([0.0,                 # train begins
-                0.0, 100.0,          # epoch 1 (compilation): 100 s; 100 + 100 <= 300: go on
-                100.0, 160.0,        # epoch 2: 60 s; 160 + 100 (the slowest) <= 300: go on
-                160.0, 220.0])       # epoch 3: 220 + 100 > 300: stop here, not in epoch 4
+    now = iter(
+        [
+            0.0,  # train begins
+            0.0,
+            100.0,  # epoch 1 (compilation): 100 s; 100 + 100 <= 300: go on
+            100.0,
+            160.0,  # epoch 2: 60 s; 160 + 100 (the slowest) <= 300: go on
+            160.0,
+            220.0,
+        ]
+    )  # epoch 3: 220 + 100 > 300: stop here, not in epoch 4
     monkeypatch.setattr(training.time, "perf_counter", lambda: next(now))
     budget = training.WallClockBudget(minutes=5)
     budget.set_model(keras.Sequential())
@@ -162,8 +185,11 @@ def test_ctrl_c_says_what_was_saved_and_how_to_resume(tmp_path, photos, monkeypa
 
     monkeypatch.setattr(model, "fit", interrupted)
     monkeypatch.setattr("sys.argv", ["guitar-distill teacher", "--preset", "cpu"])  # as the installed CLI runs it
-    with pytest.raises(ToolkitError, match=r"interrupted: 0 complete epoch\(s\) saved in .*backup.*\n"
-                                         r"  guitar-distill teacher --preset cpu"):
+    with pytest.raises(
+        ToolkitError,
+        match=r"interrupted: 0 complete epoch\(s\) saved in .*backup.*\n"
+        r"  guitar-distill teacher --preset cpu",
+    ):
         fit_recipe(model, train, train, CFG, tmp_path / "run")
 
 
@@ -198,7 +224,10 @@ def test_zero_init_residual_starts_every_block_as_the_identity(plain_teacher):
     assert all(float(np.abs(layer.gamma.numpy()).max()) == 0.0 for layer in last_bn)
     others = [layer for layer in model.layers if layer.name.endswith("_bn") and not layer.name.endswith("_3_bn")]
     assert all(float(np.min(layer.gamma.numpy())) == 1.0 for layer in others)
-    assert float(np.min([layer.gamma.numpy().min() for layer in plain_teacher.layers if layer.name.endswith("_3_bn")])) == 1.0
+    assert (
+        float(np.min([layer.gamma.numpy().min() for layer in plain_teacher.layers if layer.name.endswith("_3_bn")]))
+        == 1.0
+    )
 
 
 def test_float32_copy_of_a_bfloat16_model_gives_the_same_answers():
@@ -219,6 +248,7 @@ def test_float32_copy_of_a_bfloat16_model_gives_the_same_answers():
 
 def test_fused_batch_norm_trains_and_infers_as_keras_batch_norm(monkeypatch):
     import tensorflow as tf
+
     from guitar_distill.common.layers import FusedBatchNormalization
 
     fused_calls, fused = [], tf.raw_ops.FusedBatchNormV3
@@ -247,13 +277,17 @@ def test_fused_batch_norm_trains_and_infers_as_keras_batch_norm(monkeypatch):
 
 def test_subsampled_pointwise_conv_trains_and_infers_as_a_strided_conv(monkeypatch):
     import tensorflow as tf
+
     from guitar_distill.common.layers import SubsampledPointwiseConv2D
 
     pools, pool = [], keras.ops.average_pool
     monkeypatch.setattr(keras.ops, "average_pool", lambda *a, **kw: pools.append(1) or pool(*a, **kw))
     for size in (7, 8):  # odd maps are where oneDNN's strided kernels were slow; even ones must agree too
         x = tf.constant(np.random.default_rng(size).normal(0, 1, (2, size, size, 5)).astype(np.float32))
-        layers = [cls(4, 1, strides=2, activation="relu", name="pw") for cls in (keras.layers.Conv2D, SubsampledPointwiseConv2D)]
+        layers = [
+            cls(4, 1, strides=2, activation="relu", name="pw")
+            for cls in (keras.layers.Conv2D, SubsampledPointwiseConv2D)
+        ]
         for layer in layers:
             layer.build(x.shape)
         layers[1].set_weights(layers[0].get_weights())
@@ -299,6 +333,7 @@ def test_an_averaged_run_keeps_the_average_and_resumes_to_the_same_history(tmp_p
     val = (photos[0][::2].astype(np.uint8), photos[1][::2])
     straight = fit_recipe(_student(cfg=cfg), train, val, cfg, tmp_path / "straight")
     from guitar_distill.common.augment import AugmentedBatches
+
     real_getitem = AugmentedBatches.__getitem__
 
     def killed(self, i):
@@ -343,11 +378,22 @@ def test_a_teacher_grows_its_side_by_phase_and_is_kept_at_the_last(tmp_path, pho
     import json
 
     from conftest import run_stage
+
     common = ("--preset", "smoke", "--artifacts", str(tmp_path))
     run_stage("dataset", *common, "--source", str(photo_source))
     phases = '[{"from_epoch": 0, "image_size": 24}, {"from_epoch": 1, "image_size": 32}]'
-    out = run_stage("teacher", *common, "--set", "teacher.head=avg", "--set", "teacher.augmentation=crop_flip",
-                    "--set", f"teacher.phases={phases}", "--set", "teacher.ema_momentum=0.9").stdout
+    out = run_stage(
+        "teacher",
+        *common,
+        "--set",
+        "teacher.head=avg",
+        "--set",
+        "teacher.augmentation=crop_flip",
+        "--set",
+        f"teacher.phases={phases}",
+        "--set",
+        "teacher.ema_momentum=0.9",
+    ).stdout
     assert "24 (from epoch 0) -> 32 (from epoch 1)" in out
     model = keras.saving.load_model(tmp_path / "teacher" / "model.keras", compile=False)
     assert model.input_shape == (None, 32, 32, 3)

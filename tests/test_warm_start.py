@@ -1,9 +1,10 @@
 """A teacher run starts from a saved teacher: Flatten -> average-pooling heads, and the TFLite unfold."""
+
 import keras
 import numpy as np
 import pytest
-
 from conftest import smoke_models
+
 from guitar_distill.common.augment import CropFlip, training_augmentation
 from guitar_distill.common.layout import model_path
 from guitar_distill.common.models import float32_copy, load_model_file, retyped_copy, save_model
@@ -19,8 +20,9 @@ def randomised_teacher(size, head="flatten", classes=3, seed=0):
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             n = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n), rng.normal(0, 0.1, n),
-                               rng.uniform(0.5, 2.0, n)])
+            layer.set_weights(
+                [rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n), rng.normal(0, 0.1, n), rng.uniform(0.5, 2.0, n)]
+            )
     return model
 
 
@@ -42,8 +44,9 @@ def test_flatten_teacher_starts_an_average_pooling_run_at_another_size(saved_fla
         for a, b in zip(target.get_layer(name).get_weights(), source.get_layer(name).get_weights()):
             np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)  # float16 in the file
     flat_kernel = source.get_layer("predictions").get_weights()[0]  # (1 * 1 * 2048, 3) at 32 px
-    np.testing.assert_allclose(target.get_layer("predictions").get_weights()[0], flat_kernel.reshape(-1, 2048, 3).sum(0),
-                               rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        target.get_layer("predictions").get_weights()[0], flat_kernel.reshape(-1, 2048, 3).sum(0), rtol=1e-3, atol=1e-3
+    )
 
 
 @pytest.mark.slow  # builds ResNet50s
@@ -68,9 +71,9 @@ def test_mismatched_teachers_are_refused_with_the_reason(saved_flatten_teacher, 
 
 @smoke_models
 def test_unfolded_tflite_teacher_answers_as_the_file_and_trains_like_it(exported):
-    from guitar_distill.common.runtimes import open_classifier
     from guitar_distill.common.cache import load_split
     from guitar_distill.common.manifest import load_data_info
+    from guitar_distill.common.runtimes import open_classifier
     from guitar_distill.export.unfold import unfolded_teacher
 
     tflite = model_path(exported, "teacher", "tflite_fp32")

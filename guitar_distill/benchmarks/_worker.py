@@ -7,6 +7,7 @@ Memory comes from /proc/self/status: VmHWM is the peak resident set of this proc
 would report the parent's gigabyte). Three readings: the bare interpreter, after importing the
 runtime, and the peak after loading the model and running it.
 """
+
 import json
 import sys
 import time
@@ -28,15 +29,18 @@ def import_runtime(path: str):
     """Import only what this model file's runtime needs; return the project's classifier for it."""
     if path.endswith(".tflite"):
         from guitar_distill.edge.predict import TFLiteClassifier  # numpy, pillow, ai-edge-litert
+
         return TFLiteClassifier
     if path.endswith(".onnx"):
         import onnxruntime  # noqa: F401  (imported here so its memory counts as the runtime's)
 
         from guitar_distill.common.runtimes import OnnxClassifier
+
         return OnnxClassifier
     import keras  # noqa: F401
 
     from guitar_distill.common.runtimes import KerasClassifier
+
     return KerasClassifier
 
 
@@ -73,9 +77,17 @@ def measure(spec: dict) -> dict:
             classifier.predict(xb)
             reps += 1
         batch_ips = batch * reps / (time.perf_counter() - t)
-    return {"times_ms": [round(s * 1000, 4) for s in times], "load_ms": load_s * 1000, "first_inference_ms": first_s * 1000,
-            "bare_rss_mib": bare, "runtime_rss_mib": runtime_rss, "peak_rss_mib": peak_batch1,
-            "batch": batch, "batch_images_per_s": batch_ips, "input_size": classifier.size}
+    return {
+        "times_ms": [round(s * 1000, 4) for s in times],
+        "load_ms": load_s * 1000,
+        "first_inference_ms": first_s * 1000,
+        "bare_rss_mib": bare,
+        "runtime_rss_mib": runtime_rss,
+        "peak_rss_mib": peak_batch1,
+        "batch": batch,
+        "batch_images_per_s": batch_ips,
+        "input_size": classifier.size,
+    }
 
 
 if __name__ == "__main__":

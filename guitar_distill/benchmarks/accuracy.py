@@ -1,4 +1,5 @@
 """`python -m benchmarks.accuracy`: every model and format on the manifest's test split."""
+
 from __future__ import annotations
 
 import time
@@ -8,17 +9,17 @@ import numpy as np
 
 from guitar_distill.benchmarks.models import find_model_files
 from guitar_distill.benchmarks.record import write_record
-from guitar_distill.common.markdown import markdown_table
 from guitar_distill.common.artifacts import stage_dir
+from guitar_distill.common.cache import load_split
 from guitar_distill.common.config import resolve_config, stage_parser
+from guitar_distill.common.errors import run_cli
 from guitar_distill.common.layout import evaluation_split
+from guitar_distill.common.manifest import load_data_info
+from guitar_distill.common.markdown import markdown_table
 from guitar_distill.common.plots import pyplot, save_figure
 from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.common.runtimes import open_classifier, predict_all
-from guitar_distill.common.cache import load_split
-from guitar_distill.common.manifest import load_data_info
-from guitar_distill.common.errors import run_cli
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
@@ -44,11 +45,19 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[
         precision = tp / confusion[:, i].sum() if confusion[:, i].sum() else 0.0
         recall = tp / confusion[i].sum() if confusion[i].sum() else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[c] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
-                        "support": int(confusion[i].sum())}
-    return {"top1": float(np.mean(pred == labels)), "top3": float(np.mean((top3 == labels[:, None]).any(1))),
-            "ece": expected_calibration_error(probs, labels), "per_class": per_class,
-            "confusion": confusion.tolist()}
+        per_class[c] = {
+            "precision": float(precision),
+            "recall": float(recall),
+            "f1": float(f1),
+            "support": int(confusion[i].sum()),
+        }
+    return {
+        "top1": float(np.mean(pred == labels)),
+        "top3": float(np.mean((top3 == labels[:, None]).any(1))),
+        "ece": expected_calibration_error(probs, labels),
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+    }
 
 
 def plot_confusion(confusion, classes: list[str], title: str, path: Path) -> None:
@@ -61,8 +70,15 @@ def plot_confusion(confusion, classes: list[str], title: str, path: Path) -> Non
     ax.set_yticks(range(len(classes)), classes)
     for (i, j), v in np.ndenumerate(confusion):
         if v:
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
-                    color="white" if v > confusion.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(v),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if v > confusion.max() / 2 else "black",
+            )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -83,7 +99,9 @@ def plot_gallery(paths, labels, preds, probs, classes, title: str, path: Path, l
     for ax, i in zip(axes.flat, wrong):
         ax.imshow(load_rgb(paths[i]).resize((128, 128)))
         ax.set_title(f"true {classes[labels[i]]}\npred {classes[preds[i]]} {probs[i].max():.0%}", fontsize=8)
-    fig.suptitle(f"{title}: {len(np.flatnonzero(preds != labels))} misclassified" + (" (none)" if not len(wrong) else ""))
+    fig.suptitle(
+        f"{title}: {len(np.flatnonzero(preds != labels))} misclassified" + (" (none)" if not len(wrong) else "")
+    )
     fig.tight_layout()
     save_figure(fig, path, dpi=80)
 
@@ -111,28 +129,59 @@ def main(argv=None):
             metrics = classification_metrics(probs, labels, info.classes)
             if f.model == "teacher" and teacher_pred is None:  # its Keras model, else its first file (the demo's)
                 teacher_pred, reference = probs.argmax(1), f.fmt
-            metrics["agreement_with_teacher"] = (float(np.mean(probs.argmax(1) == teacher_pred))
-                                                 if teacher_pred is not None else None)
+            metrics["agreement_with_teacher"] = (
+                float(np.mean(probs.argmax(1) == teacher_pred)) if teacher_pred is not None else None
+            )
             key = f"{f.model}/{f.fmt}"
             results[key] = metrics
-            plot_confusion(metrics["confusion"], info.classes, f"{key} on {split}",
-                           out / "confusion" / f"{f.model}_{f.fmt}.png")
+            plot_confusion(
+                metrics["confusion"], info.classes, f"{key} on {split}", out / "confusion" / f"{f.model}_{f.fmt}.png"
+            )
             if f.fmt in ("keras", "tflite_int8"):
-                plot_gallery(paths, labels, probs.argmax(1), probs, info.classes, key,
-                             out / "misclassified" / f"{f.model}_{f.fmt}.png")
+                plot_gallery(
+                    paths,
+                    labels,
+                    probs.argmax(1),
+                    probs,
+                    info.classes,
+                    key,
+                    out / "misclassified" / f"{f.model}_{f.fmt}.png",
+                )
             advance()
-    rows = [[*key.split("/"), f"{m['top1']:.4f}", f"{m['top3']:.4f}", f"{m['ece']:.4f}",
-             f"{m['agreement_with_teacher']:.4f}" if m["agreement_with_teacher"] is not None else "-"]
-            for key, m in results.items()]
+    rows = [
+        [
+            *key.split("/"),
+            f"{m['top1']:.4f}",
+            f"{m['top3']:.4f}",
+            f"{m['ece']:.4f}",
+            f"{m['agreement_with_teacher']:.4f}" if m["agreement_with_teacher"] is not None else "-",
+        ]
+        for key, m in results.items()
+    ]
     table = markdown_table(["model", "format", "top-1", "top-3", "ECE", "agreement with teacher"], rows, "llrrrr")
-    write_record(out, "accuracy", "benchmarks.accuracy", argv, title=f"Accuracy on the {split} split ({len(labels)} photos)",
-                 settings={"split": split, "images": int(len(labels)), "models": args.models or "all",
-                           "formats": args.formats or "all", "agreement_reference": f"teacher/{reference}" if reference else None},
-                 results=results, table=table, started=start,
-                 extra={"split": split, "images": int(len(labels)), "classes": info.classes, "missing": missing})
+    write_record(
+        out,
+        "accuracy",
+        "benchmarks.accuracy",
+        argv,
+        title=f"Accuracy on the {split} split ({len(labels)} photos)",
+        settings={
+            "split": split,
+            "images": int(len(labels)),
+            "models": args.models or "all",
+            "formats": args.formats or "all",
+            "agreement_reference": f"teacher/{reference}" if reference else None,
+        },
+        results=results,
+        table=table,
+        started=start,
+        extra={"split": split, "images": int(len(labels)), "classes": info.classes, "missing": missing},
+    )
     console.print(table)
-    console.print(f"accuracy done in {time.perf_counter() - start:.0f} s: {out / 'accuracy.json'}, "
-                  f"{out / 'accuracy.md'}, confusion matrices in {out / 'confusion'}, galleries in {out / 'misclassified'}")
+    console.print(
+        f"accuracy done in {time.perf_counter() - start:.0f} s: {out / 'accuracy.json'}, "
+        f"{out / 'accuracy.md'}, confusion matrices in {out / 'confusion'}, galleries in {out / 'misclassified'}"
+    )
 
 
 if __name__ == "__main__":

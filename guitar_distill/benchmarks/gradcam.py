@@ -6,6 +6,7 @@ prank). Agreement between the two maps (Pearson correlation and IoU of the top-2
 photo and per class goes to JSON, so the report can say whether the student attends to the same
 parts of the guitar as the teacher.
 """
+
 from __future__ import annotations
 
 import time
@@ -16,17 +17,17 @@ import numpy as np
 from PIL import Image
 
 from guitar_distill.benchmarks.record import write_record
-from guitar_distill.common.markdown import markdown_table
 from guitar_distill.common.artifacts import stage_dir
 from guitar_distill.common.config import resolve_config, resolve_project_path, stage_parser
+from guitar_distill.common.errors import run_cli
 from guitar_distill.common.layout import evaluation_split, imported_teacher
+from guitar_distill.common.manifest import load_data_info
+from guitar_distill.common.markdown import markdown_table
 from guitar_distill.common.plots import pyplot, save_figure
 from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.dataset.corruptions import CORRUPTIONS, corrupt
-from guitar_distill.common.manifest import load_data_info
 from guitar_distill.edge.images import load_for_model
-from guitar_distill.common.errors import run_cli
 
 if TYPE_CHECKING:
     import keras
@@ -39,9 +40,8 @@ def grad_cam(model: keras.Model, images: np.ndarray, layer: str, class_index=Non
     Gradients of the class logit (not the probability) with respect to the layer's output,
     averaged over space, weight its channels; the ReLU of the weighted sum is the map.
     """
-    import tensorflow as tf  # gradients need a backend; the benchmarks run on TensorFlow
-
     import keras
+    import tensorflow as tf  # gradients need a backend; the benchmarks run on TensorFlow
 
     from guitar_distill.common.models import logits_model
 
@@ -50,8 +50,11 @@ def grad_cam(model: keras.Model, images: np.ndarray, layer: str, class_index=Non
     x = tf.convert_to_tensor(np.asarray(images, dtype=np.float32))
     with tf.GradientTape() as tape:
         features, z = probe(x, training=False)
-        target = tf.argmax(z, axis=1) if class_index is None else tf.cast(
-            tf.broadcast_to(class_index, [tf.shape(z)[0]]), tf.int64)
+        target = (
+            tf.argmax(z, axis=1)
+            if class_index is None
+            else tf.cast(tf.broadcast_to(class_index, [tf.shape(z)[0]]), tf.int64)
+        )
         score = tf.gather(z, target, axis=1, batch_dims=1)
     grads = tape.gradient(score, features)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
@@ -92,8 +95,9 @@ def gradcam_grid(photos, labels, classes, teacher, student, corruption, severity
     images = np.stack([load_for_model(p, size) for p in photos])
     variants = [("photo", images)]
     if corruption:
-        variants.append((corruption, np.stack([corrupt(corruption, img, severity, seed + i)
-                                               for i, img in enumerate(images)])))
+        variants.append(
+            (corruption, np.stack([corrupt(corruption, img, severity, seed + i) for i, img in enumerate(images)]))
+        )
     plt = pyplot()
     cols = 3 * len(variants)
     fig, axes = plt.subplots(len(photos), cols, figsize=(2.3 * cols, 2.5 * len(photos)), squeeze=False)
@@ -103,11 +107,16 @@ def gradcam_grid(photos, labels, classes, teacher, student, corruption, severity
         s_cam, s_prob = grad_cam(student, batch, LAST_FEATURES)
         for i in range(len(photos)):
             agree = map_agreement(upsample(t_cam[i], size), upsample(s_cam[i], size))
-            records[i][name] = {"teacher": [classes[t_prob[i].argmax()], float(t_prob[i].max())],
-                                "student": [classes[s_prob[i].argmax()], float(s_prob[i].max())], **agree}
-            panels = [(batch[i], f"{name}: {classes[labels[i]]}"),
-                      (overlay(batch[i], t_cam[i]), f"teacher {classes[t_prob[i].argmax()]} {t_prob[i].max():.0%}"),
-                      (overlay(batch[i], s_cam[i]), f"student {classes[s_prob[i].argmax()]} {s_prob[i].max():.0%}")]
+            records[i][name] = {
+                "teacher": [classes[t_prob[i].argmax()], float(t_prob[i].max())],
+                "student": [classes[s_prob[i].argmax()], float(s_prob[i].max())],
+                **agree,
+            }
+            panels = [
+                (batch[i], f"{name}: {classes[labels[i]]}"),
+                (overlay(batch[i], t_cam[i]), f"teacher {classes[t_prob[i].argmax()]} {t_prob[i].max():.0%}"),
+                (overlay(batch[i], s_cam[i]), f"student {classes[s_prob[i].argmax()]} {s_prob[i].max():.0%}"),
+            ]
             for j, (img, title) in enumerate(panels):
                 ax = axes[i, 3 * v + j]
                 ax.imshow(img)
@@ -146,7 +155,7 @@ def main(argv=None):
         names = ["given"] * len(photos)
     else:
         split = evaluation_split(info)
-        rows = [r for c in info.classes for r in [r for r in info.split_rows(split) if r.label == c][:args.per_class]]
+        rows = [r for c in info.classes for r in [r for r in info.split_rows(split) if r.label == c][: args.per_class]]
         photos = [info.source / r.path for r in rows]
         labels = [info.classes.index(r.label) for r in rows]
         names = [r.label for r in rows]
@@ -155,30 +164,53 @@ def main(argv=None):
     chunk = 6  # photos per grid image
     with progress_bar(len(photos), "grad-cam") as advance:
         for n, i in enumerate(range(0, len(photos), chunk)):
-            records += gradcam_grid(photos[i:i + chunk], labels[i:i + chunk], info.classes, teacher, student,
-                                    args.corrupt, args.severity, int(cfg["data"]["seed"]),
-                                    out / f"grid_{n:02d}{'_' + args.corrupt if args.corrupt else ''}.png")
-            advance(len(photos[i:i + chunk]))
+            records += gradcam_grid(
+                photos[i : i + chunk],
+                labels[i : i + chunk],
+                info.classes,
+                teacher,
+                student,
+                args.corrupt,
+                args.severity,
+                int(cfg["data"]["seed"]),
+                out / f"grid_{n:02d}{'_' + args.corrupt if args.corrupt else ''}.png",
+            )
+            advance(len(photos[i : i + chunk]))
     per_class = {}
     for name, rec in zip(names, records):
         per_class.setdefault(name, []).append(rec["photo"])
-    summary = {c: {k: float(np.mean([r[k] for r in rs])) for k in ("correlation", "iou_top20")}
-               for c, rs in per_class.items()}
+    summary = {
+        c: {k: float(np.mean([r[k] for r in rs])) for k in ("correlation", "iou_top20")} for c, rs in per_class.items()
+    }
     overall = {k: float(np.mean([r["photo"][k] for r in records])) for k in ("correlation", "iou_top20")}
     if args.corrupt:
         overall[f"{args.corrupt}_correlation"] = float(np.mean([r[args.corrupt]["correlation"] for r in records]))
         overall[f"{args.corrupt}_iou_top20"] = float(np.mean([r[args.corrupt]["iou_top20"] for r in records]))
-    table = markdown_table(["class", "correlation", "IoU top-20 %"],
-                           [[c, f"{v['correlation']:.3f}", f"{v['iou_top20']:.3f}"] for c, v in summary.items()])
-    write_record(out, f"agreement{'_' + args.corrupt if args.corrupt else ''}", "benchmarks.gradcam", argv,
-                 title=f"Grad-CAM agreement, teacher vs student ({len(records)} photos)", table=table, started=start,
-                 settings={"photos": len(records), "corrupt": args.corrupt, "severity": args.severity,
-                           "per_class": args.per_class},
-                 results={"overall": overall, "per_class": summary, "photos": records})
-    console.print(f"teacher/student Grad-CAM agreement over {len(records)} photos: correlation "
-                  f"{overall['correlation']:.3f}, IoU of top-20 % {overall['iou_top20']:.3f}"
-                  + (f"; after {args.corrupt}: correlation {overall[f'{args.corrupt}_correlation']:.3f}"
-                     if args.corrupt else ""))
+    table = markdown_table(
+        ["class", "correlation", "IoU top-20 %"],
+        [[c, f"{v['correlation']:.3f}", f"{v['iou_top20']:.3f}"] for c, v in summary.items()],
+    )
+    write_record(
+        out,
+        f"agreement{'_' + args.corrupt if args.corrupt else ''}",
+        "benchmarks.gradcam",
+        argv,
+        title=f"Grad-CAM agreement, teacher vs student ({len(records)} photos)",
+        table=table,
+        started=start,
+        settings={
+            "photos": len(records),
+            "corrupt": args.corrupt,
+            "severity": args.severity,
+            "per_class": args.per_class,
+        },
+        results={"overall": overall, "per_class": summary, "photos": records},
+    )
+    console.print(
+        f"teacher/student Grad-CAM agreement over {len(records)} photos: correlation "
+        f"{overall['correlation']:.3f}, IoU of top-20 % {overall['iou_top20']:.3f}"
+        + (f"; after {args.corrupt}: correlation {overall[f'{args.corrupt}_correlation']:.3f}" if args.corrupt else "")
+    )
     console.print(f"grad-cam done in {time.perf_counter() - start:.0f} s: grids and agreement JSON in {out}")
 
 

@@ -9,6 +9,7 @@ median of the ratios within each round.
 "% of roof" compares a file's batch-1 rate with a large matrix product of its own precision and
 runtime (benchmarks/peaks.py): int8 files against an int8 roof, the rest against numpy's fp32 GEMM.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,12 +27,12 @@ from guitar_distill.benchmarks.peaks import roof_for
 from guitar_distill.benchmarks.record import write_record
 from guitar_distill.common.artifacts import stage_dir
 from guitar_distill.common.config import resolve_config, stage_parser
-from guitar_distill.common.progress import console, progress_bar
-from guitar_distill.common.quiet import quiet_start
-from guitar_distill.common.runtimes import all_threads
 from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.layout import no_exported_files
 from guitar_distill.common.markdown import markdown_table
+from guitar_distill.common.progress import console, progress_bar
+from guitar_distill.common.quiet import quiet_start
+from guitar_distill.common.runtimes import all_threads
 
 
 def summarize(times_ms) -> dict:
@@ -39,8 +40,14 @@ def summarize(times_ms) -> dict:
     if not len(t):
         raise ValueError("no timed runs")
     p50, p90, p99 = np.percentile(t, [50, 90, 99])
-    return {"runs": int(len(t)), "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99),
-            "mean_ms": float(t.mean()), "images_per_s": float(1000.0 / t.mean())}
+    return {
+        "runs": int(len(t)),
+        "p50_ms": float(p50),
+        "p90_ms": float(p90),
+        "p99_ms": float(p99),
+        "mean_ms": float(t.mean()),
+        "images_per_s": float(1000.0 / t.mean()),
+    }
 
 
 def model_costs(files) -> dict:
@@ -61,10 +68,20 @@ def model_costs(files) -> dict:
 
 
 def run_worker(path: Path, threads: int, cfg: dict, batch: int) -> dict:
-    spec = {"path": str(path), "threads": threads, "runs": int(cfg["runs"]), "warmup": int(cfg["warmup"]),
-            "max_seconds": float(cfg["max_seconds"]), "batch": batch}
-    out = subprocess.run([sys.executable, "-m", "guitar_distill.benchmarks._worker", json.dumps(spec)], capture_output=True,
-                         text=True, env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    spec = {
+        "path": str(path),
+        "threads": threads,
+        "runs": int(cfg["runs"]),
+        "warmup": int(cfg["warmup"]),
+        "max_seconds": float(cfg["max_seconds"]),
+        "batch": batch,
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "guitar_distill.benchmarks._worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{path} ({threads} threads) failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -84,8 +101,12 @@ def median_of_rounds(raw_rounds: list[dict]) -> dict:
     """Percentiles per round, then the median of each over the rounds; every round's p50 kept."""
     per_round = [summarize(raw["times_ms"]) for raw in raw_rounds]
     stats = {k: float(np.median([s[k] for s in per_round])) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")}
-    return {**stats, "runs": sum(s["runs"] for s in per_round), "images_per_s": 1000.0 / stats["mean_ms"],
-            "p50_ms_rounds": [s["p50_ms"] for s in per_round]}
+    return {
+        **stats,
+        "runs": sum(s["runs"] for s in per_round),
+        "images_per_s": 1000.0 / stats["mean_ms"],
+        "p50_ms_rounds": [s["p50_ms"] for s in per_round],
+    }
 
 
 def speedups(rows: list[dict]) -> list[dict]:
@@ -98,16 +119,27 @@ def speedups(rows: list[dict]) -> list[dict]:
         teacher = at.get(("teacher", "tflite_fp32")) or at.get(("teacher", "tflite_fp16"))
         if student and teacher:
             ratios = [t / s for t, s in zip(teacher["p50_ms_rounds"], student["p50_ms_rounds"])]
-            found.append({"threads": threads, "teacher": teacher["fmt"], "student": student["fmt"],
-                          "teacher_p50_ms": teacher["p50_ms"], "student_p50_ms": student["p50_ms"],
-                          "ratio": float(np.median(ratios)), "ratio_rounds": ratios})
+            found.append(
+                {
+                    "threads": threads,
+                    "teacher": teacher["fmt"],
+                    "student": student["fmt"],
+                    "teacher_p50_ms": teacher["p50_ms"],
+                    "student_p50_ms": student["p50_ms"],
+                    "ratio": float(np.median(ratios)),
+                    "ratio_rounds": ratios,
+                }
+            )
     return found
 
 
 def speedup_lines(found: list[dict]) -> str:
-    return "".join(f"Student {s['student']} against teacher {s['teacher']}, {s['threads']} thread(s): "
-                   f"**{s['ratio']:.1f}x** faster (median of the rounds' ratios "
-                   f"{', '.join(f'{r:.1f}' for r in s['ratio_rounds'])}).\n\n" for s in found)
+    return "".join(
+        f"Student {s['student']} against teacher {s['teacher']}, {s['threads']} thread(s): "
+        f"**{s['ratio']:.1f}x** faster (median of the rounds' ratios "
+        f"{', '.join(f'{r:.1f}' for r in s['ratio_rounds'])}).\n\n"
+        for s in found
+    )
 
 
 def flag_int8(rows: list[dict]) -> None:
@@ -119,15 +151,51 @@ def flag_int8(rows: list[dict]) -> None:
 
 
 def latency_table(rows: list[dict]) -> str:
-    header = ["model", "format", "runtime", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms", "images/s",
-              "batch images/s", "cold start ms", "peak MiB", "over python MiB", "size MB", "params", "MMACs", "roof",
-              "% of roof", "note"]
-    table = [[r["model"], r["fmt"], r["runtime"], r["threads"], f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
-              f"{r['p99_ms']:.2f}", f"{r['mean_ms']:.2f}", f"{r['images_per_s']:.1f}",
-              f"{r['batch_images_per_s']:.1f}" if r.get("batch_images_per_s") else "-", f"{r['cold_start_ms']:.0f}",
-              f"{r['peak_rss_mib']:.0f}", f"{r['peak_rss_mib'] - r['bare_rss_mib']:.0f}", f"{r['size_mb']:.2f}",
-              f"{r['parameters']:,}", f"{r['macs'] / 1e6:.0f}", r["roof"], f"{r['roofline_pct']:.1f}",
-              "int8 not faster than fp32" if r["int8_not_faster"] else ""] for r in rows]
+    header = [
+        "model",
+        "format",
+        "runtime",
+        "threads",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "mean ms",
+        "images/s",
+        "batch images/s",
+        "cold start ms",
+        "peak MiB",
+        "over python MiB",
+        "size MB",
+        "params",
+        "MMACs",
+        "roof",
+        "% of roof",
+        "note",
+    ]
+    table = [
+        [
+            r["model"],
+            r["fmt"],
+            r["runtime"],
+            r["threads"],
+            f"{r['p50_ms']:.2f}",
+            f"{r['p90_ms']:.2f}",
+            f"{r['p99_ms']:.2f}",
+            f"{r['mean_ms']:.2f}",
+            f"{r['images_per_s']:.1f}",
+            f"{r['batch_images_per_s']:.1f}" if r.get("batch_images_per_s") else "-",
+            f"{r['cold_start_ms']:.0f}",
+            f"{r['peak_rss_mib']:.0f}",
+            f"{r['peak_rss_mib'] - r['bare_rss_mib']:.0f}",
+            f"{r['size_mb']:.2f}",
+            f"{r['parameters']:,}",
+            f"{r['macs'] / 1e6:.0f}",
+            r["roof"],
+            f"{r['roofline_pct']:.1f}",
+            "int8 not faster than fp32" if r["int8_not_faster"] else "",
+        ]
+        for r in rows
+    ]
     return markdown_table(header, table, "lll" + "r" * 13 + "lrl")
 
 
@@ -157,8 +225,9 @@ def main(argv=None):
     rounds = int(bcfg["rounds"])
     jobs = [(f, t) for f in files for t in threads]
     with progress_bar(len(jobs) * rounds, f"latency, {rounds} rounds") as advance:
-        measured = measure_in_rounds([(f.path, t, int(bcfg["batch"]) if t == threads[-1] else 0) for f, t in jobs],
-                                     bcfg, rounds, advance)
+        measured = measure_in_rounds(
+            [(f.path, t, int(bcfg["batch"]) if t == threads[-1] else 0) for f, t in jobs], bcfg, rounds, advance
+        )
     rows = []
     for (f, t), raw_rounds in zip(jobs, measured):
         raw = raw_rounds[0]  # cold start, memory and batch throughput: the first round's fresh process
@@ -166,34 +235,80 @@ def main(argv=None):
         cost = costs.get(f.model, {"parameters": 0, "macs": 0})
         roof = roof_for(f.fmt, f.runtime)
         achieved = 2 * cost["macs"] / (stats["p50_ms"] / 1000) / 1e9
-        rows.append({"model": f.model, "fmt": f.fmt, "runtime": f.runtime, "threads": t, "file": str(f.path),
-                     **stats, "cold_start_ms": raw["load_ms"] + raw["first_inference_ms"],
-                     "load_ms": raw["load_ms"], "first_inference_ms": raw["first_inference_ms"],
-                     "peak_rss_mib": raw["peak_rss_mib"], "bare_rss_mib": raw["bare_rss_mib"],
-                     "runtime_rss_mib": raw["runtime_rss_mib"], "batch": raw["batch"],
-                     "batch_images_per_s": raw["batch_images_per_s"], "input_size": raw["input_size"],
-                     "size_mb": f.path.stat().st_size / 1e6, **cost,
-                     "achieved_gops": achieved, "roof": roof,
-                     "roofline_pct": 100 * achieved / hw["roofs_gops"][roof][str(t)]})
+        rows.append(
+            {
+                "model": f.model,
+                "fmt": f.fmt,
+                "runtime": f.runtime,
+                "threads": t,
+                "file": str(f.path),
+                **stats,
+                "cold_start_ms": raw["load_ms"] + raw["first_inference_ms"],
+                "load_ms": raw["load_ms"],
+                "first_inference_ms": raw["first_inference_ms"],
+                "peak_rss_mib": raw["peak_rss_mib"],
+                "bare_rss_mib": raw["bare_rss_mib"],
+                "runtime_rss_mib": raw["runtime_rss_mib"],
+                "batch": raw["batch"],
+                "batch_images_per_s": raw["batch_images_per_s"],
+                "input_size": raw["input_size"],
+                "size_mb": f.path.stat().st_size / 1e6,
+                **cost,
+                "achieved_gops": achieved,
+                "roof": roof,
+                "roofline_pct": 100 * achieved / hw["roofs_gops"][roof][str(t)],
+            }
+        )
     flag_int8(rows)
     found = speedups(rows)
     out = args.out or stage_dir(args.artifacts, "bench")
-    result = write_record(out, "latency", "benchmarks.latency", argv, title="Latency", hardware=hw,
-                          settings={**bcfg, "threads": threads}, results=rows,
-                          table=speedup_lines(found) + latency_table(rows), started=start,
-                          extra={"missing": missing, "speedups": found})
+    result = write_record(
+        out,
+        "latency",
+        "benchmarks.latency",
+        argv,
+        title="Latency",
+        hardware=hw,
+        settings={**bcfg, "threads": threads},
+        results=rows,
+        table=speedup_lines(found) + latency_table(rows),
+        started=start,
+        extra={"missing": missing, "speedups": found},
+    )
     table = Table(title=f"latency, batch 1 ({hw['cpu']})")
-    for col in ("model", "format", "runtime", "threads", "p50 ms", "p99 ms", "img/s", "peak MiB", "size MB", "% roof",
-                "note"):
+    for col in (
+        "model",
+        "format",
+        "runtime",
+        "threads",
+        "p50 ms",
+        "p99 ms",
+        "img/s",
+        "peak MiB",
+        "size MB",
+        "% roof",
+        "note",
+    ):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["model"], r["fmt"], r["runtime"], str(r["threads"]), f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
-                      f"{r['images_per_s']:.1f}", f"{r['peak_rss_mib']:.0f}", f"{r['size_mb']:.2f}",
-                      f"{r['roofline_pct']:.1f}",
-                      "int8 not faster" if r["int8_not_faster"] else "")
+        table.add_row(
+            r["model"],
+            r["fmt"],
+            r["runtime"],
+            str(r["threads"]),
+            f"{r['p50_ms']:.2f}",
+            f"{r['p99_ms']:.2f}",
+            f"{r['images_per_s']:.1f}",
+            f"{r['peak_rss_mib']:.0f}",
+            f"{r['size_mb']:.2f}",
+            f"{r['roofline_pct']:.1f}",
+            "int8 not faster" if r["int8_not_faster"] else "",
+        )
     console.print(table)
     console.print(speedup_lines(found).replace("**", "").strip())
-    console.print(f"latency done in {result['seconds']:.0f} s: {Path(out) / 'latency.json'}, {Path(out) / 'latency.md'}")
+    console.print(
+        f"latency done in {result['seconds']:.0f} s: {Path(out) / 'latency.json'}, {Path(out) / 'latency.md'}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Which model files exist."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

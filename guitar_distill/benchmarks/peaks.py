@@ -8,6 +8,7 @@ Each roof is measured in a fresh process with the thread count pinned.
 
     python -m benchmarks.peaks fp32 1 | litert-fp32 2 | litert-int8 1 | onnxruntime-fp32 1 | ...   -> GOP/s
 """
+
 from __future__ import annotations
 
 import os
@@ -42,7 +43,7 @@ def numpy_fp32(threads: int) -> float:
     for M, K, N in SHAPES:
         a = np.random.default_rng(0).random((M, K), dtype=np.float32)
         b = np.random.default_rng(1).random((K, N), dtype=np.float32)
-        rates.append(best_rate(lambda: a @ b, 2.0 * M * K * N))
+        rates.append(best_rate(lambda a=a, b=b: a @ b, 2.0 * M * K * N))
     return max(rates)
 
 
@@ -68,18 +69,30 @@ def litert(threads: int, int8: bool) -> float:
 
     rates = []
     with tempfile.TemporaryDirectory() as tmp:
-        build = "; ".join(f"f(Path({str(Path(tmp) / f'{i}.tflite')!r}), {int8}, {M}, {K}, {N})"
-                          for i, (M, K, N) in enumerate(SHAPES))
-        subprocess.run([sys.executable, "-c", "from guitar_distill.benchmarks.peaks import dense_tflite as f; "
-                        f"from pathlib import Path; {build}"],
-                       check=True, capture_output=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                       cwd=PROJECT_ROOT)
+        build = "; ".join(
+            f"f(Path({str(Path(tmp) / f'{i}.tflite')!r}), {int8}, {M}, {K}, {N})" for i, (M, K, N) in enumerate(SHAPES)
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"from guitar_distill.benchmarks.peaks import dense_tflite as f; from pathlib import Path; {build}",
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            cwd=PROJECT_ROOT,
+        )
         for i, (M, K, N) in enumerate(SHAPES):
             interpreter = _interpreter_class()(model_path=str(Path(tmp) / f"{i}.tflite"), num_threads=threads)
             interpreter.allocate_tensors()
             inp = interpreter.get_input_details()[0]
             rng = np.random.default_rng(0)
-            x = rng.integers(-128, 128, (M, K), dtype=np.int8) if int8 else rng.standard_normal((M, K), dtype=np.float32)
+            x = (
+                rng.integers(-128, 128, (M, K), dtype=np.int8)
+                if int8
+                else rng.standard_normal((M, K), dtype=np.float32)
+            )
             interpreter.set_tensor(inp["index"], x)
             rates.append(best_rate(interpreter.invoke, 2.0 * M * K * N))
     return max(rates)
@@ -100,13 +113,17 @@ def onnxruntime(threads: int, int8: bool) -> float:
             node, x_type, y_type = "MatMul", TensorProto.FLOAT, TensorProto.FLOAT
             weights, x = rng.standard_normal((K, N), dtype=np.float32), rng.standard_normal((M, K), dtype=np.float32)
         graph = helper.make_graph(
-            [helper.make_node(node, ["x", "w"], ["y"])], "matmul", [helper.make_tensor_value_info("x", x_type, [M, K])],
-            [helper.make_tensor_value_info("y", y_type, [M, N])], initializer=[numpy_helper.from_array(weights, "w")])
+            [helper.make_node(node, ["x", "w"], ["y"])],
+            "matmul",
+            [helper.make_tensor_value_info("x", x_type, [M, K])],
+            [helper.make_tensor_value_info("y", y_type, [M, N])],
+            initializer=[numpy_helper.from_array(weights, "w")],
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        rates.append(best_rate(lambda: session.run(None, {"x": x}), 2.0 * M * K * N))
+        rates.append(best_rate(lambda session=session, x=x: session.run(None, {"x": x}), 2.0 * M * K * N))
     return max(rates)
 
 
@@ -114,10 +131,18 @@ def measure_roof(roof: str, threads: int) -> float:
     """The roof in a fresh process whose BLAS and runtime use `threads` threads."""
     if roof not in ROOFS:
         raise ValueError(f"unknown roof {roof!r} (one of {', '.join(ROOFS)})")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-           **{v: str(threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
-    out = subprocess.run([sys.executable, "-m", "guitar_distill.benchmarks.peaks", roof, str(threads)], env=env,
-                         capture_output=True, text=True, cwd=PROJECT_ROOT)
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        **{v: str(threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "guitar_distill.benchmarks.peaks", roof, str(threads)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"measuring the {roof} roof failed:\n{out.stderr[-2000:]}")
     return float(out.stdout.strip().splitlines()[-1])
@@ -129,6 +154,7 @@ def roof_for(fmt: str, runtime: str) -> str:
     if runtime not in ("litert-xnnpack", "onnxruntime"):
         return "fp32"
     return f"{'litert' if runtime == 'litert-xnnpack' else 'onnxruntime'}-{'int8' if 'int8' in fmt else 'fp32'}"
+
 
 if __name__ == "__main__":
     name, n_threads = sys.argv[1], int(sys.argv[2])

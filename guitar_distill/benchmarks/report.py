@@ -1,4 +1,5 @@
 """`python -m benchmarks.report`: reports/README.md, the side-by-side table and its plots."""
+
 from __future__ import annotations
 
 import shutil
@@ -8,18 +9,26 @@ from guitar_distill.benchmarks.hardware import header_markdown
 from guitar_distill.benchmarks.robustness import robustness_table
 from guitar_distill.common.artifacts import read_json, require, write_text
 from guitar_distill.common.config import PROJECT_ROOT, resolve_config, stage_parser
+from guitar_distill.common.errors import run_cli
 from guitar_distill.common.layout import imported_teacher
+from guitar_distill.common.markdown import markdown_table
 from guitar_distill.common.plots import pyplot, save_figure
 from guitar_distill.common.progress import console
-from guitar_distill.common.errors import run_cli
-from guitar_distill.common.markdown import markdown_table
 
 
 def side_by_side(latency: dict, accuracy: dict) -> list[dict]:
     rows = {}
     for r in latency["results"]:
-        row = rows.setdefault((r["model"], r["fmt"]), {"model": r["model"], "fmt": r["fmt"], "runtime": r["runtime"],
-                                                       "size_mb": r["size_mb"], "parameters": r["parameters"]})
+        row = rows.setdefault(
+            (r["model"], r["fmt"]),
+            {
+                "model": r["model"],
+                "fmt": r["fmt"],
+                "runtime": r["runtime"],
+                "size_mb": r["size_mb"],
+                "parameters": r["parameters"],
+            },
+        )
         row[f"p50_ms_{r['threads']}"] = r["p50_ms"]
     for key, m in accuracy["results"].items():
         model, fmt = key.split("/")
@@ -29,11 +38,29 @@ def side_by_side(latency: dict, accuracy: dict) -> list[dict]:
 
 
 def side_by_side_table(rows: list[dict], threads: list[int]) -> str:
-    header = ["model", "format", "runtime", "top-1", "agreement with teacher", "size MB", "parameters",
-              *(f"p50 ms, {t} thread{'s' if t > 1 else ''}" for t in threads)]
-    table = [[r["model"], r["fmt"], r["runtime"], f"{r['top1']:.3f}" if "top1" in r else "-",
-              f"{r['agreement']:.3f}" if r.get("agreement") is not None else "-", f"{r['size_mb']:.2f}",
-              f"{r['parameters']:,}", *(f"{r.get(f'p50_ms_{t}', float('nan')):.2f}" for t in threads)] for r in rows]
+    header = [
+        "model",
+        "format",
+        "runtime",
+        "top-1",
+        "agreement with teacher",
+        "size MB",
+        "parameters",
+        *(f"p50 ms, {t} thread{'s' if t > 1 else ''}" for t in threads),
+    ]
+    table = [
+        [
+            r["model"],
+            r["fmt"],
+            r["runtime"],
+            f"{r['top1']:.3f}" if "top1" in r else "-",
+            f"{r['agreement']:.3f}" if r.get("agreement") is not None else "-",
+            f"{r['size_mb']:.2f}",
+            f"{r['parameters']:,}",
+            *(f"{r.get(f'p50_ms_{t}', float('nan')):.2f}" for t in threads),
+        ]
+        for r in rows
+    ]
     return markdown_table(header, table, "lll" + "r" * (len(header) - 3))
 
 
@@ -46,8 +73,14 @@ def plot_accuracy_vs_latency(rows: list[dict], threads: int, path: Path) -> None
         ax.scatter([r[f"p50_ms_{threads}"] for r in pts], [r["top1"] for r in pts], marker=marker, s=60, label=model)
         # Formats of one model sit close together: stagger the labels along the latency axis.
         for k, r in enumerate(sorted(pts, key=lambda r: r[f"p50_ms_{threads}"])):
-            ax.annotate(r["fmt"], (r[f"p50_ms_{threads}"], r["top1"]), fontsize=7, textcoords="offset points",
-                        xytext=(6, 14 - 9 * (k % 4)), arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "grey"})
+            ax.annotate(
+                r["fmt"],
+                (r[f"p50_ms_{threads}"], r["top1"]),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(6, 14 - 9 * (k % 4)),
+                arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "grey"},
+            )
     ax.set_xscale("log")
     ax.set_xlabel(f"p50 latency, batch 1, {threads} thread(s) [ms, log scale]")
     ax.set_ylabel("top-1 accuracy (test split)")
@@ -60,25 +93,35 @@ def plot_accuracy_vs_latency(rows: list[dict], threads: int, path: Path) -> None
 
 def provenance(artifacts: Path) -> list[str]:
     """What this run trained, and what it took from the released models (the demo's teacher)."""
-    trained = [f"`{stage}`" for stage in ("teacher", "baseline", "distill") if (artifacts / stage / "metrics.json").exists()]
+    trained = [
+        f"`{stage}`" for stage in ("teacher", "baseline", "distill") if (artifacts / stage / "metrics.json").exists()
+    ]
     lines = [f"Trained in this run: {', '.join(trained) or 'nothing'}."]
     imported = imported_teacher(artifacts)
     if imported and not (artifacts / "teacher" / "metrics.json").exists():
         what = " (the release's float16 Keras weights)" if imported.parts[:1] == ("models",) else ""
-        lines.append(f"The teacher was **not** trained in this run: its files were rebuilt from `{imported}`{what} "
-                     "by `python -m export.release --import-teacher`; the student was distilled from it here "
-                     "through stored logits.")
+        lines.append(
+            f"The teacher was **not** trained in this run: its files were rebuilt from `{imported}`{what} "
+            "by `python -m export.release --import-teacher`; the student was distilled from it here "
+            "through stored logits."
+        )
     released = PROJECT_ROOT / "models" / "training"
     if not (artifacts / "baseline" / "metrics.json").exists() and (released / "baseline" / "metrics.json").exists():
         base, kd = (read_json(released / name / "metrics.json") for name in ("baseline", "student"))
-        lines.append(f"No no-distillation baseline was trained here; what distillation buys is measured in the "
-                     f"released run (`models/training/`, {kd['epochs_run']} epochs each): baseline "
-                     f"{base['test_accuracy']:.3f}, distilled {kd['test_accuracy']:.3f} test top-1.")
+        lines.append(
+            f"No no-distillation baseline was trained here; what distillation buys is measured in the "
+            f"released run (`models/training/`, {kd['epochs_run']} epochs each): baseline "
+            f"{base['test_accuracy']:.3f}, distilled {kd['test_accuracy']:.3f} test top-1."
+        )
     return [" ".join(lines) + "\n"]
 
 
-STAGE_BENCHMARKS = {"student_size": "student size", "train_rate_*": "training rate", "cache_build": "decode-cache build rate",
-                    "partitions": "XNNPACK partitions of the TFLite files"}
+STAGE_BENCHMARKS = {
+    "student_size": "student size",
+    "train_rate_*": "training rate",
+    "cache_build": "decode-cache build rate",
+    "partitions": "XNNPACK partitions of the TFLite files",
+}
 
 
 def publish_stage_benchmarks(bench: Path, reports: Path) -> list[tuple[str, str]]:
@@ -93,8 +136,14 @@ def publish_stage_benchmarks(bench: Path, reports: Path) -> list[tuple[str, str]
                 shutil.copy(record.with_suffix(suffix), reports / record.with_suffix(suffix).name)
     for figure in (bench / "figures").glob("*.png"):
         shutil.copy(figure, reports / "figures" / figure.name)
-    return [(md.name, f"{title}" + (f", {md.stem[len(pattern) - 1:].replace('_', ' ')} preset" if pattern.endswith('*') else ""))
-            for pattern, title in STAGE_BENCHMARKS.items() for md in sorted(reports.glob(f"{pattern}.md"))]
+    return [
+        (
+            md.name,
+            f"{title}" + (f", {md.stem[len(pattern) - 1 :].replace('_', ' ')} preset" if pattern.endswith("*") else ""),
+        )
+        for pattern, title in STAGE_BENCHMARKS.items()
+        for md in sorted(reports.glob(f"{pattern}.md"))
+    ]
 
 
 def main(argv=None):
@@ -111,8 +160,10 @@ def main(argv=None):
     threads = latency["settings"]["threads"]
     plot_accuracy_vs_latency(rows, threads[0], reports / "figures" / "accuracy_vs_latency.png")
     copied = []
-    for sub, names in (("confusion", ("teacher_keras.png", "student_keras.png", "student_tflite_int8.png")),
-                       ("misclassified", ("student_tflite_int8.png",))):
+    for sub, names in (
+        ("confusion", ("teacher_keras.png", "student_keras.png", "student_tflite_int8.png")),
+        ("misclassified", ("student_tflite_int8.png",)),
+    ):
         for name in names:
             if (bench / sub / name).exists():
                 shutil.copy(bench / sub / name, reports / "figures" / f"{sub}_{name}")
@@ -128,33 +179,53 @@ def main(argv=None):
     for grid in grids:
         shutil.copy(grid, reports / "figures" / f"gradcam_{grid.name}")
     parity = args.artifacts / "export" / "parity.md"
-    text = [f"# guitar-distill: side-by-side report ({cfg['name']} preset)\n",
-            *provenance(args.artifacts),
-            f"Hardware:\n\n{header_markdown(latency['hardware'])}",
-            f"Accuracy on the {accuracy['settings']['split']} split ({accuracy['settings']['images']} photos); "
-            "latency at batch 1.\n",
-            "## Teacher and student, every format\n", side_by_side_table(rows, threads),
-            "![accuracy vs latency](figures/accuracy_vs_latency.png)\n",
-            "## Commands\n", f"- `{latency['command']}` ({latency['seconds']:.0f} s)", f"- `{accuracy['command']}`",
-            f"- `python -m benchmarks.report --preset {cfg['name']}`\n"]
+    text = [
+        f"# guitar-distill: side-by-side report ({cfg['name']} preset)\n",
+        *provenance(args.artifacts),
+        f"Hardware:\n\n{header_markdown(latency['hardware'])}",
+        f"Accuracy on the {accuracy['settings']['split']} split ({accuracy['settings']['images']} photos); "
+        "latency at batch 1.\n",
+        "## Teacher and student, every format\n",
+        side_by_side_table(rows, threads),
+        "![accuracy vs latency](figures/accuracy_vs_latency.png)\n",
+        "## Commands\n",
+        f"- `{latency['command']}` ({latency['seconds']:.0f} s)",
+        f"- `{accuracy['command']}`",
+        f"- `python -m benchmarks.report --preset {cfg['name']}`\n",
+    ]
     if robustness.exists():
         rob = read_json(robustness)
-        text += [f"## Robustness ({rob['settings']['images']} {rob['settings']['split']} photos)\n",
-                 robustness_table(rob["results"]),
-                 f"Command: `{rob['command']}`\n", "![robustness](figures/robustness.png)\n"]
+        text += [
+            f"## Robustness ({rob['settings']['images']} {rob['settings']['split']} photos)\n",
+            robustness_table(rob["results"]),
+            f"Command: `{rob['command']}`\n",
+            "![robustness](figures/robustness.png)\n",
+        ]
     agreement = sorted((bench / "gradcam").glob("agreement*.json"))
     if agreement:
         cam = read_json(agreement[-1])
         o = cam["results"]["overall"]
-        lines = [f"## Where they look: Grad-CAM, teacher vs student ({len(cam['results']['photos'])} photos)\n",
-                 f"Command: `{cam['command']}`\n",
-                 f"Mean agreement of the two maps: correlation {o['correlation']:.3f}, IoU of the top-20 % "
-                 f"region {o['iou_top20']:.3f}."]
-        lines += [f"After {k[:-len('_correlation')]}: correlation {v:.3f}." for k, v in o.items()
-                  if k.endswith("_correlation") and k != "correlation"]
-        lines += ["", markdown_table(["class", "correlation", "IoU top-20 %"],
-                                     [[c, f"{v['correlation']:.3f}", f"{v['iou_top20']:.3f}"]
-                                      for c, v in cam["results"]["per_class"].items()]).rstrip("\n")]
+        lines = [
+            f"## Where they look: Grad-CAM, teacher vs student ({len(cam['results']['photos'])} photos)\n",
+            f"Command: `{cam['command']}`\n",
+            f"Mean agreement of the two maps: correlation {o['correlation']:.3f}, IoU of the top-20 % "
+            f"region {o['iou_top20']:.3f}.",
+        ]
+        lines += [
+            f"After {k[: -len('_correlation')]}: correlation {v:.3f}."
+            for k, v in o.items()
+            if k.endswith("_correlation") and k != "correlation"
+        ]
+        lines += [
+            "",
+            markdown_table(
+                ["class", "correlation", "IoU top-20 %"],
+                [
+                    [c, f"{v['correlation']:.3f}", f"{v['iou_top20']:.3f}"]
+                    for c, v in cam["results"]["per_class"].items()
+                ],
+            ).rstrip("\n"),
+        ]
         text += lines + [""] + [f"![grad-cam](figures/gradcam_{g.name})" for g in grids] + [""]
     published = publish_stage_benchmarks(bench, reports)
     if published:

@@ -4,6 +4,7 @@ The write-up's informal experiments (a scribble turned a Jazzmaster into a Flyin
 systematic: every corruption of the data stage at severities 1-5 on the test split, applied to
 the photos at the model's input size, each photo with its own seed.
 """
+
 from __future__ import annotations
 
 import time
@@ -13,18 +14,18 @@ import numpy as np
 from guitar_distill.benchmarks.models import find_model_files
 from guitar_distill.benchmarks.record import write_record
 from guitar_distill.common.artifacts import stage_dir
+from guitar_distill.common.cache import load_split
 from guitar_distill.common.config import resolve_config, stage_parser
+from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.layout import evaluation_split, no_exported_files
+from guitar_distill.common.manifest import load_data_info
+from guitar_distill.common.markdown import markdown_table
 from guitar_distill.common.plots import pyplot, save_figure
 from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.common.runtimes import open_classifier, predict_all
-from guitar_distill.common.cache import load_split
 from guitar_distill.dataset.corruptions import CORRUPTIONS, SEVERITIES, corrupt
-from guitar_distill.common.manifest import load_data_info
 from guitar_distill.dataset.split import balanced_subset
-from guitar_distill.common.errors import ToolkitError, run_cli
-from guitar_distill.common.markdown import markdown_table
 
 MODELS = (("teacher", "keras"), ("student", "keras"), ("student", "tflite_int8"))
 
@@ -39,8 +40,10 @@ def robustness_table(results: dict) -> str:
     for key, r in results.items():
         means = [np.mean([r[n][str(s)] for s in SEVERITIES]) for n in names]
         rows.append([key, f"{r['clean']:.3f}", *(f"{m:.3f}" for m in means), f"{np.mean(means):.3f}"])
-    return (markdown_table(["model", "clean", *names, "mean corrupted"], rows)
-            + "(accuracy; each corruption averaged over severities 1-5)\n")
+    return (
+        markdown_table(["model", "clean", *names, "mean corrupted"], rows)
+        + "(accuracy; each corruption averaged over severities 1-5)\n"
+    )
 
 
 def plot_robustness(results: dict, path) -> None:
@@ -62,8 +65,11 @@ def plot_robustness(results: dict, path) -> None:
 
 def main(argv=None):
     parser = stage_parser("Accuracy against corruption severity for teacher, student and int8 student.")
-    parser.add_argument("--limit", type=int, help="about N test photos, the same number from each class "
-                                                  "(default: the preset's; 0 = all)")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        help="about N test photos, the same number from each class (default: the preset's; 0 = all)",
+    )
     args = parser.parse_args(argv)
     quiet_start()  # after parsing: --help and argument errors need no TensorFlow
     cfg = resolve_config(args)
@@ -95,14 +101,23 @@ def main(argv=None):
                 advance()
     out = stage_dir(args.artifacts, "bench")
     table = robustness_table(results)
-    write_record(out, "robustness", "benchmarks.robustness", argv,
-                 title=f"Robustness on the {split} split ({len(labels)} photos)",
-                 settings={"split": split, "images": int(len(labels)), "severities": list(SEVERITIES), "seed": seed},
-                 results=results, table=table, started=start, extra={"split": split, "images": int(len(labels))})
+    write_record(
+        out,
+        "robustness",
+        "benchmarks.robustness",
+        argv,
+        title=f"Robustness on the {split} split ({len(labels)} photos)",
+        settings={"split": split, "images": int(len(labels)), "severities": list(SEVERITIES), "seed": seed},
+        results=results,
+        table=table,
+        started=start,
+        extra={"split": split, "images": int(len(labels))},
+    )
     plot_robustness(results, out / "robustness.png")
     console.print(table)
-    console.print(f"robustness done in {time.perf_counter() - start:.0f} s: {out / 'robustness.md'}, "
-                  f"{out / 'robustness.png'}")
+    console.print(
+        f"robustness done in {time.perf_counter() - start:.0f} s: {out / 'robustness.md'}, {out / 'robustness.png'}"
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ TensorFlow op the executor ran, summed by op type and by kind, the backward pass
 `gradient_tape/`) apart from the rest (forward, loss and the optimiser's update). On a
 2-core CPU two ops can run at once, so the ops' sum can exceed the steps' wall time.
 """
+
 from __future__ import annotations
 
 import time
@@ -13,9 +14,14 @@ from collections import defaultdict
 from pathlib import Path
 
 # Op type -> kind, first match wins; oneDNN's kernels keep TensorFlow's op names (_MklNativeConv2D...).
-OP_KINDS = (("convolution", ("Conv",)), ("batch norm", ("FusedBatchNorm",)), ("cast", ("Cast",)),
-            ("matmul", ("MatMul",)), ("pooling", ("Pool",)),
-            ("optimizer and variables", ("ResourceApply", "VariableOp", "ReadVariable")))
+OP_KINDS = (
+    ("convolution", ("Conv",)),
+    ("batch norm", ("FusedBatchNorm",)),
+    ("cast", ("Cast",)),
+    ("matmul", ("MatMul",)),
+    ("pooling", ("Pool",)),
+    ("optimizer and variables", ("ResourceApply", "VariableOp", "ReadVariable")),
+)
 
 
 def op_kind(op_type: str) -> str:
@@ -68,10 +74,24 @@ def op_profile(logdir: Path, steps: int, wall_s: float) -> dict:
     kinds: dict[str, dict] = defaultdict(lambda: {"forward+update_ms": 0.0, "backward_ms": 0.0})
     for (op_type, phase), (ms, _) in by_type.items():
         kinds[op_kind(op_type)][f"{phase}_ms"] += ms / steps
-    ops = [{"op": op_type, "phase": phase, "kind": op_kind(op_type), "ms_per_step": ms / steps,
-            "calls_per_step": calls / steps, "share": ms / total}
-           for (op_type, phase), (ms, calls) in by_type.items()]
-    return {"steps": steps, "step_wall_ms": wall_s * 1000 / steps, "op_ms_per_step": total / steps,
-            "kinds": {k: {**v, "share": (v["forward+update_ms"] + v["backward_ms"]) * steps / total}
-                      for k, v in sorted(kinds.items(), key=lambda kv: -sum(kv[1].values()))},
-            "ops": sorted(ops, key=lambda o: -o["ms_per_step"])}
+    ops = [
+        {
+            "op": op_type,
+            "phase": phase,
+            "kind": op_kind(op_type),
+            "ms_per_step": ms / steps,
+            "calls_per_step": calls / steps,
+            "share": ms / total,
+        }
+        for (op_type, phase), (ms, calls) in by_type.items()
+    ]
+    return {
+        "steps": steps,
+        "step_wall_ms": wall_s * 1000 / steps,
+        "op_ms_per_step": total / steps,
+        "kinds": {
+            k: {**v, "share": (v["forward+update_ms"] + v["backward_ms"]) * steps / total}
+            for k, v in sorted(kinds.items(), key=lambda kv: -sum(kv[1].values()))
+        },
+        "ops": sorted(ops, key=lambda o: -o["ms_per_step"]),
+    }

@@ -9,6 +9,7 @@ epoch (the write-up's "step") and 36 of them (where the write-up stopped) cost a
 (op kinds, the backward pass apart, and the costliest op types; the trace stays for TensorBoard).
 Writes ARTIFACTS/bench/train_rate_<preset>.{md,json}.
 """
+
 from __future__ import annotations
 
 import time
@@ -18,13 +19,13 @@ import numpy as np
 
 from guitar_distill.benchmarks.record import write_record
 from guitar_distill.benchmarks.step_profile import op_profile, traced_steps
-from guitar_distill.common.markdown import markdown_table
 from guitar_distill.common.config import resolve_config, stage_parser
+from guitar_distill.common.errors import run_cli
+from guitar_distill.common.markdown import markdown_table
 from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.dataset.scan import find_classes, list_files, resolve_source
 from guitar_distill.edge.images import load_for_model
-from guitar_distill.common.errors import run_cli
 
 WRITEUP_EPOCHS = 36  # where the write-up stopped (its "steps" are epochs)
 
@@ -43,8 +44,13 @@ def timed_batches(model, feed, batches: int, advance) -> dict:
         data_s, step_s = data_s + t1 - t0, step_s + t2 - t1
         advance()
     images = batches * feed.batch_size
-    return {"batches": batches, "batch_size": feed.batch_size, "train_step_images_per_s": images / step_s,
-            "with_augmentation_images_per_s": images / (step_s + data_s), "augmentation_s_per_batch": data_s / batches}
+    return {
+        "batches": batches,
+        "batch_size": feed.batch_size,
+        "train_step_images_per_s": images / step_s,
+        "with_augmentation_images_per_s": images / (step_s + data_s),
+        "augmentation_s_per_batch": data_s / batches,
+    }
 
 
 def timed_fit(model, feed, batches: int, keras_feed: bool) -> float:
@@ -60,33 +66,68 @@ def timed_fit(model, feed, batches: int, keras_feed: bool) -> float:
 
 def profile_tables(name: str, p: dict, top: int = 15) -> str:
     """Markdown: a model's traced step by op kind, then its costliest op types."""
-    kinds = markdown_table(["kind", "forward and update ms", "backward ms", "share of op time"],
-                           [[k, f"{v['forward+update_ms']:.1f}", f"{v['backward_ms']:.1f}", f"{v['share']:.1%}"]
-                            for k, v in p["kinds"].items()], "lrrr")
-    ops = markdown_table(["op type", "phase", "kind", "ms per step", "calls per step", "share"],
-                         [[o["op"], o["phase"], o["kind"], f"{o['ms_per_step']:.1f}", f"{o['calls_per_step']:g}",
-                           f"{o['share']:.1%}"] for o in p["ops"][:top]], "llllrr")
-    return (f"\n## Step profile: {name} ({p['steps']} traced steps)\n\nStep wall time {p['step_wall_ms']:.0f} ms; "
-            f"TensorFlow ops {p['op_ms_per_step']:.0f} ms a step (two ops can run at once on two cores). "
-            f"Trace: `{p['trace']}` (TensorBoard's profile plugin opens it).\n\n{kinds}\n{ops}")
+    kinds = markdown_table(
+        ["kind", "forward and update ms", "backward ms", "share of op time"],
+        [
+            [k, f"{v['forward+update_ms']:.1f}", f"{v['backward_ms']:.1f}", f"{v['share']:.1%}"]
+            for k, v in p["kinds"].items()
+        ],
+        "lrrr",
+    )
+    ops = markdown_table(
+        ["op type", "phase", "kind", "ms per step", "calls per step", "share"],
+        [
+            [o["op"], o["phase"], o["kind"], f"{o['ms_per_step']:.1f}", f"{o['calls_per_step']:g}", f"{o['share']:.1%}"]
+            for o in p["ops"][:top]
+        ],
+        "llllrr",
+    )
+    return (
+        f"\n## Step profile: {name} ({p['steps']} traced steps)\n\nStep wall time {p['step_wall_ms']:.0f} ms; "
+        f"TensorFlow ops {p['op_ms_per_step']:.0f} ms a step (two ops can run at once on two cores). "
+        f"Trace: `{p['trace']}` (TensorBoard's profile plugin opens it).\n\n{kinds}\n{ops}"
+    )
 
 
 def main(argv=None):
-    parser = stage_parser("Training images/s of the recipe on this machine, teacher and student.", default_preset="seed")
+    parser = stage_parser(
+        "Training images/s of the recipe on this machine, teacher and student.", default_preset="seed"
+    )
     parser.add_argument("--batches", type=int, default=3, help="timed mini-batches per model (default: %(default)s)")
     parser.add_argument("--source", type=Path, help="photo folder (default: the preset's)")
-    parser.add_argument("--fit-feed", choices=("stages", "pydataset"), default="stages",
-                        help="model.fit input: what the training stages feed, or the PyDataset itself (default: %(default)s)")
+    parser.add_argument(
+        "--fit-feed",
+        choices=("stages", "pydataset"),
+        default="stages",
+        help="model.fit input: what the training stages feed, or the PyDataset itself (default: %(default)s)",
+    )
     parser.add_argument("--models", nargs="+", choices=("teacher", "student"), default=["teacher", "student"])
-    parser.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
-                        help="Keras' jit_compile (XLA): auto is Keras' default, off on CPU-only TensorFlow (default: %(default)s)")
-    parser.add_argument("--batch-norm", choices=("fused", "keras"), default="fused",
-                        help="the builders' fused-kernel batch norm, or Keras' own layer for comparison (default: %(default)s)")
-    parser.add_argument("--strided-pointwise", choices=("subsampled", "keras"), default="subsampled",
-                        help="the teacher builder's strided 1x1 convolutions that subsample first, or Keras' own "
-                             "Conv2D for comparison (default: %(default)s)")
-    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
-                        help="trace this many more steps per model with TensorFlow's profiler (default: none)")
+    parser.add_argument(
+        "--jit-compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="Keras' jit_compile (XLA): auto is Keras' default, off on CPU-only TensorFlow (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-norm",
+        choices=("fused", "keras"),
+        default="fused",
+        help="the builders' fused-kernel batch norm, or Keras' own layer for comparison (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--strided-pointwise",
+        choices=("subsampled", "keras"),
+        default="subsampled",
+        help="the teacher builder's strided 1x1 convolutions that subsample first, or Keras' own "
+        "Conv2D for comparison (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="trace this many more steps per model with TensorFlow's profiler (default: none)",
+    )
     parser.add_argument("--out", type=Path, help="folder for the record (default: ARTIFACTS/bench)")
     args = parser.parse_args(argv)
     if args.profile < 0:
@@ -99,6 +140,7 @@ def main(argv=None):
     from guitar_distill.common.augment import AugmentedBatches, training_augmentation
     from guitar_distill.common.layers import with_training_layers
     from guitar_distill.common.training import configure_runtime, recipe_loss, recipe_optimizer
+
     args.out = args.out or args.artifacts / "bench"
     start = time.perf_counter()
     cfg = resolve_config(args)
@@ -113,10 +155,18 @@ def main(argv=None):
     images = np.stack([load_for_model(source / rel, size) for rel, _ in files])
     labels = np.array([classes.index(label) for _, label in files])
     results = {}
-    models = {"teacher": (cfg["teacher"], lambda: build_teacher(len(classes), size, None,
-                                                                 head=cfg["teacher"].get("head", "flatten"))),
-              "student": (cfg["student"], lambda: build_nin_student(len(classes), size, tuple(cfg["student"]["widths"]),
-                                                                   float(cfg["student"]["dropout"])))}
+    models = {
+        "teacher": (
+            cfg["teacher"],
+            lambda: build_teacher(len(classes), size, None, head=cfg["teacher"].get("head", "flatten")),
+        ),
+        "student": (
+            cfg["student"],
+            lambda: build_nin_student(
+                len(classes), size, tuple(cfg["student"]["widths"]), float(cfg["student"]["dropout"])
+            ),
+        ),
+    }
     stem = f"train_rate_{cfg['name']}"
     steps = len(args.models) * (args.batches + 2 + (args.profile + 1 if args.profile else 0))
     with progress_bar(steps, f"training rate at {size}px") as advance:
@@ -124,12 +174,19 @@ def main(argv=None):
             runtime = configure_runtime(mcfg)  # the preset's precision policy (bfloat16 on the cpu preset)
             model = build()  # the builders' layers are the fast training layers already
             if args.batch_norm == "keras" or args.strided_pointwise == "keras":
-                model = with_training_layers(model, fused_batch_norm=args.batch_norm == "fused",
-                                             subsampled_pointwise=args.strided_pointwise == "subsampled")
-            model.compile(optimizer=recipe_optimizer(mcfg), loss=recipe_loss(mcfg),
-                          jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile])
-            feed = AugmentedBatches(images, labels, int(mcfg["batch_size"]), int(mcfg["seed"]),
-                                    augment=training_augmentation(mcfg))
+                model = with_training_layers(
+                    model,
+                    fused_batch_norm=args.batch_norm == "fused",
+                    subsampled_pointwise=args.strided_pointwise == "subsampled",
+                )
+            model.compile(
+                optimizer=recipe_optimizer(mcfg),
+                loss=recipe_loss(mcfg),
+                jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile],
+            )
+            feed = AugmentedBatches(
+                images, labels, int(mcfg["batch_size"]), int(mcfg["seed"]), augment=training_augmentation(mcfg)
+            )
             r = timed_batches(model, feed, args.batches, advance)
             r["fit_images_per_s"] = timed_fit(model, feed, args.batches, args.fit_feed == "pydataset")
             advance()
@@ -146,23 +203,61 @@ def main(argv=None):
                 advance(args.profile + 1)
             results[name] = r
     table = markdown_table(
-        ["model", "parameters", "batch", "precision", "devices", "train step images/s",
-         "with augmentation images/s", "model.fit images/s", "hours per epoch (batches)", f"hours for {WRITEUP_EPOCHS} epochs"],
-        [[name, f"{r['parameters']:,}", r["batch_size"], r["dtype_policy"], ", ".join(r["devices"]),
-          f"{r['train_step_images_per_s']:.2f}", f"{r['with_augmentation_images_per_s']:.2f}", f"{r['fit_images_per_s']:.2f}",
-          f"{r['hours_per_epoch']:.2f} ({r['steps_per_epoch']})", f"{r[f'hours_for_{WRITEUP_EPOCHS}_epochs']:.1f}"]
-         for name, r in results.items()], "lrrllrrrrr")
-    write_record(args.out, stem, "benchmarks.train_rate", argv,
-                 title=f"Training rate, {cfg['name']} recipe at {size} px ({keras.backend.backend()} backend)",
-                 settings={"preset": cfg["name"], "image_size": size, "timed_batches": args.batches,
-                           "photos": len(files), "backend": keras.backend.backend(), "fit_feed": args.fit_feed,
-                           "jit_compile": args.jit_compile, "batch_norm": args.batch_norm,
-                           "strided_pointwise": args.strided_pointwise,
-                           **{f"{name}_steps_per_epoch": r["steps_per_epoch"] for name, r in results.items()}},
-                 results=results, table=table, started=start,
-                 notes="".join(profile_tables(name, r["profile"]) for name, r in results.items() if "profile" in r))
+        [
+            "model",
+            "parameters",
+            "batch",
+            "precision",
+            "devices",
+            "train step images/s",
+            "with augmentation images/s",
+            "model.fit images/s",
+            "hours per epoch (batches)",
+            f"hours for {WRITEUP_EPOCHS} epochs",
+        ],
+        [
+            [
+                name,
+                f"{r['parameters']:,}",
+                r["batch_size"],
+                r["dtype_policy"],
+                ", ".join(r["devices"]),
+                f"{r['train_step_images_per_s']:.2f}",
+                f"{r['with_augmentation_images_per_s']:.2f}",
+                f"{r['fit_images_per_s']:.2f}",
+                f"{r['hours_per_epoch']:.2f} ({r['steps_per_epoch']})",
+                f"{r[f'hours_for_{WRITEUP_EPOCHS}_epochs']:.1f}",
+            ]
+            for name, r in results.items()
+        ],
+        "lrrllrrrrr",
+    )
+    write_record(
+        args.out,
+        stem,
+        "benchmarks.train_rate",
+        argv,
+        title=f"Training rate, {cfg['name']} recipe at {size} px ({keras.backend.backend()} backend)",
+        settings={
+            "preset": cfg["name"],
+            "image_size": size,
+            "timed_batches": args.batches,
+            "photos": len(files),
+            "backend": keras.backend.backend(),
+            "fit_feed": args.fit_feed,
+            "jit_compile": args.jit_compile,
+            "batch_norm": args.batch_norm,
+            "strided_pointwise": args.strided_pointwise,
+            **{f"{name}_steps_per_epoch": r["steps_per_epoch"] for name, r in results.items()},
+        },
+        results=results,
+        table=table,
+        started=start,
+        notes="".join(profile_tables(name, r["profile"]) for name, r in results.items() if "profile" in r),
+    )
     console.print(table)
     console.print(f"written: {args.out / stem}.md, {args.out / stem}.json")
+
 
 if __name__ == "__main__":
     run_cli(main)

@@ -1,4 +1,5 @@
 """Debian packages a check needs on this machine: installed once with apt-get, as root."""
+
 from __future__ import annotations
 
 import os

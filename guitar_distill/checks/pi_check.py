@@ -15,6 +15,7 @@ through, and the cpuinfo library that XNNPACK and ruy use to pick kernels crashe
 else. The check runs the emulated process in a private mount namespace (`unshare --mount`) with a
 Raspberry Pi 4's /proc/cpuinfo (4 x Cortex-A72) bound over the host's, and QEMU set to Cortex-A72.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,24 +30,55 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
+from guitar_distill.checks.debian import apt_install
 from guitar_distill.common.config import PROJECT_ROOT, resolve_config, stage_parser
 from guitar_distill.common.errors import ToolkitError, run_cli
-from guitar_distill.checks.debian import apt_install
 
 CACHE = Path(os.environ.get("GUITAR_PI_CACHE", Path.home() / ".cache" / "guitar-distill" / "pi-check"))
 PYTHON = "python3.11"  # Debian 12's; its arm64 build runs the cp311 aarch64 wheels
 ARM64_PACKAGES = (  # python3.11 and libstdc++ for arm64 with their run-time dependencies (apt-cache depends)
-    "gcc-12-base", "libbz2-1.0", "libc6", "libcom-err2", "libcrypt1", "libdb5.3", "libexpat1", "libffi8",
-    "libgcc-s1", "libgssapi-krb5-2", "libk5crypto3", "libkeyutils1", "libkrb5-3", "libkrb5support0", "liblzma5",
-    "libncursesw6", "libnsl2", "libpython3.11-minimal", "libpython3.11-stdlib", "libreadline8", "libsqlite3-0",
-    "libssl3", "libstdc++6", "libtinfo6", "libtirpc3", "libuuid1", "python3.11-minimal", "python3.11", "zlib1g")
+    "gcc-12-base",
+    "libbz2-1.0",
+    "libc6",
+    "libcom-err2",
+    "libcrypt1",
+    "libdb5.3",
+    "libexpat1",
+    "libffi8",
+    "libgcc-s1",
+    "libgssapi-krb5-2",
+    "libk5crypto3",
+    "libkeyutils1",
+    "libkrb5-3",
+    "libkrb5support0",
+    "liblzma5",
+    "libncursesw6",
+    "libnsl2",
+    "libpython3.11-minimal",
+    "libpython3.11-stdlib",
+    "libreadline8",
+    "libsqlite3-0",
+    "libssl3",
+    "libstdc++6",
+    "libtinfo6",
+    "libtirpc3",
+    "libuuid1",
+    "python3.11-minimal",
+    "python3.11",
+    "zlib1g",
+)
 WHEELS = ("ai-edge-litert", "numpy", "pillow")  # what the bundle's README installs on a Pi
 AARCH64_TAGS = ("manylinux2014_aarch64", *(f"manylinux_2_{v}_aarch64" for v in (17, 24, 27, 28, 31, 34, 35, 36)))
 QEMU_CPU = "cortex-a72"  # the Raspberry Pi 4's core
-PI4_CPUINFO = "".join(f"processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
-                      f"CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\n"
-                      f"CPU revision\t: 3\n\n" for n in range(4)) + \
-    "Hardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
+PI4_CPUINFO = (
+    "".join(
+        f"processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
+        f"CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\n"
+        f"CPU revision\t: 3\n\n"
+        for n in range(4)
+    )
+    + "Hardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
+)
 # Probability tolerance, ARM vs x86, per model kind. int8: the output is a uint8 with scale 1/256,
 # and the two kernels may round an accumulator differently by one step, which can move an output by
 # a quantum or two; fp32: the same float arithmetic in another order (NEON vs AVX FMA tiling).
@@ -82,8 +114,9 @@ def ensure_sysroot() -> Path:
     debs = CACHE / "debs"
     shutil.rmtree(debs, ignore_errors=True)
     debs.mkdir(parents=True)
-    result = subprocess.run(["apt-get", "download", *(f"{p}:arm64" for p in ARM64_PACKAGES)], cwd=debs,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["apt-get", "download", *(f"{p}:arm64" for p in ARM64_PACKAGES)], cwd=debs, capture_output=True, text=True
+    )
     if result.returncode != 0:  # an old package list: refresh once
         run(["apt-get", "update", "-qq"], "apt-get update")
         run(["apt-get", "download", *(f"{p}:arm64" for p in ARM64_PACKAGES)], "apt-get download", cwd=debs)
@@ -104,8 +137,25 @@ def ensure_site() -> Path:
     wheels = CACHE / "wheels"
     shutil.rmtree(wheels, ignore_errors=True)
     platforms = [arg for tag in AARCH64_TAGS for arg in ("--platform", tag)]
-    run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", *platforms, "--python-version", "3.11",
-         "--implementation", "cp", "-d", str(wheels), *pins], "pip download (aarch64 wheels)")
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--only-binary=:all:",
+            *platforms,
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+            "-d",
+            str(wheels),
+            *pins,
+        ],
+        "pip download (aarch64 wheels)",
+    )
     shutil.rmtree(site, ignore_errors=True)
     for wheel in sorted(wheels.glob("*.whl")):
         with zipfile.ZipFile(wheel) as z:
@@ -118,9 +168,22 @@ def arm_command(qemu: str, sysroot: Path, site: Path, args: list[str]) -> list[s
     """The emulated `python3.11 ARGS`, with a Pi 4's /proc/cpuinfo in a private mount namespace."""
     cpuinfo = CACHE / "cpuinfo-pi4"
     cpuinfo.write_text(PI4_CPUINFO)
-    inner = " ".join(["mount --bind", str(cpuinfo), "/proc/cpuinfo &&", "exec env", f"PYTHONPATH={site}",
-                      qemu, "-cpu", QEMU_CPU, "-L", str(sysroot), str(sysroot / "usr" / "bin" / PYTHON),
-                      *(json.dumps(a) for a in args)])
+    inner = " ".join(
+        [
+            "mount --bind",
+            str(cpuinfo),
+            "/proc/cpuinfo &&",
+            "exec env",
+            f"PYTHONPATH={site}",
+            qemu,
+            "-cpu",
+            QEMU_CPU,
+            "-L",
+            str(sysroot),
+            str(sysroot / "usr" / "bin" / PYTHON),
+            *(json.dumps(a) for a in args),
+        ]
+    )
     return ["unshare", "--mount", "sh", "-c", inner]
 
 
@@ -131,7 +194,9 @@ def bundle_copy(bundle: Path, tmp: Path) -> Path:
     expected = copy / "golden" / "expected.json"
     if not expected.exists():
         raise ToolkitError(f"{bundle}: no golden/expected.json; rebuild the bundle (guitar-distill export)")
-    missing = [item["file"] for item in json.loads(expected.read_text()) if not (copy / "golden" / item["file"]).exists()]
+    missing = [
+        item["file"] for item in json.loads(expected.read_text()) if not (copy / "golden" / item["file"]).exists()
+    ]
     if missing:
         raise ToolkitError(f"{bundle}/golden: photos missing: {', '.join(missing)}; rebuild the bundle")
     return copy
@@ -146,16 +211,28 @@ def split_info(artifacts: Path, cfg: dict):
     data = CACHE / "data" / cfg["name"]
     if not (data / "data" / "summary.json").exists():
         print(f"making the {cfg['name']} preset's split (manifest only) in {data}")
-        run([sys.executable, "-m", "guitar_distill.dataset", "--preset", cfg["name"], "--artifacts", str(data),
-             "--no-cache"], "python -m dataset --no-cache", cwd=PROJECT_ROOT)
+        run(
+            [
+                sys.executable,
+                "-m",
+                "guitar_distill.dataset",
+                "--preset",
+                cfg["name"],
+                "--artifacts",
+                str(data),
+                "--no-cache",
+            ],
+            "python -m dataset --no-cache",
+            cwd=PROJECT_ROOT,
+        )
     return load_data_info(data)
 
 
 def validation_photos(info, count: int, seed: int) -> list[Path]:
     """`count` validation photos spread over the classes (the same seeded sample as export's)."""
-    from guitar_distill.dataset.split import balanced_subset
-
     import numpy as np
+
+    from guitar_distill.dataset.split import balanced_subset
 
     rows = info.split_rows("val")
     per_class = -(-count // max(len(info.classes), 1))
@@ -178,22 +255,39 @@ def compare(x86: dict, arm: dict, tolerance: float) -> dict:
         top_arm = arm[name]
         px, pa = dict(top_x86), dict(top_arm)
         diff = max(abs(px[c] - pa[c]) for c in px)
-        rows.append({"photo": str(Path(name).relative_to(Path(name).parents[1])), "top1_x86": top_x86[0][0], "top1_arm": top_arm[0][0], "max_prob_diff": diff})
+        rows.append(
+            {
+                "photo": str(Path(name).relative_to(Path(name).parents[1])),
+                "top1_x86": top_x86[0][0],
+                "top1_arm": top_arm[0][0],
+                "max_prob_diff": diff,
+            }
+        )
     flips = sum(r["top1_x86"] != r["top1_arm"] for r in rows)
     for r in rows:  # the per-photo comparison, where there is anything to see
         if r["top1_x86"] != r["top1_arm"] or r["max_prob_diff"] > 0:
-            print(f"  {r['photo']}: x86 {r['top1_x86']}, aarch64 {r['top1_arm']}, "
-                  f"max probability difference {r['max_prob_diff']:.4f}")
+            print(
+                f"  {r['photo']}: x86 {r['top1_x86']}, aarch64 {r['top1_arm']}, "
+                f"max probability difference {r['max_prob_diff']:.4f}"
+            )
     worst = max(r["max_prob_diff"] for r in rows)
-    return {"photos": len(rows), "top1_flips": flips, "max_prob_diff": worst, "tolerance": tolerance,
-            "passed": flips == 0 and worst <= tolerance, "rows": rows}
+    return {
+        "photos": len(rows),
+        "top1_flips": flips,
+        "max_prob_diff": worst,
+        "tolerance": tolerance,
+        "passed": flips == 0 and worst <= tolerance,
+        "rows": rows,
+    }
 
 
 def main(argv=None) -> int:
     parser = stage_parser("Run the edge bundle on aarch64 under QEMU and compare with x86.", default_preset="cpu")
     parser.add_argument("--bundle", type=Path, help="default: ARTIFACTS/edge/guitar-student, else the released one")
     parser.add_argument("--fp32", type=Path, help="the fp32 student .tflite (default: next to the bundle's source)")
-    parser.add_argument("--photos", type=int, default=50, help="validation photos besides the golden ones (%(default)s)")
+    parser.add_argument(
+        "--photos", type=int, default=50, help="validation photos besides the golden ones (%(default)s)"
+    )
     parser.add_argument("--out", type=Path, help="record folder (default: ARTIFACTS/bench)")
     args = parser.parse_args(argv)
     cfg = resolve_config(args)
@@ -205,7 +299,9 @@ def main(argv=None) -> int:
     fp32 = args.fp32 or bundle / "model_fp32.tflite"
     bundle, fp32 = bundle.resolve(), fp32.resolve()  # the commands run inside a copy of the bundle
     if not fp32.exists():
-        raise ToolkitError(f"{fp32}: no fp32 student .tflite: run `make export` (or `make release`), or pass --fp32 FILE")
+        raise ToolkitError(
+            f"{fp32}: no fp32 student .tflite: run `make export` (or `make release`), or pass --fp32 FILE"
+        )
     qemu, sysroot, site = ensure_qemu(), ensure_sysroot(), ensure_site()
     print(f"ready in {time.perf_counter() - start:.0f} s (cache: {CACHE})")
     with tempfile.TemporaryDirectory() as tmp:
@@ -216,26 +312,48 @@ def main(argv=None) -> int:
         selftests = {}
         for kind, model in (("int8", copy / "model.tflite"), ("fp32", copy / "model_fp32.tflite")):
             if model.exists():  # both of the bundle's files pass their own golden answers
-                run = subprocess.run(arm_command(qemu, sysroot, site, [str(copy / "predict.py"), "--selftest",
-                                                                       "--model", str(model)]),
-                                     capture_output=True, text=True, cwd=copy)
+                run = subprocess.run(
+                    arm_command(qemu, sysroot, site, [str(copy / "predict.py"), "--selftest", "--model", str(model)]),
+                    capture_output=True,
+                    text=True,
+                    cwd=copy,
+                )
                 selftests[kind] = run.returncode
                 print(f"aarch64 selftest, {model.name} (exit {run.returncode}):\n{run.stdout.strip()}")
         results = {}
         for kind, model in (("int8", copy / "model.tflite"), ("fp32", fp32)):
-            common = [str(copy / "predict.py"), "--model", str(model), "--labels", str(copy / "labels.txt"),
-                      "--json", "--top-k", str(len((copy / "labels.txt").read_text().split())), *map(str, photos)]
+            common = [
+                str(copy / "predict.py"),
+                "--model",
+                str(model),
+                "--labels",
+                str(copy / "labels.txt"),
+                "--json",
+                "--top-k",
+                str(len((copy / "labels.txt").read_text().split())),
+                *map(str, photos),
+            ]
             x86 = predictions([sys.executable, *common], copy)
             arm = predictions(arm_command(qemu, sysroot, site, common), copy)
             results[kind] = compare(x86, arm, TOLERANCE[kind])
             r = results[kind]
-            print(f"{kind} ({model.name} from {model.parent}): {r['photos']} photos, top-1 flips {r['top1_flips']}, "
-                  f"max probability difference {r['max_prob_diff']:.5f} (tolerance {r['tolerance']:.5f}): "
-                  f"{'ok' if r['passed'] else 'FAILED'}")
+            print(
+                f"{kind} ({model.name} from {model.parent}): {r['photos']} photos, top-1 flips {r['top1_flips']}, "
+                f"max probability difference {r['max_prob_diff']:.5f} (tolerance {r['tolerance']:.5f}): "
+                f"{'ok' if r['passed'] else 'FAILED'}"
+            )
     passed = selftests and not any(selftests.values()) and all(r["passed"] for r in results.values())
-    record = {"bundle": str(bundle), "fp32": str(fp32), "qemu_cpu": QEMU_CPU, "python": PYTHON,
-              "wheels": {name: metadata.version(name) for name in WHEELS}, "selftest_exit": selftests,
-              "results": results, "passed": passed, "seconds": time.perf_counter() - start}
+    record = {
+        "bundle": str(bundle),
+        "fp32": str(fp32),
+        "qemu_cpu": QEMU_CPU,
+        "python": PYTHON,
+        "wheels": {name: metadata.version(name) for name in WHEELS},
+        "selftest_exit": selftests,
+        "results": results,
+        "passed": passed,
+        "seconds": time.perf_counter() - start,
+    }
     out = args.out or args.artifacts / "bench"
     out.mkdir(parents=True, exist_ok=True)
     (out / "pi_check.json").write_text(json.dumps(record, indent=2))

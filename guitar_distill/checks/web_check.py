@@ -7,6 +7,7 @@ the Python path (edge/images.py + ONNX Runtime) on the same file. Then it checks
 shows a message in the page: a file that is not an image, an image with too many pixels, and a
 model file that fails to load. `--screenshot` saves the page with a real photo classified.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,12 +39,15 @@ def ensure_chromium() -> tuple[str, str]:
 
 @contextlib.contextmanager
 def local_server(root: Path, serve_script: Path):
-    """The bundle's serve.py (cross-origin isolated: the page may use threads) on a free loopback port, serving `root`."""
+    """The bundle's serve.py on a free loopback port, serving `root` cross-origin isolated (threads allowed)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, str(serve_script), "--port", str(port), "--root", str(root)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, str(serve_script), "--port", str(port), "--root", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(100):
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
@@ -161,19 +165,27 @@ def check(bundle: Path, onnx_file: Path, photos_count: int, info, seed: int, scr
                 if "error" in got:
                     raise ToolkitError(f"the page could not classify {path.name}: {got['error']}")
                 probs = dict(got["top"])
-                rows.append({"photo": path.name, "page_top1": got["top"][0][0], "python_top1": classes[int(ref.argmax())],
-                             "max_prob_diff": float(max(abs(probs[c] - float(ref[k])) for k, c in enumerate(classes))),
-                             "inference_ms": got["ms"]})
+                rows.append(
+                    {
+                        "photo": path.name,
+                        "page_top1": got["top"][0][0],
+                        "python_top1": classes[int(ref.argmax())],
+                        "max_prob_diff": float(max(abs(probs[c] - float(ref[k])) for k, c in enumerate(classes))),
+                        "inference_ms": got["ms"],
+                    }
+                )
             page_seconds = time.perf_counter() - started
             bad = {}
             for name, path in (("not an image", site / "notes.txt"), ("too many pixels", site / "huge.png")):
                 upload(chrome, path)
                 bad[name] = page_status(chrome, wait_for_error=True)
             if screenshot:  # the first photo the page gets right (its true class is in its path)
-                truth = [photo.name.split("_")[0] if photo.parent.name == "golden" else photo.parent.name
-                         for photo in photos]
-                shown = next((path for path, row, label in zip(served, rows, truth) if row["page_top1"] == label),
-                             served[0])
+                truth = [
+                    photo.name.split("_")[0] if photo.parent.name == "golden" else photo.parent.name for photo in photos
+                ]
+                shown = next(
+                    (path for path, row, label in zip(served, rows, truth) if row["page_top1"] == label), served[0]
+                )
                 upload(chrome, shown)
                 deadline = time.time() + 60
                 while page_status(chrome)[0].startswith("Reading") and time.time() < deadline:
@@ -185,43 +197,69 @@ def check(bundle: Path, onnx_file: Path, photos_count: int, info, seed: int, scr
             open_page(chrome, f"{base}/{shipped.name}/index.html")
             bad["runtime and model left out"] = page_status(chrome, wait_for_error=True)
     agreement = float(np.mean([r["page_top1"] == r["python_top1"] for r in rows]))
-    return {"photos": len(rows), "agreement": agreement, "max_prob_diff": max(r["max_prob_diff"] for r in rows),
-            "median_inference_ms": float(np.median([r["inference_ms"] for r in rows])), "page_threads": threads,
-            "native_median_ms": native_ms, "model": served_model,
-            "page_seconds": page_seconds, "bad_input": {k: {"text": t, "shown_as_error": e} for k, (t, e) in bad.items()},
-            "rows": rows}
+    return {
+        "photos": len(rows),
+        "agreement": agreement,
+        "max_prob_diff": max(r["max_prob_diff"] for r in rows),
+        "median_inference_ms": float(np.median([r["inference_ms"] for r in rows])),
+        "page_threads": threads,
+        "native_median_ms": native_ms,
+        "model": served_model,
+        "page_seconds": page_seconds,
+        "bad_input": {k: {"text": t, "shown_as_error": e} for k, (t, e) in bad.items()},
+        "rows": rows,
+    }
 
 
 def main(argv=None) -> int:
     parser = stage_parser("The bundle's web page in headless Chromium vs the Python path.", default_preset="cpu")
     parser.add_argument("--bundle", type=Path, default=RELEASED / "guitar-student")
-    parser.add_argument("--onnx", type=Path, default=RELEASED / "onnx_int8" / "model.onnx",
-                        help="the student's ONNX file (default: the release's int8 file, the page's)")
-    parser.add_argument("--photos", type=int, default=50, help="validation photos besides the golden ones (%(default)s)")
+    parser.add_argument(
+        "--onnx",
+        type=Path,
+        default=RELEASED / "onnx_int8" / "model.onnx",
+        help="the student's ONNX file (default: the release's int8 file, the page's)",
+    )
+    parser.add_argument(
+        "--photos", type=int, default=50, help="validation photos besides the golden ones (%(default)s)"
+    )
     parser.add_argument("--screenshot", type=Path, help="save the page with a classified photo here (PNG)")
     parser.add_argument("--out", type=Path, help="record folder (default: ARTIFACTS/bench)")
     args = parser.parse_args(argv)
     cfg = resolve_config(args)
     args.out = args.out or args.artifacts / "bench"
     start = time.perf_counter()
-    result = check(args.bundle.resolve(), args.onnx.resolve(), args.photos, split_info(args.artifacts, cfg),
-                   int(cfg["data"]["seed"]), args.screenshot)
+    result = check(
+        args.bundle.resolve(),
+        args.onnx.resolve(),
+        args.photos,
+        split_info(args.artifacts, cfg),
+        int(cfg["data"]["seed"]),
+        args.screenshot,
+    )
     bad_ok = all(v["shown_as_error"] for v in result["bad_input"].values())
     result["passed"] = result["agreement"] >= 0.99 and bad_ok
     result["browser_over_native"] = result["median_inference_ms"] / result["native_median_ms"]
     result["seconds"] = time.perf_counter() - start
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "web_check.json").write_text(json.dumps(result, indent=2))
-    print(f"browser vs Python top-1 agreement: {result['agreement']:.4f} on {result['photos']} photos "
-          f"(max probability difference {result['max_prob_diff']:.2e})")
-    print(f"median inference a photo: {result['median_inference_ms']:.2f} ms in headless Chromium ({result['model']}, "
-          f"wasm, {result['page_threads']} thread(s)) against {result['native_median_ms']:.2f} ms for the bundle's "
-          f"model.tflite in LiteRT here: {result['browser_over_native']:.1f}x")
+    print(
+        f"browser vs Python top-1 agreement: {result['agreement']:.4f} on {result['photos']} photos "
+        f"(max probability difference {result['max_prob_diff']:.2e})"
+    )
+    print(
+        f"median inference a photo: {result['median_inference_ms']:.2f} ms in headless Chromium ({result['model']}, "
+        f"wasm, {result['page_threads']} thread(s)) against {result['native_median_ms']:.2f} ms for the bundle's "
+        f"model.tflite in LiteRT here: {result['browser_over_native']:.1f}x"
+    )
     for name, v in result["bad_input"].items():
         print(f"bad input, {name}: {'shown' if v['shown_as_error'] else 'NOT shown'} as an error: {v['text']}")
     if args.screenshot:
         print(f"screenshot: {args.screenshot}")
-    print(f"web check {'passed' if result['passed'] else 'FAILED'} in {result['seconds']:.0f} s: {args.out / 'web_check.json'}")
+    print(
+        f"web check {'passed' if result['passed'] else 'FAILED'} in {result['seconds']:.0f} s: "
+        f"{args.out / 'web_check.json'}"
+    )
     return 0 if result["passed"] else 1
 
 

@@ -1,4 +1,5 @@
 """Artifact layout and writes that never leave a half-written file behind."""
+
 from __future__ import annotations
 
 import contextlib
@@ -106,8 +107,21 @@ def environment_info() -> dict:
     }
 
 
-SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
-              "amx_int8", "neon", "asimd", "asimddp")
+SIMD_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "neon",
+    "asimd",
+    "asimddp",
+)
 
 
 def cpu_flags() -> list[str]:

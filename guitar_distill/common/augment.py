@@ -7,6 +7,7 @@ the feed runs in threads beside the training step, and backend ops there compete
 its devices (under JAX with two devices, they deadlocked its all-reduce). On TensorFlow,
 `common.training.fit_input` hands the feed's batches to model.fit through tf.data.
 """
+
 from __future__ import annotations
 
 import keras
@@ -68,8 +69,14 @@ class SeedAugmentation:
         return out
 
     def describe(self) -> dict:
-        return {"name": "seed", "rotation_degrees": self.rotation, "shift": self.shift, "zoom": self.zoom,
-                "flips": "horizontal_and_vertical", "fill_mode": "nearest"}
+        return {
+            "name": "seed",
+            "rotation_degrees": self.rotation,
+            "shift": self.shift,
+            "zoom": self.zoom,
+            "flips": "horizontal_and_vertical",
+            "fill_mode": "nearest",
+        }
 
 
 class CropFlip:
@@ -106,8 +113,12 @@ class CropFlip:
         return out
 
     def describe(self) -> dict:
-        return {"name": "crop_flip", "scale": list(self.scale), "ratio": list(self.ratio),
-                **({"size": self.size} if self.size else {})}
+        return {
+            "name": "crop_flip",
+            "scale": list(self.scale),
+            "ratio": list(self.ratio),
+            **({"size": self.size} if self.size else {}),
+        }
 
 
 class Phases:
@@ -128,8 +139,10 @@ class Phases:
         self.starts, self.steps = starts, int(steps_per_epoch)
         self.crops = [CropFlip(tuple(p.get("crop_scale", crop_scale)), size=int(p["image_size"])) for p in phases]
         if self.last < max(c.size for c in self.crops):
-            raise ValueError(f"phases {phases}: the last phase's image_size must be the largest (crops come from "
-                             f"photos at that size, and the teacher is validated and kept there)")
+            raise ValueError(
+                f"phases {phases}: the last phase's image_size must be the largest (crops come from "
+                f"photos at that size, and the teacher is validated and kept there)"
+            )
 
     @property
     def last(self) -> int:
@@ -142,7 +155,10 @@ class Phases:
         return self.at_epoch(global_batch // self.steps)
 
     def describe(self) -> dict:
-        return {"name": "phases", "phases": [{"from_epoch": e, **c.describe()} for e, c in zip(self.starts, self.crops)]}
+        return {
+            "name": "phases",
+            "phases": [{"from_epoch": e, **c.describe()} for e, c in zip(self.starts, self.crops)],
+        }
 
 
 def training_phases(cfg: dict) -> Phases | None:
@@ -157,13 +173,13 @@ def training_augmentation(cfg: dict):
     name = cfg["augmentation"]
     if cfg.get("phases"):
         if name != "crop_flip":
-            raise ValueError(f"phases crop and resize: they need augmentation \"crop_flip\", not {name!r}")
+            raise ValueError(f'phases crop and resize: they need augmentation "crop_flip", not {name!r}')
         return Phases(cfg["phases"], int(cfg["steps_per_epoch"]), tuple(cfg["crop_scale"]))
     if name == "seed":
         return SeedAugmentation()
     if name == "crop_flip":
         return CropFlip(tuple(cfg["crop_scale"]))
-    raise ValueError(f"augmentation {name!r}: use \"seed\" (the write-up's affine set) or \"crop_flip\"")
+    raise ValueError(f'augmentation {name!r}: use "seed" (the write-up\'s affine set) or "crop_flip"')
 
 
 class AugmentedBatches(keras.utils.PyDataset):
@@ -177,8 +193,18 @@ class AugmentedBatches(keras.utils.PyDataset):
     logits cover just those), and each later cycle replays them in a new seeded order.
     """
 
-    def __init__(self, images, labels, batch_size: int, seed: int, augment=True,
-                 start_batch: int = 0, batch_targets=None, period: int | None = None, **kwargs):
+    def __init__(
+        self,
+        images,
+        labels,
+        batch_size: int,
+        seed: int,
+        augment=True,
+        start_batch: int = 0,
+        batch_targets=None,
+        period: int | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")

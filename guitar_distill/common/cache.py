@@ -1,4 +1,5 @@
 """Decode each split once into a memory-mapped uint8 array, rebuilt when manifest or size change."""
+
 from __future__ import annotations
 
 import hashlib
@@ -8,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from guitar_distill.common.artifacts import atomic_path, read_json, write_json
-from guitar_distill.common.progress import progress_bar
 from guitar_distill.common.manifest import SPLITS, DataInfo
+from guitar_distill.common.progress import progress_bar
 from guitar_distill.edge.images import load_for_model
 
 

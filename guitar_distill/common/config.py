@@ -3,6 +3,7 @@
 Every stage CLI takes `--preset NAME` (or a path to a .toml file) and `--set stage.field=value`
 to override single fields; the resolved config is written next to the stage's outputs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -148,12 +149,25 @@ def command_name() -> str:
 
 def stage_parser(description: str, default_preset: str = "full") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=command_name(), description=description)
-    parser.add_argument("--preset", default=os.environ.get("PRESET", default_preset),
-                        help=f"preset name ({', '.join(preset_names())}) or path to a .toml file")
-    parser.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
-                        help="root folder of all stage artifacts (default: %(default)s)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="STAGE.FIELD=VALUE",
-                        help="override one preset field, e.g. --set teacher.max_epochs=3 (repeatable)")
+    parser.add_argument(
+        "--preset",
+        default=os.environ.get("PRESET", default_preset),
+        help=f"preset name ({', '.join(preset_names())}) or path to a .toml file",
+    )
+    parser.add_argument(
+        "--artifacts",
+        type=Path,
+        default=DEFAULT_ARTIFACTS,
+        help="root folder of all stage artifacts (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="STAGE.FIELD=VALUE",
+        help="override one preset field, e.g. --set teacher.max_epochs=3 (repeatable)",
+    )
     return parser
 
 
@@ -168,8 +182,9 @@ def training_config(description: str, stage: str, argv=None, extra_args=None):
     """
     parser = stage_parser(description)
     parser.add_argument("--fresh", action="store_true", help="discard an earlier or interrupted run and start over")
-    parser.add_argument("--max-epochs", type=int, help="cap on epochs (of steps_per_epoch mini-batches each; "
-                                                       "the write-up's \"steps\")")
+    parser.add_argument(
+        "--max-epochs", type=int, help='cap on epochs (of steps_per_epoch mini-batches each; the write-up\'s "steps")'
+    )
     if extra_args:
         extra_args(parser)
     args = parser.parse_args(argv)

@@ -1,4 +1,5 @@
 """One error type for what a user can fix, and the one place the command line turns it into an exit code."""
+
 from __future__ import annotations
 
 

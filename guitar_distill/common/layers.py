@@ -1,5 +1,6 @@
 """Custom layers that saved models contain: registered here, below every stage, so that loading a
 .keras file needs no stage package."""
+
 from __future__ import annotations
 
 import keras
@@ -36,8 +37,15 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     """
 
     def call(self, inputs, training=None, mask=None):
-        if not (training and self.trainable) or mask is not None or self.synchronized or self.renorm \
-                or keras.backend.backend() != "tensorflow" or len(inputs.shape) != 4 or self.axis not in (-1, 3):
+        if (
+            not (training and self.trainable)
+            or mask is not None
+            or self.synchronized
+            or self.renorm
+            or keras.backend.backend() != "tensorflow"
+            or len(inputs.shape) != 4
+            or self.axis not in (-1, 3)
+        ):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf  # only on the TensorFlow backend: the GPU kit's JAX machine has none
 
@@ -45,8 +53,15 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         gamma = keras.ops.cast(self.gamma, "float32") if self.scale else tf.ones([channels])
         beta = keras.ops.cast(self.beta, "float32") if self.center else tf.zeros([channels])
         outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-            x=inputs, scale=gamma, offset=beta, mean=tf.zeros([0]), variance=tf.zeros([0]),
-            epsilon=self.epsilon, data_format="NHWC", is_training=True)
+            x=inputs,
+            scale=gamma,
+            offset=beta,
+            mean=tf.zeros([0]),
+            variance=tf.zeros([0]),
+            epsilon=self.epsilon,
+            data_format="NHWC",
+            is_training=True,
+        )
         # The kernel returns the batch variance with Bessel's correction; Keras tracks the biased one.
         count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:3]), "float32")
         variance = variance * (count - 1.0) / tf.maximum(count, 1.0)
@@ -76,8 +91,9 @@ class SubsampledPointwiseConv2D(keras.layers.Conv2D):
     def call(self, inputs, training=None):
         if not training or self.strides == (1, 1) or keras.backend.backend() != "tensorflow":
             return super().call(inputs)
-        kept = keras.ops.average_pool(inputs, pool_size=1, strides=self.strides, padding="valid",
-                                      data_format=self.data_format)
+        kept = keras.ops.average_pool(
+            inputs, pool_size=1, strides=self.strides, padding="valid", data_format=self.data_format
+        )
         outputs = keras.ops.conv(kept, self.kernel, strides=1, padding="valid", data_format=self.data_format)
         if self.use_bias:
             channels_last = self.data_format == "channels_last"
@@ -89,15 +105,18 @@ def is_strided_pointwise(layer: keras.layers.Layer) -> bool:
     return isinstance(layer, keras.layers.Conv2D) and layer.kernel_size == (1, 1) and layer.strides != (1, 1)
 
 
-def with_training_layers(model: keras.Model, fused_batch_norm: bool = True,
-                         subsampled_pointwise: bool = True) -> keras.Model:
+def with_training_layers(
+    model: keras.Model, fused_batch_norm: bool = True, subsampled_pointwise: bool = True
+) -> keras.Model:
     """The same functional network and weights with every batch norm the fused layer (or Keras' own)
     and every strided 1x1 convolution the subsampling one (or Keras' own)."""
 
     def clone(layer):
         config = layer.get_config()
         if isinstance(layer, keras.layers.BatchNormalization):
-            return (FusedBatchNormalization if fused_batch_norm else keras.layers.BatchNormalization).from_config(config)
+            return (FusedBatchNormalization if fused_batch_norm else keras.layers.BatchNormalization).from_config(
+                config
+            )
         if is_strided_pointwise(layer):
             return (SubsampledPointwiseConv2D if subsampled_pointwise else keras.layers.Conv2D).from_config(config)
         return layer.__class__.from_config(config)

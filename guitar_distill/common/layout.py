@@ -6,6 +6,7 @@
 
 "student" everywhere means the distilled student; the no-distillation NiN is the "baseline".
 """
+
 from __future__ import annotations
 
 import json
@@ -13,20 +14,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MODEL_STAGES = {"teacher": "teacher", "student": "distill"}  # exported model -> the stage that trained it
-STAGE_COMMANDS = {"data": "make data  (python -m dataset)", "teacher": "make teacher  (python -m teacher)",
-                  "baseline": "make baseline  (python -m student)", "distill": "make distill  (python -m distill)",
-                  "export": "make export  (python -m export)"}
+STAGE_COMMANDS = {
+    "data": "make data  (python -m dataset)",
+    "teacher": "make teacher  (python -m teacher)",
+    "baseline": "make baseline  (python -m student)",
+    "distill": "make distill  (python -m distill)",
+    "export": "make export  (python -m export)",
+}
 
 
 def no_exported_files(artifacts: Path, preset: str) -> str:
     """Why a benchmark found nothing to measure, and the ways to get files, with what each costs."""
     demo = Path(artifacts).name != "demo" and (Path(artifacts) / "demo" / "export").is_dir()
-    return (f"no exported model files under {artifacts}/export. "
-            + (f"`make demo` wrote its files under {artifacts}/demo: use --preset demo --artifacts {artifacts}/demo. "
-               if demo else "")
-            + f"`make demo` (about 20 minutes on 2 CPU cores) exports a student distilled from the released teacher "
-              f"into artifacts/demo; `make export PRESET={preset}` first trains whatever that preset still lacks "
-              f"(the full preset's 224 px ResNet50 wants a GPU: docs/gpu.md)")
+    return (
+        f"no exported model files under {artifacts}/export. "
+        + (
+            f"`make demo` wrote its files under {artifacts}/demo: use --preset demo --artifacts {artifacts}/demo. "
+            if demo
+            else ""
+        )
+        + f"`make demo` (about 20 minutes on 2 CPU cores) exports a student distilled from the released teacher "
+        f"into artifacts/demo; `make export PRESET={preset}` first trains whatever that preset still lacks "
+        f"(the full preset's 224 px ResNet50 wants a GPU: docs/gpu.md)"
+    )
 
 
 @dataclass(frozen=True)
@@ -44,16 +54,19 @@ class Format:
         return self.name.removeprefix("tflite_") if self.extension == "tflite" and not self.student_only else None
 
 
-FORMATS = {f.name: f for f in (
-    Format("keras", "keras", "keras", "float32", quantised=False),
-    Format("onnx_fp32", "onnx", "onnxruntime", "float32", quantised=False),
-    Format("onnx_int8", "onnx", "onnxruntime", "float32", quantised=True),
-    Format("tflite_fp32", "tflite", "litert-xnnpack", "float32", quantised=False),
-    Format("tflite_fp16", "tflite", "litert-xnnpack", "float32", quantised=True),
-    Format("tflite_dynamic_int8", "tflite", "litert-xnnpack", "float32", quantised=True),
-    Format("tflite_int8", "tflite", "litert-xnnpack", "uint8", quantised=True),
-    Format("tflite_qat_int8", "tflite", "litert-xnnpack", "uint8", quantised=True, student_only=True),
-)}
+FORMATS = {
+    f.name: f
+    for f in (
+        Format("keras", "keras", "keras", "float32", quantised=False),
+        Format("onnx_fp32", "onnx", "onnxruntime", "float32", quantised=False),
+        Format("onnx_int8", "onnx", "onnxruntime", "float32", quantised=True),
+        Format("tflite_fp32", "tflite", "litert-xnnpack", "float32", quantised=False),
+        Format("tflite_fp16", "tflite", "litert-xnnpack", "float32", quantised=True),
+        Format("tflite_dynamic_int8", "tflite", "litert-xnnpack", "float32", quantised=True),
+        Format("tflite_int8", "tflite", "litert-xnnpack", "uint8", quantised=True),
+        Format("tflite_qat_int8", "tflite", "litert-xnnpack", "uint8", quantised=True, student_only=True),
+    )
+}
 TFLITE_PRECISIONS = tuple(f.tflite_precision for f in FORMATS.values() if f.tflite_precision)
 
 

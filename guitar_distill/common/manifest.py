@@ -1,4 +1,5 @@
 """The manifest: the split, decided once by the data stage and read by every later stage."""
+
 from __future__ import annotations
 
 import csv
@@ -46,6 +47,7 @@ def read_manifest(path: Path) -> list[Row]:
 @dataclass(frozen=True)
 class DataInfo:
     """What later stages need to know about the data stage's output."""
+
     root: Path  # artifacts/data
     source: Path
     classes: list[str]
@@ -57,6 +59,7 @@ class DataInfo:
 
     def labels(self, split: str):
         import numpy as np
+
         index = {c: i for i, c in enumerate(self.classes)}
         return np.array([index[r.label] for r in self.split_rows(split)], dtype=np.int32)
 

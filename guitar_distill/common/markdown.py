@@ -1,4 +1,5 @@
 """Markdown tables, the one way every report, record and card writes them."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Helpers over built models: logits views, loading saved stage models."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,9 @@ import keras
 import numpy as np
 
 from guitar_distill.common.artifacts import atomic_path, require
-from guitar_distill.common.layers import (CaffePreprocess, FusedBatchNormalization,  # noqa: F401  registered for loading
-                                          SubsampledPointwiseConv2D)
+from guitar_distill.common.layers import (
+    FusedBatchNormalization,  # noqa: F401  registered for loading
+)
 
 
 def logits_model(model: keras.Model) -> keras.Model:
@@ -62,8 +64,10 @@ def retyped_copy(model: keras.Model, dtype: str, strict: bool = False) -> keras.
                 values = np.abs(keras.ops.convert_to_numpy(w))
                 big = float(values.max()) if values.size else 0.0
                 if big > limit:
-                    raise ValueError(f"{layer.name} {w.name}: values up to {big:.3g} do not fit float16 "
-                                     f"(at most {limit:.0f}); keep this model in float32")
+                    raise ValueError(
+                        f"{layer.name} {w.name}: values up to {big:.3g} do not fit float16 "
+                        f"(at most {limit:.0f}); keep this model in float32"
+                    )
     config = model.get_config()
     for layer in config["layers"]:
         layer["config"]["dtype"] = dtype

@@ -1,4 +1,5 @@
 """Matplotlib without a display, and figures written atomically."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,10 @@ from guitar_distill.common.artifacts import atomic_path
 
 def pyplot():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -29,7 +32,7 @@ def plot_curves(rows: list[dict], path: Path, title: str) -> Path:
     for ax, metric in zip(axes, ("accuracy", "loss")):
         ax.plot(epochs, [r[metric] for r in rows], marker="o", label=f"train {metric}")
         ax.plot(epochs, [r[f"val_{metric}"] for r in rows], marker="o", label=f"validation {metric}")
-        ax.set_xlabel("epoch (the write-up's \"step\": steps_per_epoch mini-batches)")
+        ax.set_xlabel('epoch (the write-up\'s "step": steps_per_epoch mini-batches)')
         ax.set_title(metric)
         if metric == "loss":  # a from-scratch first epoch can sit orders of magnitude above the rest
             ax.set_yscale("log")

@@ -1,4 +1,5 @@
 """One progress bar style for every CLI (rich), quiet when output is not a terminal."""
+
 from __future__ import annotations
 
 import contextlib
@@ -22,11 +23,17 @@ def progress_bar(total: int, description: str):
             before, done[0] = done[0], done[0] + n
             if total and (10 * done[0]) // total > (10 * before) // total and done[0] < total:
                 console.print(f"{description}: {done[0]}/{total} in {time.perf_counter() - start:.0f} s")
+
         yield advance
         console.print(f"{description}: done in {time.perf_counter() - start:.0f} s")
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)

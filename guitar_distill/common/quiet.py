@@ -7,6 +7,7 @@ reach, and later a `failed call to cuInit ... CUDA error` on every machine witho
 its TensorFlow backend) with the process's stderr captured, passing on every line that is not one
 of the known notices. GUITAR_VERBOSE=1 shows everything.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,9 +15,16 @@ import os
 import sys
 import tempfile
 
-STARTUP_NOTICES = ("All log messages before absl::InitializeLog", "port.cc:", "cudart_stub.cc:",
-                   "cpu_feature_guard.cc:", "To enable the following instructions", "cuda_platform.cc:",
-                   "cuda_executor.cc:", "gpu_device.cc:")
+STARTUP_NOTICES = (
+    "All log messages before absl::InitializeLog",
+    "port.cc:",
+    "cudart_stub.cc:",
+    "cpu_feature_guard.cc:",
+    "To enable the following instructions",
+    "cuda_platform.cc:",
+    "cuda_executor.cc:",
+    "gpu_device.cc:",
+)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
 """Run a model file in its own runtime: onnxruntime, ai-edge-litert, or Keras. Same call for all."""
+
 from __future__ import annotations
 
 import os
@@ -33,6 +34,7 @@ class KerasClassifier:
 
         if num_threads and keras.backend.backend() == "tensorflow":
             import tensorflow as tf
+
             try:
                 tf.config.threading.set_intra_op_parallelism_threads(num_threads)
                 tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -69,12 +71,15 @@ def open_classifier(path, num_threads: int | None = None):
 def predict_all(model, images, batch_size: int = 64) -> np.ndarray:
     """Probabilities for every image, in batches: a Keras model or any classifier opened above."""
     if hasattr(model, "predict_on_batch"):  # a Keras model: float pixels in, probabilities out
+
         def predict(batch):
             return model.predict_on_batch(np.asarray(batch, dtype=np.float32))
     else:
         predict = model.predict
-    out = [np.asarray(predict(np.asarray(images[i:i + batch_size])), dtype=np.float32)
-           for i in range(0, len(images), batch_size)]
+    out = [
+        np.asarray(predict(np.asarray(images[i : i + batch_size])), dtype=np.float32)
+        for i in range(0, len(images), batch_size)
+    ]
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 

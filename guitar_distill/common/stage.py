@@ -1,4 +1,5 @@
 """What every training stage does around its fit: the run folder, the summary."""
+
 from __future__ import annotations
 
 import shutil
@@ -9,7 +10,6 @@ from pathlib import Path
 from guitar_distill.common.artifacts import read_json, stage_dir, write_json
 from guitar_distill.common.errors import ToolkitError
 from guitar_distill.common.manifest import DataInfo, load_data_info
-
 
 # A longer budget may continue a run: these fields of the stage's own table may grow on resume.
 EXTENDABLE = ("max_epochs", "patience")
@@ -40,7 +40,8 @@ def check_upstream(artifacts: Path, cfg: dict, needs: dict[str, tuple[str, ...]]
                     f"{path.parent} was made with preset {upstream.get('name')!r}, whose [{table}] differs from this "
                     f"run's (preset {cfg.get('name')!r}) in: {', '.join(fields)}. Run with --preset "
                     f"{upstream.get('name')} (the same --set overrides), or remake {stage} with this preset, "
-                    f"or use another --artifacts root")
+                    f"or use another --artifacts root"
+                )
     return configs
 
 
@@ -63,25 +64,35 @@ def prepare_run_dir(artifacts: Path, stage: str, cfg: dict, fresh: bool, keys: t
         for field, value in ADDED_FIELDS.items():
             if field in cfg[table]:
                 old.setdefault(table, {}).setdefault(field, value)
-        grown = {f: (old.get(table, {}).get(f), cfg[table].get(f)) for f in EXTENDABLE
-                 if old.get(table, {}).get(f) != cfg[table].get(f)}
+        grown = {
+            f: (old.get(table, {}).get(f), cfg[table].get(f))
+            for f in EXTENDABLE
+            if old.get(table, {}).get(f) != cfg[table].get(f)
+        }
         free = EXTENDABLE + RUN_LIMITS
-        same_rest = all(old.get(k) == cfg.get(k) for k in keys[:-1]) and \
-            {f: v for f, v in old.get(table, {}).items() if f not in free} == \
-            {f: v for f, v in cfg[table].items() if f not in free}
+        same_rest = all(old.get(k) == cfg.get(k) for k in keys[:-1]) and {
+            f: v for f, v in old.get(table, {}).items() if f not in free
+        } == {f: v for f, v in cfg[table].items() if f not in free}
         if not same_rest or any(new is None or old_v is None or new < old_v for old_v, new in grown.values()):
-            raise ToolkitError(f"{out} holds a run made with another config ({saved}); "
-                             f"rerun with --fresh to start over, or use another --artifacts root")
+            raise ToolkitError(
+                f"{out} holds a run made with another config ({saved}); "
+                f"rerun with --fresh to start over, or use another --artifacts root"
+            )
         cfg["extended"] = list(old.get("extended", []))
         if grown and (out / "metrics.json").exists() and not (out / "backup").exists():
-            raise ToolkitError(f"{out} holds a finished run whose resume state was removed, so it cannot be extended "
-                             f"to {cfg[table]['max_epochs']} epochs; rerun with --fresh to train the longer run")
+            raise ToolkitError(
+                f"{out} holds a finished run whose resume state was removed, so it cannot be extended "
+                f"to {cfg[table]['max_epochs']} epochs; rerun with --fresh to train the longer run"
+            )
         if grown:
             meta = out / "backup" / "training_metadata.json"
             done = read_json(meta)["epoch"] if meta.exists() else None
             cfg["extended"].append({"after_epoch": done, **{f: {"from": a, "to": b} for f, (a, b) in grown.items()}})
-            print(f"{stage}: extending the run in {out}: " + ", ".join(f"{f} {a} -> {b}" for f, (a, b) in grown.items())
-                  + " (the schedule now spans the new length from where the run stopped)")
+            print(
+                f"{stage}: extending the run in {out}: "
+                + ", ".join(f"{f} {a} -> {b}" for f, (a, b) in grown.items())
+                + " (the schedule now spans the new length from where the run stopped)"
+            )
     write_json(saved, cfg)
     return out
 
@@ -93,6 +104,7 @@ class TrainingRun:
     Every training stage is this skeleton: `open_training_run`, build and compile a model, `fit`,
     `finish`. What differs between the teacher, the baseline and distillation is the model.
     """
+
     folder: str
     out: Path
     cfg: dict
@@ -109,14 +121,18 @@ class TrainingRun:
     def fit(self, model, val: tuple | None = None, **kwargs) -> list[dict]:
         """`common.training.fit_recipe` on this run's train split and (by default) its val split."""
         from guitar_distill.common.training import fit_recipe
-        return fit_recipe(model, self.splits["train"], self.splits["val"] if val is None else val,
-                          self.recipe, self.out, **kwargs)
+
+        return fit_recipe(
+            model, self.splits["train"], self.splits["val"] if val is None else val, self.recipe, self.out, **kwargs
+        )
 
     def finish(self, model, rows: list[dict], name: str, title: str, extra=None) -> dict:
         """`finish_training`, then the stage's wall time."""
         from guitar_distill.common.progress import console
-        metrics = finish_training(model, rows, self.splits, self.out, self.cfg, name, title, self.runtime,
-                                  extra=extra, classes=self.classes)
+
+        metrics = finish_training(
+            model, rows, self.splits, self.out, self.cfg, name, title, self.runtime, extra=extra, classes=self.classes
+        )
         console.print(f"{self.folder} wall time {time.perf_counter() - self.started:.0f} s")
         return metrics
 
@@ -133,23 +149,36 @@ def open_training_run(args, cfg: dict, folder: str, keys: tuple[str, ...], recip
     return TrainingRun(folder, out, cfg, cfg[recipe], info, load_splits(info), runtime, started)
 
 
-def finish_training(model, rows: list[dict], splits: dict, out: Path, cfg: dict, name: str, title: str,
-                    runtime: dict, extra: dict | None = None, classes: list[str] | None = None) -> dict:
+def finish_training(
+    model,
+    rows: list[dict],
+    splits: dict,
+    out: Path,
+    cfg: dict,
+    name: str,
+    title: str,
+    runtime: dict,
+    extra: dict | None = None,
+    classes: list[str] | None = None,
+) -> dict:
     """Load the best snapshot, write model.keras, labels, curves and metrics; print the summary."""
     import statistics
     import time
 
     from guitar_distill.common.artifacts import environment_info, write_text
-    from guitar_distill.common.progress import console
     from guitar_distill.common.models import save_model
     from guitar_distill.common.plots import plot_curves
+    from guitar_distill.common.progress import console
     from guitar_distill.common.runtimes import accuracy, predict_all
     from guitar_distill.common.training import best_epoch
 
     model.load_weights(out / "best.weights.h5")
     # A finished run invoked again keeps its model file byte for byte: later stages key caches
     # (the stored teacher logits) on its sha256.
-    if not (out / "model.keras").exists() or (out / "model.keras").stat().st_mtime < (out / "best.weights.h5").stat().st_mtime:
+    if (
+        not (out / "model.keras").exists()
+        or (out / "model.keras").stat().st_mtime < (out / "best.weights.h5").stat().st_mtime
+    ):
         save_model(model, out / "model.keras")
     if classes:
         write_text(out / "labels.txt", "\n".join(classes) + "\n")
@@ -158,20 +187,27 @@ def finish_training(model, rows: list[dict], splits: dict, out: Path, cfg: dict,
     results = {s: accuracy(probs[s], y) for s, (_, y) in splits.items()}
     best = best_epoch(rows)
     metrics = {
-        "model": name, "preset": cfg["name"], "parameters": model.count_params(),
-        "best_epoch": best["epoch"], "epochs_run": len(rows),
+        "model": name,
+        "preset": cfg["name"],
+        "parameters": model.count_params(),
+        "best_epoch": best["epoch"],
+        "epochs_run": len(rows),
         **{f"{s}_accuracy": v for s, v in results.items()},
         **(extra(probs) if callable(extra) else extra or {}),
         "train_images_per_s": statistics.median(r["train_images_per_s"] for r in rows),
         "train_seconds": sum(r["seconds"] for r in rows),
-        **runtime, "environment": environment_info(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **runtime,
+        "environment": environment_info(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **({"extended": cfg["extended"]} if cfg.get("extended") else {}),
     }
     write_json(out / "metrics.json", metrics)
     # The run is complete: its resume state (weights and optimiser, 360 MB for the teacher) goes.
     shutil.rmtree(out / "backup", ignore_errors=True)
-    console.print(f"{name} done: best epoch {best['epoch']} of {len(rows)}; "
-                  + ", ".join(f"{s} accuracy {v:.3f}" for s, v in results.items())
-                  + f"; {metrics['train_images_per_s']:.1f} training images/s")
+    console.print(
+        f"{name} done: best epoch {best['epoch']} of {len(rows)}; "
+        + ", ".join(f"{s} accuracy {v:.3f}" for s, v in results.items())
+        + f"; {metrics['train_images_per_s']:.1f} training images/s"
+    )
     console.print(f"files: {out}/model.keras, best.weights.h5, history.csv, curves.png, metrics.json")
     return metrics

@@ -4,6 +4,7 @@ One `model.fit` with Keras callbacks: a "step" is one Keras epoch of `steps_per_
 validation after each, early stopping on validation loss, the best snapshot by validation
 accuracy, and BackupAndRestore so that the same command resumes an interrupted run.
 """
+
 from __future__ import annotations
 
 import csv
@@ -39,14 +40,18 @@ def recipe_optimizer(cfg: dict) -> keras.optimizers.Optimizer:
     schedule_name = cfg["schedule"]
     if schedule_name == "inverse_time":
         schedule = keras.optimizers.schedules.InverseTimeDecay(
-            initial_learning_rate=lr, decay_steps=1, decay_rate=float(cfg["decay"]))
+            initial_learning_rate=lr, decay_steps=1, decay_rate=float(cfg["decay"])
+        )
     elif schedule_name == "cosine":
         steps = int(cfg["steps_per_epoch"])
         warmup = int(round(float(cfg["warmup_epochs"]) * steps))
         total = int(cfg["max_epochs"]) * steps
         schedule = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=0.0 if warmup else lr, decay_steps=max(total - warmup, 1),
-            warmup_target=lr if warmup else None, warmup_steps=warmup)
+            initial_learning_rate=0.0 if warmup else lr,
+            decay_steps=max(total - warmup, 1),
+            warmup_target=lr if warmup else None,
+            warmup_steps=warmup,
+        )
     else:
         raise ToolkitError(f"unknown schedule {schedule_name!r} (inverse_time or cosine)")
     weight_decay = float(cfg["weight_decay"]) or None
@@ -54,8 +59,13 @@ def recipe_optimizer(cfg: dict) -> keras.optimizers.Optimizer:
     averaging = {"use_ema": True, "ema_momentum": ema} if ema else {}
     name = cfg["optimizer"]
     if name == "sgd":
-        opt = keras.optimizers.SGD(learning_rate=schedule, momentum=float(cfg["momentum"]),
-                                   nesterov=bool(cfg["nesterov"]), weight_decay=weight_decay, **averaging)
+        opt = keras.optimizers.SGD(
+            learning_rate=schedule,
+            momentum=float(cfg["momentum"]),
+            nesterov=bool(cfg["nesterov"]),
+            weight_decay=weight_decay,
+            **averaging,
+        )
     elif name == "adamw":
         opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay or 0.0, **averaging)
     else:
@@ -115,7 +125,7 @@ def precision_policy(setting, accelerators: bool) -> tuple[str, str]:
         if accelerators or cpu_has_bfloat16():
             return "mixed_bfloat16", "native bfloat16 on this machine"
         return "float32", "bfloat16 asked for, but this CPU has no AVX512-BF16/AMX: float32 instead"
-    raise ToolkitError(f"mixed_precision {setting!r}: use false, \"float16\" or \"bfloat16\"")
+    raise ToolkitError(f'mixed_precision {setting!r}: use false, "float16" or "bfloat16"')
 
 
 def configure_runtime(cfg: dict) -> dict:
@@ -126,13 +136,18 @@ def configure_runtime(cfg: dict) -> dict:
     accelerators = any("cpu" not in str(d).lower() for d in devices)
     if backend == "tensorflow":
         import tensorflow as tf
+
         accelerators = bool(tf.config.list_physical_devices("GPU"))
     policy, why = precision_policy(cfg.get("mixed_precision"), accelerators)
     keras.mixed_precision.set_global_policy(policy)
     if policy != "float32" or cfg.get("mixed_precision"):
         print(f"precision: {policy} ({why})")
-    info = {"backend": backend, "mixed_precision": policy != "float32", "dtype_policy": policy,
-            "devices": [str(d) for d in devices] or ["cpu"]}
+    info = {
+        "backend": backend,
+        "mixed_precision": policy != "float32",
+        "dtype_policy": policy,
+        "devices": [str(d) for d in devices] or ["cpu"],
+    }
     if len(devices) > 1:
         if int(cfg["batch_size"]) % len(devices):
             raise ToolkitError(f"batch_size {cfg['batch_size']} is not divisible by the {len(devices)} devices")
@@ -177,9 +192,12 @@ class HistoryWriter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         train_seconds = getattr(self, "_train_seconds", time.perf_counter() - self._start)
-        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
-               "train_images_per_s": self.images_per_step / max(train_seconds, 1e-9),
-               "seconds": time.perf_counter() - self._start}
+        row = {
+            "epoch": epoch + 1,
+            **{k: float(v) for k, v in (logs or {}).items()},
+            "train_images_per_s": self.images_per_step / max(train_seconds, 1e-9),
+            "seconds": time.perf_counter() - self._start,
+        }
         self.rows.append(row)
         write_history(self.path, self.rows)
 
@@ -269,8 +287,10 @@ class WallClockBudget(keras.callbacks.Callback):
         if now - self._start + self._slowest > self.seconds:
             self.model.stop_training = True
             self.stopped_at = epoch + 1
-            print(f"wall-clock budget: stopping after epoch {epoch + 1}, {now - self._start:.0f} s of "
-                  f"{self.seconds:.0f} s used (an epoch takes up to {self._slowest:.0f} s)")
+            print(
+                f"wall-clock budget: stopping after epoch {epoch + 1}, {now - self._start:.0f} s of "
+                f"{self.seconds:.0f} s used (an epoch takes up to {self._slowest:.0f} s)"
+            )
 
 
 class AveragedWeights(keras.callbacks.SwapEMAWeights):
@@ -339,13 +359,24 @@ def fit_input(feed: AugmentedBatches):
         return (x, y[0]) if len(y) == 1 else (x, tuple(y))
 
     indices = tf.data.Dataset.range(2**62)  # endless, like the feed; fit's steps_per_epoch cuts it
-    batches = indices.map(lambda i: tf.numpy_function(load, [i], [tf.as_dtype(d) for _, d in specs]),
-                          num_parallel_calls=1, deterministic=True)
+    batches = indices.map(
+        lambda i: tf.numpy_function(load, [i], [tf.as_dtype(d) for _, d in specs]),
+        num_parallel_calls=1,
+        deterministic=True,
+    )
     return batches.map(shaped).prefetch(2)
 
 
-def fit_recipe(model: keras.Model, train: tuple, val: tuple, cfg: dict, out_dir: Path,
-               weights_of: keras.Model | None = None, batch_targets=None, stream_period: int | None = None) -> list[dict]:
+def fit_recipe(
+    model: keras.Model,
+    train: tuple,
+    val: tuple,
+    cfg: dict,
+    out_dir: Path,
+    weights_of: keras.Model | None = None,
+    batch_targets=None,
+    stream_period: int | None = None,
+) -> list[dict]:
     """Train with the recipe; returns the full history (resumed rows included).
 
     `train` and `val` are (uint8 images, labels); val's labels may be a tuple (labels, extra).
@@ -363,9 +394,16 @@ def fit_recipe(model: keras.Model, train: tuple, val: tuple, cfg: dict, out_dir:
         done = len(read_history(out_dir / "history.csv"))
     rows = [r for r in read_history(out_dir / "history.csv") if r["epoch"] <= done]
     steps = int(cfg["steps_per_epoch"])
-    feed = AugmentedBatches(*train, batch_size=int(cfg["batch_size"]), seed=int(cfg["seed"]),
-                            start_batch=done * steps, batch_targets=batch_targets, period=stream_period,
-                            augment=training_augmentation(cfg), **feed_workers())
+    feed = AugmentedBatches(
+        *train,
+        batch_size=int(cfg["batch_size"]),
+        seed=int(cfg["seed"]),
+        start_batch=done * steps,
+        batch_targets=batch_targets,
+        period=stream_period,
+        augment=training_augmentation(cfg),
+        **feed_workers(),
+    )
     val_x, val_y = np.asarray(val[0], dtype=np.float32), val[1]
     if done:
         print(f"resuming from {backup_dir}: {done} of at most {cfg['max_epochs']} epochs done")
@@ -382,14 +420,24 @@ def fit_recipe(model: keras.Model, train: tuple, val: tuple, cfg: dict, out_dir:
         callbacks.insert(-1, WallClockBudget(float(cfg["max_minutes"])))
     if not finished and done < int(cfg["max_epochs"]) and not _stopped_early(rows, cfg):
         try:
-            model.fit(fit_input(feed), steps_per_epoch=steps, epochs=int(cfg["max_epochs"]), initial_epoch=done,
-                      validation_data=(val_x, val_y), batch_size=int(cfg["batch_size"]), callbacks=callbacks,
-                      shuffle=False, verbose=int(os.environ.get("KERAS_VERBOSE", 1 if sys.stdout.isatty() else 2)))
+            model.fit(
+                fit_input(feed),
+                steps_per_epoch=steps,
+                epochs=int(cfg["max_epochs"]),
+                initial_epoch=done,
+                validation_data=(val_x, val_y),
+                batch_size=int(cfg["batch_size"]),
+                callbacks=callbacks,
+                shuffle=False,
+                verbose=int(os.environ.get("KERAS_VERBOSE", 1 if sys.stdout.isatty() else 2)),
+            )
         except KeyboardInterrupt:
             kept = completed_epochs(backup_dir)
-            raise ToolkitError(f"\ninterrupted: {kept} complete epoch(s) saved in {backup_dir} (history.csv and "
-                             f"best.weights.h5 beside it); the epoch in progress is lost. Resume with:\n"
-                             f"  {command_name()} {' '.join(sys.argv[1:])}".rstrip()) from None
+            raise ToolkitError(
+                f"\ninterrupted: {kept} complete epoch(s) saved in {backup_dir} (history.csv and "
+                f"best.weights.h5 beside it); the epoch in progress is lost. Resume with:\n"
+                f"  {command_name()} {' '.join(sys.argv[1:])}".rstrip()
+            ) from None
     return rows
 
 

@@ -1,4 +1,5 @@
 """`python -m dataset`: scan, validate, de-duplicate and split a folder of class sub-folders."""
+
 from __future__ import annotations
 
 import collections
@@ -8,14 +9,14 @@ from pathlib import Path
 from rich.table import Table
 
 from guitar_distill.common.artifacts import stage_dir, write_json, write_text
-from guitar_distill.common.config import resolve_config, stage_parser
-from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.cache import build_split_cache, cache_is_current
-from guitar_distill.dataset.dedup import find_duplicates
+from guitar_distill.common.config import resolve_config, stage_parser
+from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.manifest import SPLITS, Row, load_data_info, manifest_path, write_manifest
+from guitar_distill.common.progress import console, progress_bar
+from guitar_distill.dataset.dedup import find_duplicates
 from guitar_distill.dataset.scan import find_classes, list_files, resolve_source, scan
 from guitar_distill.dataset.split import split_groups
-from guitar_distill.common.errors import ToolkitError, run_cli
 
 
 def read_exclusions(path: Path) -> set[str]:
@@ -57,8 +58,9 @@ def build_manifest(source: Path, cfg: dict, progress=True, exclude: set[str] = f
     # Listed photos leave after the split is made: every other photo keeps its split.
     unknown = sorted(exclude - {p.relpath for p in photos})
     if unknown:
-        raise ToolkitError(f"{len(unknown)} path(s) in the exclusion list are not photos of {source}: "
-                           f"{', '.join(unknown[:5])}")
+        raise ToolkitError(
+            f"{len(unknown)} path(s) in the exclusion list are not photos of {source}: {', '.join(unknown[:5])}"
+        )
     rows = []
     for i, p in enumerate(photos):
         split = "excluded" if i in excluded or p.relpath in exclude else assignment.get(i, "unused")
@@ -92,16 +94,25 @@ def check_no_straddling(rows: list[Row]) -> None:
 def main(argv=None):
     parser = stage_parser("Scan, validate, de-duplicate and split a folder of class sub-folders.")
     parser.add_argument("--source", type=Path, help="folder with one sub-folder per class (default: the preset's)")
-    parser.add_argument("--download", type=Path, metavar="DIR",
-                        help="first download the public source set (Apache-2.0) into DIR and use it as source")
+    parser.add_argument(
+        "--download",
+        type=Path,
+        metavar="DIR",
+        help="first download the public source set (Apache-2.0) into DIR and use it as source",
+    )
     parser.add_argument("--no-cache", action="store_true", help="write the manifest only, do not decode")
-    parser.add_argument("--exclude", type=Path, metavar="FILE",
-                        help="photos to exclude, one manifest path a line (the ones confirmed from python -m dataset.audit)")
+    parser.add_argument(
+        "--exclude",
+        type=Path,
+        metavar="FILE",
+        help="photos to exclude, one manifest path a line (the ones confirmed from python -m dataset.audit)",
+    )
     args = parser.parse_args(argv)
     cfg = resolve_config(args)
     start = time.perf_counter()
     if args.download:
         from guitar_distill.dataset.download import download
+
         counts = download(args.download)
         console.print(f"downloaded {sum(counts.values())} files into {args.download}")
         args.source = args.download
@@ -117,9 +128,14 @@ def main(argv=None):
         counts[r.label][r.split] += 1
     rejected_by_reason = collections.Counter(r.reason for r in rejections)
     summary = {
-        "preset": cfg["name"], "source": str(source), "classes": classes,
-        "image_size": int(cfg["data"]["image_size"]), "seed": int(cfg["data"]["seed"]),
-        "counts": counts, **stats, "rejected_by_reason": dict(rejected_by_reason),
+        "preset": cfg["name"],
+        "source": str(source),
+        "classes": classes,
+        "image_size": int(cfg["data"]["image_size"]),
+        "seed": int(cfg["data"]["seed"]),
+        "counts": counts,
+        **stats,
+        "rejected_by_reason": dict(rejected_by_reason),
         "rejections": [{"path": r.relpath, "reason": r.reason, "detail": r.detail} for r in rejections],
         "label_conflicts": conflicts,
     }
@@ -137,8 +153,12 @@ def main(argv=None):
                 cache_bytes += path.stat().st_size
                 cached += len(info.split_rows(split)) if built else 0
         cache_seconds = time.perf_counter() - t0
-    metrics = {**stats, "cache_bytes": cache_bytes, "cache_seconds": round(cache_seconds, 2),
-               "seconds": round(time.perf_counter() - start, 2)}
+    metrics = {
+        **stats,
+        "cache_bytes": cache_bytes,
+        "cache_seconds": round(cache_seconds, 2),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
     write_json(out / "metrics.json", metrics)
 
     table = Table(title=f"data: preset {cfg['name']}, {source}")
@@ -148,21 +168,28 @@ def main(argv=None):
         table.add_row(c, *(str(counts[c][s]) for s in (*SPLITS, "unused", "excluded")))
     table.add_row("total", *(str(sum(counts[c][s] for c in classes)) for s in (*SPLITS, "unused", "excluded")))
     console.print(table)
-    console.print(f"files {stats['files']}, valid {stats['valid']}, rejected {stats['rejected']} "
-                  f"{dict(rejected_by_reason) or ''}")
+    console.print(
+        f"files {stats['files']}, valid {stats['valid']}, rejected {stats['rejected']} {dict(rejected_by_reason) or ''}"
+    )
     for r in rejections:
         console.print(f"  rejected {r.relpath}: {r.reason}" + (f" ({r.detail})" if r.detail else ""))
-    console.print(f"duplicates: {stats['exact_duplicate_pairs']} byte-identical pairs "
-                  f"({stats['exact_duplicate_pairs_across_classes']} across classes), "
-                  f"{stats['near_duplicate_pairs']} near-identical pairs, {stats['duplicate_groups']} groups; "
-                  f"label conflicts: {stats['label_conflict_groups']} groups, {stats['label_conflict_photos']} photos "
-                  f"({'excluded' if cfg['data']['exclude_label_conflicts'] else 'kept'})")
+    console.print(
+        f"duplicates: {stats['exact_duplicate_pairs']} byte-identical pairs "
+        f"({stats['exact_duplicate_pairs_across_classes']} across classes), "
+        f"{stats['near_duplicate_pairs']} near-identical pairs, {stats['duplicate_groups']} groups; "
+        f"label conflicts: {stats['label_conflict_groups']} groups, {stats['label_conflict_photos']} photos "
+        f"({'excluded' if cfg['data']['exclude_label_conflicts'] else 'kept'})"
+    )
     if cache_bytes:
-        built = f"{cached} photos decoded in {cache_seconds:.1f} s ({cached / max(cache_seconds, 1e-9):.0f} photos/s)" \
-            if cached else "up to date, nothing decoded"
+        built = (
+            f"{cached} photos decoded in {cache_seconds:.1f} s ({cached / max(cache_seconds, 1e-9):.0f} photos/s)"
+            if cached
+            else "up to date, nothing decoded"
+        )
         console.print(f"cache: {cache_bytes / 2**20:.1f} MiB in {out / 'cache'}; {built}")
-    console.print(f"manifest: {manifest_path(args.artifacts)}; summary: {out / 'summary.json'}; "
-                  f"took {metrics['seconds']:.1f} s")
+    console.print(
+        f"manifest: {manifest_path(args.artifacts)}; summary: {out / 'summary.json'}; took {metrics['seconds']:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ audit's precision and recall on them (artifacts/audit/planted-0.05/). The audit 
 data: list the photos you confirm, one manifest path a line, in a file, and run the data stage
 with `--exclude FILE`; it then marks them excluded and keeps every other photo's split.
 """
+
 from __future__ import annotations
 
 import csv
@@ -46,8 +47,12 @@ def fold_assignment(labels: np.ndarray, groups: list[str], folds: int, seed: int
 def fold_recipe(scfg: dict, acfg: dict, photos: int) -> dict:
     """The student table for one fold: the audit's epochs over that many photos."""
     batch = int(scfg["batch_size"])
-    return {**scfg, "max_epochs": int(acfg["epochs"]), "steps_per_epoch": max(photos // batch, 1),
-            "warmup_epochs": min(float(scfg["warmup_epochs"]), 1.0)}
+    return {
+        **scfg,
+        "max_epochs": int(acfg["epochs"]),
+        "steps_per_epoch": max(photos // batch, 1),
+        "warmup_epochs": min(float(scfg["warmup_epochs"]), 1.0),
+    }
 
 
 def train_fold(images, labels, held_out, extra, num_classes: int, scfg: dict, acfg: dict, seed: int):
@@ -64,11 +69,15 @@ def train_fold(images, labels, held_out, extra, num_classes: int, scfg: dict, ac
     keras.utils.set_random_seed(seed)
     model = build_nin_student(num_classes, images.shape[1], tuple(scfg["widths"]), float(scfg["dropout"]))
     compile_recipe(model, cfg)
-    feed = AugmentedBatches(images[train], labels[train], batch_size=int(cfg["batch_size"]), seed=seed,
-                            augment=training_augmentation(cfg))
-    model.fit(fit_input(feed), steps_per_epoch=cfg["steps_per_epoch"], epochs=cfg["max_epochs"], shuffle=False, verbose=2)
-    return predict_all(model, images[held_out]), (predict_all(model, extra) if len(extra)
-                                                  else np.zeros((0, num_classes), np.float32))
+    feed = AugmentedBatches(
+        images[train], labels[train], batch_size=int(cfg["batch_size"]), seed=seed, augment=training_augmentation(cfg)
+    )
+    model.fit(
+        fit_input(feed), steps_per_epoch=cfg["steps_per_epoch"], epochs=cfg["max_epochs"], shuffle=False, verbose=2
+    )
+    return predict_all(model, images[held_out]), (
+        predict_all(model, extra) if len(extra) else np.zeros((0, num_classes), np.float32)
+    )
 
 
 def out_of_fold(images, labels, groups, extra, num_classes, scfg, acfg, seed, folder: Path):
@@ -83,7 +92,9 @@ def out_of_fold(images, labels, groups, extra, num_classes, scfg, acfg, seed, fo
             saved = np.load(path)
             held, ext = saved["probs"], saved["extra"]
         else:
-            console.print(f"fold {k + 1} of {acfg['folds']}: {int((~key).sum())} photos to train on, {int(key.sum())} held out")
+            console.print(
+                f"fold {k + 1} of {acfg['folds']}: {int((~key).sum())} photos to train on, {int(key.sum())} held out"
+            )
             held, ext = train_fold(images, labels, key, extra, num_classes, scfg, acfg, seed + k)
             with atomic_path(path) as tmp:
                 np.savez(tmp, held_out=key, probs=held, extra=ext)
@@ -110,8 +121,9 @@ def below_class_thresholds(labels: np.ndarray, probs: np.ndarray, given: np.ndar
 
 def write_issues(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["path", "split", "given", "suggested", "score", "p_given", "p_suggested"],
-                            lineterminator="\n")
+    writer = csv.DictWriter(
+        buf, fieldnames=["path", "split", "given", "suggested", "score", "p_given", "p_suggested"], lineterminator="\n"
+    )
     writer.writeheader()
     writer.writerows(rows)
     write_text(path, buf.getvalue())
@@ -140,17 +152,24 @@ def gallery(rows: list[dict], source: Path, path: Path, title: str) -> Path:
 
 
 def main(argv=None):
-    parser = stage_parser("Find photos of the split whose label looks wrong (k-fold NiN students + cleanlab).",
-                          default_preset="cpu")
-    parser.add_argument("--plant", type=float, default=0.0, metavar="SHARE",
-                        help="flip this share of labels first and measure the audit on them (e.g. 0.05)")
+    parser = stage_parser(
+        "Find photos of the split whose label looks wrong (k-fold NiN students + cleanlab).", default_preset="cpu"
+    )
+    parser.add_argument(
+        "--plant",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="flip this share of labels first and measure the audit on them (e.g. 0.05)",
+    )
     args = parser.parse_args(argv)
     cfg = resolve_config(args)
     from guitar_distill.common.quiet import quiet_start
+
     quiet_start()
-    from guitar_distill.common.training import configure_runtime
     from guitar_distill.common.cache import load_split
     from guitar_distill.common.manifest import load_data_info
+    from guitar_distill.common.training import configure_runtime
     from guitar_distill.edge.check import flip_labels
 
     acfg, scfg = cfg["audit"], {**cfg["student"], "mixed_precision": False}
@@ -169,6 +188,7 @@ def main(argv=None):
         labels, planted = flip_labels(labels, len(info.classes), args.plant, seed)
     excluded = [r for r in info.rows if r.split == "excluded"]
     from guitar_distill.edge.images import ImageRejected, load_for_model
+
     extra_rows, extra_images = [], []
     for r in excluded:
         try:
@@ -178,48 +198,82 @@ def main(argv=None):
             console.print(f"skipped {r.path}: {e.reason}")
     extra = np.stack(extra_images) if extra_images else np.zeros((0, size, size, 3), np.uint8)
     out = stage_dir(args.artifacts, "audit") / (f"planted-{args.plant:g}" if args.plant else "")
-    console.print(f"audit: {len(rows)} photos ({size} px), {acfg['folds']} folds of NiN {scfg['widths']}, "
-                  f"{acfg['epochs']} epochs each" + (f", {int(planted.sum())} labels flipped on purpose" if args.plant else ""))
-    probs, extra_probs = out_of_fold(images, labels, [r.group for r in rows], extra, len(info.classes), scfg, acfg,
-                                     seed, out / "folds")
+    console.print(
+        f"audit: {len(rows)} photos ({size} px), {acfg['folds']} folds of NiN {scfg['widths']}, "
+        f"{acfg['epochs']} epochs each" + (f", {int(planted.sum())} labels flipped on purpose" if args.plant else "")
+    )
+    probs, extra_probs = out_of_fold(
+        images, labels, [r.group for r in rows], extra, len(info.classes), scfg, acfg, seed, out / "folds"
+    )
     ranked, scores = label_issues(labels, probs)
-    issue_rows = [{"path": rows[i].path, "split": rows[i].split, "given": info.classes[labels[i]],
-                   "suggested": info.classes[int(np.argmax(probs[i]))], "score": round(float(scores[i]), 4),
-                   "p_given": round(float(probs[i, labels[i]]), 4), "p_suggested": round(float(probs[i].max()), 4)}
-                  for i in ranked]
+    issue_rows = [
+        {
+            "path": rows[i].path,
+            "split": rows[i].split,
+            "given": info.classes[labels[i]],
+            "suggested": info.classes[int(np.argmax(probs[i]))],
+            "score": round(float(scores[i]), 4),
+            "p_given": round(float(probs[i, labels[i]]), 4),
+            "p_suggested": round(float(probs[i].max()), 4),
+        }
+        for i in ranked
+    ]
     write_issues(out / "label_issues.csv", issue_rows)
-    top = issue_rows[:int(acfg["gallery"])]
+    top = issue_rows[: int(acfg["gallery"])]
     if top:
         gallery(top, info.source, out / "gallery.png", f"top {len(top)} of {len(issue_rows)} suspects ({cfg['name']})")
-    record = {"preset": cfg["name"], "photos": len(rows), "image_size": size, "folds": int(acfg["folds"]),
-              "epochs": int(acfg["epochs"]), "widths": list(scfg["widths"]), "seed": seed,
-              "out_of_fold_accuracy": float(np.mean(probs.argmax(1) == labels)), "issues": len(issue_rows)}
+    record = {
+        "preset": cfg["name"],
+        "photos": len(rows),
+        "image_size": size,
+        "folds": int(acfg["folds"]),
+        "epochs": int(acfg["epochs"]),
+        "widths": list(scfg["widths"]),
+        "seed": seed,
+        "out_of_fold_accuracy": float(np.mean(probs.argmax(1) == labels)),
+        "issues": len(issue_rows),
+    }
     if excluded:
         given = np.array([index[r.label] for r in extra_rows])
         flagged = below_class_thresholds(labels, probs, given, extra_probs)
         groups = sorted({r.group for r in extra_rows})
-        record["excluded"] = {"photos": len(extra_rows), "flagged": int(flagged.sum()), "groups": len(groups),
-                              "groups_flagged": len({r.group for r, f in zip(extra_rows, flagged) if f})}
+        record["excluded"] = {
+            "photos": len(extra_rows),
+            "flagged": int(flagged.sum()),
+            "groups": len(groups),
+            "groups_flagged": len({r.group for r, f in zip(extra_rows, flagged) if f}),
+        }
     if planted is not None:
         found = np.zeros(len(labels), bool)
         found[ranked] = True
         hits = int(np.sum(found & planted))
-        top_n = np.argsort(scores, kind="stable")[:int(planted.sum())]
-        record["planted"] = {"share": args.plant, "flipped": int(planted.sum()), "flagged": len(ranked),
-                             "precision": hits / max(len(ranked), 1), "recall": hits / max(int(planted.sum()), 1),
-                             "precision_at_flipped_count": float(np.mean(planted[top_n]))}
+        top_n = np.argsort(scores, kind="stable")[: int(planted.sum())]
+        record["planted"] = {
+            "share": args.plant,
+            "flipped": int(planted.sum()),
+            "flagged": len(ranked),
+            "precision": hits / max(len(ranked), 1),
+            "recall": hits / max(int(planted.sum()), 1),
+            "precision_at_flipped_count": float(np.mean(planted[top_n])),
+        }
     record["seconds"] = round(time.perf_counter() - start, 1)
     write_json(out / "audit.json", record)
-    console.print(f"audit done in {record['seconds']:.0f} s: {len(issue_rows)} label issues among {len(rows)} photos "
-                  f"(out-of-fold top-1 {record['out_of_fold_accuracy']:.3f})")
+    console.print(
+        f"audit done in {record['seconds']:.0f} s: {len(issue_rows)} label issues among {len(rows)} photos "
+        f"(out-of-fold top-1 {record['out_of_fold_accuracy']:.3f})"
+    )
     if "excluded" in record:
         e = record["excluded"]
-        console.print(f"  excluded label conflicts: {e['flagged']} of {e['photos']} photos flagged, "
-                      f"{e['groups_flagged']} of {e['groups']} groups")
+        console.print(
+            f"  excluded label conflicts: {e['flagged']} of {e['photos']} photos flagged, "
+            f"{e['groups_flagged']} of {e['groups']} groups"
+        )
     if planted is not None:
         p = record["planted"]
-        console.print(f"  planted: {p['flipped']} flipped; flagged {p['flagged']}: precision {p['precision']:.3f}, "
-                      f"recall {p['recall']:.3f}")
+        console.print(
+            f"  planted: {p['flipped']} flipped; flagged {p['flagged']}: precision {p['precision']:.3f}, "
+            f"recall {p['recall']:.3f}"
+        )
     console.print(f"files: {out}/label_issues.csv, gallery.png, audit.json")
 
 

@@ -2,6 +2,7 @@
 
 Pure numpy, except JPEG and rotation, which need a codec and a resampler (Pillow).
 """
+
 from __future__ import annotations
 
 import io
@@ -73,7 +74,7 @@ def occlusion(img, severity, seed):
     bh, bw = max(1, int(h * side)), max(1, int(w * side))
     y, x = rng.integers(0, h - bh + 1), rng.integers(0, w - bw + 1)
     out = img.copy()
-    out[y:y + bh, x:x + bw] = rng.integers(0, 256, 3, dtype=np.uint8)
+    out[y : y + bh, x : x + bw] = rng.integers(0, 256, 3, dtype=np.uint8)
     return out
 
 

@@ -1,4 +1,5 @@
 """Group byte-identical and near-identical photos so that a group never straddles two splits."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ def near_pairs(hashes: np.ndarray, max_distance: int, block: int = 2048) -> list
     pairs = []
     n = len(hashes)
     for start in range(0, n, block):
-        rows = hashes[start:start + block]
+        rows = hashes[start : start + block]
         dist = _popcount64(rows[:, None] ^ hashes[None, :])
         ii, jj = np.nonzero(dist <= max_distance)
         ii = ii + start
@@ -74,7 +75,7 @@ def find_duplicates(photos: list[Photo], max_distance: int, max_thumb_diff: floa
     exact = cross = 0
     for members in by_sha.values():
         for a_pos, a in enumerate(members):
-            for b in members[a_pos + 1:]:
+            for b in members[a_pos + 1 :]:
                 exact += 1
                 cross += photos[a].label != photos[b].label
                 uf.union(a, b)

@@ -3,6 +3,7 @@
 Source: github.com/eduardocsilva/guitar-classification-tensorflow, folder `Model Training/images`,
 Apache License 2.0. Folders are renamed to the class keys used here.
 """
+
 from __future__ import annotations
 
 import shutil

@@ -1,4 +1,5 @@
 """Find the photos of a class-folder tree and validate each one by decoding it."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,8 +13,8 @@ import numpy as np
 from PIL import Image
 
 from guitar_distill.common.config import resolve_project_path
-from guitar_distill.edge.images import ImageRejected, load_rgb
 from guitar_distill.common.errors import ToolkitError
+from guitar_distill.edge.images import ImageRejected, load_rgb
 
 THUMB_SIZE = 16
 

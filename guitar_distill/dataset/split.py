@@ -1,4 +1,5 @@
 """Seeded, group-aware, stratified splits: a duplicate group always lands in one split."""
+
 from __future__ import annotations
 
 import numpy as np

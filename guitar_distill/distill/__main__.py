@@ -4,13 +4,14 @@ Offline (the cpu and demo presets): the teacher's logits for every training batc
 and cached (distill/teacher_logits.py); the student trains from them without the teacher in memory.
 Online (the write-up's presets): the teacher runs beside the student on each batch.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from guitar_distill.common.config import training_config
-from guitar_distill.common.quiet import quiet_start
 from guitar_distill.common.errors import ToolkitError, run_cli
+from guitar_distill.common.quiet import quiet_start
 
 
 def main(argv=None):
@@ -28,7 +29,7 @@ def main(argv=None):
     scfg, dcfg = cfg["student"], cfg["distill"]
     mode = dcfg["teacher_logits"]
     if mode not in ("online", "offline"):
-        raise ToolkitError(f"distill.teacher_logits = {mode!r}: use \"online\" or \"offline\"")
+        raise ToolkitError(f'distill.teacher_logits = {mode!r}: use "online" or "offline"')
     run = open_training_run(args, cfg, "distill", keys=("data", "student", "distill"), recipe="student")
     info, splits = run.info, run.splits
     student = build_nin_student(len(info.classes), info.image_size, tuple(scfg["widths"]), float(scfg["dropout"]))
@@ -41,17 +42,24 @@ def main(argv=None):
         stored_epochs = period // int(scfg["steps_per_epoch"]) if period else int(scfg["max_epochs"])
         teacher_logits = stored.splits
         val = (splits["val"][0], (splits["val"][1], teacher_logits["val"]))
-        source = f"stored logits ({stored.folder}" + (f"; {stored_epochs} epochs of the stream, replayed" if period else "") + ")"
+        source = (
+            f"stored logits ({stored.folder}"
+            + (f"; {stored_epochs} epochs of the stream, replayed" if period else "")
+            + ")"
+        )
     else:
         teacher_logits = {s: log_probabilities(predict_all(teacher, x)) for s, (x, _) in splits.items()}
         val, stored = splits["val"], None
         source = f"{teacher.count_params():,} parameters, online"
     distiller = compiled_distiller(student, teacher, dcfg, scfg, info.image_size)
-    console.print(f"distilling ResNet50 ({teacher_path}; {source}) into NiN {scfg['widths']} "
-                  f"({student.count_params():,} parameters), T={dcfg['temperature']}, hard {dcfg['hard_weight']}, "
-                  f"soft {dcfg['soft_weight']}, backend {run.runtime['backend']}")
-    rows = run.fit(distiller, val, weights_of=student, batch_targets=stored.stream if stored else None,
-                   stream_period=period)
+    console.print(
+        f"distilling ResNet50 ({teacher_path}; {source}) into NiN {scfg['widths']} "
+        f"({student.count_params():,} parameters), T={dcfg['temperature']}, hard {dcfg['hard_weight']}, "
+        f"soft {dcfg['soft_weight']}, backend {run.runtime['backend']}"
+    )
+    rows = run.fit(
+        distiller, val, weights_of=student, batch_targets=stored.stream if stored else None, stream_period=period
+    )
 
     teacher_top1 = {s: np.argmax(v, axis=1) for s, v in teacher_logits.items()}
     baseline_path = args.artifacts / "baseline" / "metrics.json"
@@ -61,16 +69,24 @@ def main(argv=None):
         extra = {f"{s}_agreement_with_teacher": float(np.mean(probs[s].argmax(1) == teacher_top1[s])) for s in probs}
         extra.update({f"teacher_{s}_accuracy": float(np.mean(teacher_top1[s] == y)) for s, (_, y) in splits.items()})
         extra.update({f"no_kd_{k}": v for k, v in baseline.items() if k.endswith("_accuracy")})
-        extra.update(temperature=dcfg["temperature"], hard_weight=dcfg["hard_weight"],
-                     soft_weight=dcfg["soft_weight"], teacher_logits=mode, teacher_file=str(teacher_path),
-                     stored_epochs=stored_epochs)
+        extra.update(
+            temperature=dcfg["temperature"],
+            hard_weight=dcfg["hard_weight"],
+            soft_weight=dcfg["soft_weight"],
+            teacher_logits=mode,
+            teacher_file=str(teacher_path),
+            stored_epochs=stored_epochs,
+        )
         return extra
 
-    metrics = run.finish(student, rows, "nin_from_resnet50", f"NiN student distilled from ResNet50 ({cfg['name']})",
-                         extra=comparisons)
+    metrics = run.finish(
+        student, rows, "nin_from_resnet50", f"NiN student distilled from ResNet50 ({cfg['name']})", extra=comparisons
+    )
     split = "test" if "test_accuracy" in metrics else "val"
-    line = (f"{split}: student {metrics[f'{split}_accuracy']:.3f}, teacher {metrics[f'teacher_{split}_accuracy']:.3f}, "
-            f"agreement {metrics[f'{split}_agreement_with_teacher']:.3f}")
+    line = (
+        f"{split}: student {metrics[f'{split}_accuracy']:.3f}, teacher {metrics[f'teacher_{split}_accuracy']:.3f}, "
+        f"agreement {metrics[f'{split}_agreement_with_teacher']:.3f}"
+    )
     if f"no_kd_{split}_accuracy" in metrics:
         line += f", no-KD baseline {metrics[f'no_kd_{split}_accuracy']:.3f}"
     console.print(line)

@@ -1,4 +1,5 @@
 """Knowledge distillation (Hinton et al. 2015) as a backend-agnostic Keras 3 model."""
+
 from __future__ import annotations
 
 import keras
@@ -7,8 +8,9 @@ from keras import ops
 from guitar_distill.common.models import logits_model
 
 
-def distillation_loss(labels, student_logits, teacher_logits, temperature: float,
-                      hard_weight: float, soft_weight: float):
+def distillation_loss(
+    labels, student_logits, teacher_logits, temperature: float, hard_weight: float, soft_weight: float
+):
     """hard_weight * CE(labels, student) + soft_weight * T^2 * KL(softmax(t/T) || softmax(s/T)), batch mean.
 
     The T^2 factor keeps the soft term's gradients on the scale of the hard term's as T grows.
@@ -29,8 +31,15 @@ class Distiller(keras.Model):
     y = (labels, teacher_logits). Both give the same loss on the same batch.
     """
 
-    def __init__(self, student: keras.Model, teacher: keras.Model | None, temperature: float,
-                 hard_weight: float, soft_weight: float, **kwargs):
+    def __init__(
+        self,
+        student: keras.Model,
+        teacher: keras.Model | None,
+        temperature: float,
+        hard_weight: float,
+        soft_weight: float,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.student = student
         self.student_logits = logits_model(student)
@@ -51,8 +60,9 @@ class Distiller(keras.Model):
             raise ValueError("offline distillation needs targets (labels, teacher_logits); no teacher model given")
         else:
             teacher_logits = self.teacher_logits(x, training=False)
-        loss = distillation_loss(y, y_pred, ops.stop_gradient(teacher_logits), self.temperature,
-                                 self.hard_weight, self.soft_weight)
+        loss = distillation_loss(
+            y, y_pred, ops.stop_gradient(teacher_logits), self.temperature, self.hard_weight, self.soft_weight
+        )
         # Keras adds regularisation losses here too; the student has none, but keep the contract.
         return loss + ops.sum(self.losses) if self.losses else loss
 
@@ -60,13 +70,20 @@ class Distiller(keras.Model):
         return super().compute_metrics(x, y[0] if isinstance(y, (tuple, list)) else y, y_pred, sample_weight)
 
 
-def compiled_distiller(student: keras.Model, teacher: keras.Model | None, dcfg: dict, scfg: dict, image_size: int,
-                       name: str = "nin_from_resnet50") -> Distiller:
+def compiled_distiller(
+    student: keras.Model,
+    teacher: keras.Model | None,
+    dcfg: dict,
+    scfg: dict,
+    image_size: int,
+    name: str = "nin_from_resnet50",
+) -> Distiller:
     """The preset's distiller (its `distill` table) around `student`, compiled with the student recipe and built."""
     from guitar_distill.common.training import recipe_optimizer
 
-    distiller = Distiller(student, teacher, float(dcfg["temperature"]), float(dcfg["hard_weight"]),
-                          float(dcfg["soft_weight"]), name=name)
+    distiller = Distiller(
+        student, teacher, float(dcfg["temperature"]), float(dcfg["hard_weight"]), float(dcfg["soft_weight"]), name=name
+    )
     distiller.compile(optimizer=recipe_optimizer(scfg), metrics=["accuracy"])
     distiller.build((None, image_size, image_size, 3))
     return distiller

@@ -10,6 +10,7 @@ Logits are stored as log-probabilities: softmax is shift-invariant, so log p = z
 gives the same soft targets softmax(z / T) as the raw logits z at every temperature, and any
 runtime that returns probabilities (Keras, LiteRT, ONNX Runtime) can serve as the teacher.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,10 +23,10 @@ import numpy as np
 
 from guitar_distill.common.artifacts import atomic_path, read_json, require, sha256_file, write_json
 from guitar_distill.common.augment import AugmentedBatches
+from guitar_distill.common.cache import cache_paths
 from guitar_distill.common.config import resolve_project_path
 from guitar_distill.common.layout import STAGE_COMMANDS, model_path
 from guitar_distill.common.progress import console, progress_bar
-from guitar_distill.common.cache import cache_paths
 
 PROB_FLOOR = 1e-30  # float32 softmax can round a class to 0; log(0) would poison the KL term
 
@@ -46,10 +47,17 @@ def teacher_file(artifacts: Path, dcfg: dict) -> Path:
     """
     if dcfg.get("teacher"):
         named = str(dcfg["teacher"])
-        path = Path(named.replace("{artifacts}", str(artifacts))) if "{artifacts}" in named else resolve_project_path(named)
-        return require(path, "teacher model file (distill.teacher)",
-                       "python -m export.release --import-teacher (a TFLite teacher from the release, or from "
-                       "--teacher-file FILE), or point --set distill.teacher=PATH at a teacher file")
+        path = (
+            Path(named.replace("{artifacts}", str(artifacts)))
+            if "{artifacts}" in named
+            else resolve_project_path(named)
+        )
+        return require(
+            path,
+            "teacher model file (distill.teacher)",
+            "python -m export.release --import-teacher (a TFLite teacher from the release, or from "
+            "--teacher-file FILE), or point --set distill.teacher=PATH at a teacher file",
+        )
     return require(model_path(artifacts, "teacher", "keras"), "teacher model", STAGE_COMMANDS["teacher"])
 
 
@@ -61,15 +69,26 @@ def stream_key(info, teacher_path: Path, batch_size: int, seed: int, splits: tup
     """Everything the stored logits depend on; a change in any of them invalidates the cache."""
     augmentation = json.dumps(augment.describe(), sort_keys=True, default=str)
     return {
-        "teacher_sha256": sha256_file(teacher_path), "teacher": str(teacher_path),
-        "image_size": info.image_size, "batch_size": int(batch_size), "seed": int(seed),
+        "teacher_sha256": sha256_file(teacher_path),
+        "teacher": str(teacher_path),
+        "image_size": info.image_size,
+        "batch_size": int(batch_size),
+        "seed": int(seed),
         "augmentation": hashlib.sha256(augmentation.encode()).hexdigest()[:16],
         "splits": {s: read_json(cache_paths(info, s, info.image_size)[1])["key"] for s in ("train", *splits)},
     }
 
 
-def cached_teacher_logits(info, train: tuple, teacher_path: Path, batch_size: int, seed: int,
-                          num_batches: int, splits: dict[str, np.ndarray], augment) -> TeacherLogits:
+def cached_teacher_logits(
+    info,
+    train: tuple,
+    teacher_path: Path,
+    batch_size: int,
+    seed: int,
+    num_batches: int,
+    splits: dict[str, np.ndarray],
+    augment,
+) -> TeacherLogits:
     """The teacher's log-probabilities for stream batches [0, num_batches) and for each split in `splits`.
 
     `augment` is the students' augmentation (common.augment.training_augmentation): the teacher sees
@@ -86,8 +105,9 @@ def cached_teacher_logits(info, train: tuple, teacher_path: Path, batch_size: in
     if key_path.exists() and stream_path.exists():
         saved = read_json(key_path)
         # The teacher is known by its sha256; the path it was read from (relative or not) is only a note.
-        if {k: v for k, v in saved.items() if k not in ("batches", "teacher")} == \
-                {k: v for k, v in key.items() if k != "teacher"}:
+        if {k: v for k, v in saved.items() if k not in ("batches", "teacher")} == {
+            k: v for k, v in key.items() if k != "teacher"
+        }:
             have = int(saved["batches"])
         else:
             console.print(f"teacher logits in {folder} were made for another teacher or stream: rebuilding")
@@ -96,13 +116,16 @@ def cached_teacher_logits(info, train: tuple, teacher_path: Path, batch_size: in
             shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
         teacher = open_classifier(teacher_path, all_threads())  # LiteRT defaults to one thread
-        console.print(f"teacher logits: {teacher_path} on batches {have}..{num_batches - 1} "
-                      f"of the training stream (batch {batch_size}, seed {seed})")
+        console.print(
+            f"teacher logits: {teacher_path} on batches {have}..{num_batches - 1} "
+            f"of the training stream (batch {batch_size}, seed {seed})"
+        )
         feed = AugmentedBatches(*train, batch_size=batch_size, seed=seed, augment=augment)
         old = np.load(stream_path, mmap_mode="r") if have else None
         with atomic_path(stream_path) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                            shape=(max(have, num_batches), batch_size, len(info.classes)))
+            out = np.lib.format.open_memmap(
+                tmp, mode="w+", dtype=np.float32, shape=(max(have, num_batches), batch_size, len(info.classes))
+            )
             if have:
                 out[:have] = old[:have]
             with progress_bar(num_batches - have, "teacher logits for the training stream") as advance:
@@ -115,8 +138,7 @@ def cached_teacher_logits(info, train: tuple, teacher_path: Path, batch_size: in
             with atomic_path(folder / f"{split}.npy") as tmp:
                 np.save(tmp, log_probabilities(predict_all(teacher, images, batch_size)))
         write_json(key_path, {**key, "batches": max(have, num_batches)})
-    return TeacherLogits(np.load(stream_path, mmap_mode="r"),
-                         {s: np.load(folder / f"{s}.npy") for s in splits}, folder)
+    return TeacherLogits(np.load(stream_path, mmap_mode="r"), {s: np.load(folder / f"{s}.npy") for s in splits}, folder)
 
 
 def stored_stream(info, splits: dict, teacher_path: Path, scfg: dict, dcfg: dict) -> tuple[TeacherLogits, int | None]:
@@ -131,8 +153,16 @@ def stored_stream(info, splits: dict, teacher_path: Path, scfg: dict, dcfg: dict
     epochs = int(scfg["max_epochs"])
     stored_epochs = min(int(dcfg["stored_epochs"]) or epochs, epochs)
     batches = stored_epochs * int(scfg["steps_per_epoch"])
-    stored = cached_teacher_logits(info, splits["train"], teacher_path, int(scfg["batch_size"]), int(scfg["seed"]),
-                                   batches, {s: x for s, (x, _) in splits.items()}, training_augmentation(scfg))
+    stored = cached_teacher_logits(
+        info,
+        splits["train"],
+        teacher_path,
+        int(scfg["batch_size"]),
+        int(scfg["seed"]),
+        batches,
+        {s: x for s, (x, _) in splits.items()},
+        training_augmentation(scfg),
+    )
     return stored, (batches if stored_epochs < epochs else None)
 
 

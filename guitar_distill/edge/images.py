@@ -2,6 +2,7 @@
 
 Only Pillow and numpy, so the file travels in the edge bundle unchanged.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

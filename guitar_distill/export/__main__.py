@@ -1,4 +1,5 @@
 """`python -m export`: teacher and student to ONNX and TFLite, each file checked against Keras."""
+
 from __future__ import annotations
 
 import shutil
@@ -7,25 +8,41 @@ from pathlib import Path
 
 import numpy as np
 
-from guitar_distill.common.artifacts import read_json, require, sha256_file, stage_dir, write_bytes, write_json, write_text
+from guitar_distill.common.artifacts import (
+    read_json,
+    require,
+    sha256_file,
+    stage_dir,
+    write_bytes,
+    write_json,
+    write_text,
+)
 from guitar_distill.common.config import resolve_config, stage_parser
+from guitar_distill.common.errors import run_cli
 from guitar_distill.common.layout import FORMATS, MODEL_STAGES, STAGE_COMMANDS, TFLITE_PRECISIONS, model_path
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.common.stage import check_upstream
-from guitar_distill.common.errors import run_cli
 
 
-def model_json(path: Path, fmt: str, size: int, classes: list[str], source: dict, input_dtype: str,
-               network: dict) -> dict:
+def model_json(
+    path: Path, fmt: str, size: int, classes: list[str], source: dict, input_dtype: str, network: dict
+) -> dict:
     return {
-        "file": path.name, "format": fmt,
-        "input": {"shape": [None if fmt.startswith("onnx") else 1, size, size, 3], "dtype": input_dtype,
-                  "range": [0, 255], "layout": "NHWC, RGB"},
+        "file": path.name,
+        "format": fmt,
+        "input": {
+            "shape": [None if fmt.startswith("onnx") else 1, size, size, 3],
+            "dtype": input_dtype,
+            "range": [0, 255],
+            "layout": "NHWC, RGB",
+        },
         "output": {"shape": [None, len(classes)], "meaning": "class probabilities in labels.txt order"},
         "classes": classes,
         "preprocessing": "inside the graph: feed RGB pixels 0..255 resized (squashed) to the input size; "
-                         "no mean subtraction or scaling by the caller",
-        "network": network, "source_run": source, "sha256": sha256_file(path),
+        "no mean subtraction or scaling by the caller",
+        "network": network,
+        "source_run": source,
+        "sha256": sha256_file(path),
     }
 
 
@@ -46,15 +63,18 @@ def bundle_choice(candidates: dict[str, dict], min_agreement: float) -> str:
     if agreeing:
         return max(agreeing, key=lambda f: (agreeing[f]["accuracy"], f == "tflite_int8"))
     fmt = max(candidates, key=lambda f: candidates[f]["agreement"])
-    console.print(f"warning: no int8 student agrees with its Keras model on {min_agreement:.0%} of validation "
-                  f"photos; the bundle ships {fmt} ({candidates[fmt]['agreement']:.1%}), the closest")
+    console.print(
+        f"warning: no int8 student agrees with its Keras model on {min_agreement:.0%} of validation "
+        f"photos; the bundle ships {fmt} ({candidates[fmt]['agreement']:.1%}), the closest"
+    )
     return fmt
 
 
 def distill_config(artifacts: Path) -> dict:
     """The config the distilled student was trained with (artifacts/distill/config.json)."""
-    return read_json(require(Path(artifacts) / "distill" / "config.json", "the distill run's config",
-                             STAGE_COMMANDS["distill"]))
+    return read_json(
+        require(Path(artifacts) / "distill" / "config.json", "the distill run's config", STAGE_COMMANDS["distill"])
+    )
 
 
 def convert(model, name: str, artifacts: Path, ecfg: dict, calibration) -> dict[str, Path]:
@@ -69,7 +89,9 @@ def convert(model, name: str, artifacts: Path, ecfg: dict, calibration) -> dict[
     for precision in TFLITE_PRECISIONS:
         fmt = f"tflite_{precision}"
         console.print(f"[{name}] {fmt}")
-        paths[fmt] = write_bytes(model_path(artifacts, name, fmt), tflite_from_saved_model(saved, precision, calibration))
+        paths[fmt] = write_bytes(
+            model_path(artifacts, name, fmt), tflite_from_saved_model(saved, precision, calibration)
+        )
     return paths
 
 
@@ -86,9 +108,17 @@ def student_qat(model, artifacts: Path, cfg: dict, info, train_x) -> Path:
     if soft is None or len(soft) != len(train_x):
         soft = predict_all(open_classifier(teacher_file(artifacts, cfg["distill"])), train_x, 64)
     # The QAT twin follows the distill run's own student table, whatever the current preset says.
-    return write_bytes(model_path(artifacts, "student", "tflite_qat_int8"),
-                       qat_tflite(model, distill_config(artifacts)["student"], np.asarray(train_x), soft, cfg["export"],
-                                  int(cfg["data"]["seed"])))
+    return write_bytes(
+        model_path(artifacts, "student", "tflite_qat_int8"),
+        qat_tflite(
+            model,
+            distill_config(artifacts)["student"],
+            np.asarray(train_x),
+            soft,
+            cfg["export"],
+            int(cfg["data"]["seed"]),
+        ),
+    )
 
 
 def describe_and_measure(name: str, model, paths: dict[str, Path], source: dict, info, val_x, val_y) -> dict:
@@ -101,13 +131,20 @@ def describe_and_measure(name: str, model, paths: dict[str, Path], source: dict,
     keras_probs = predict_all(model, val_x)
     results = {}
     for fmt, path in paths.items():
-        write_json(path.with_name("model.json"), model_json(path, fmt, info.image_size, info.classes, source,
-                                                            FORMATS[fmt].input_dtype, network_cost(model)))
+        write_json(
+            path.with_name("model.json"),
+            model_json(path, fmt, info.image_size, info.classes, source, FORMATS[fmt].input_dtype, network_cost(model)),
+        )
         write_text(path.with_name("labels.txt"), "\n".join(info.classes) + "\n")
-        results[fmt] = {**measure(path, val_x, val_y, keras_probs), "file": str(path.relative_to(path.parents[2])),
-                        "bytes": path.stat().st_size}
-        console.print(f"[{name}] {fmt}: agreement {results[fmt]['agreement']:.4f}, "
-                      f"accuracy change {results[fmt]['accuracy_change']:+.4f}")
+        results[fmt] = {
+            **measure(path, val_x, val_y, keras_probs),
+            "file": str(path.relative_to(path.parents[2])),
+            "bytes": path.stat().st_size,
+        }
+        console.print(
+            f"[{name}] {fmt}: agreement {results[fmt]['agreement']:.4f}, "
+            f"accuracy change {results[fmt]['accuracy_change']:+.4f}"
+        )
     return results
 
 
@@ -119,8 +156,13 @@ def gate_all(results: dict, files: dict, ecfg: dict) -> None:
         if FORMATS[fmt].quantised:
             gate(f"{name}/{fmt}", files[(name, fmt)], r, float(ecfg["quantised_min_agreement"]))
         else:
-            gate(f"{name}/{fmt}", files[(name, fmt)], r, float(ecfg["parity_min_agreement"]),
-                 float(ecfg["parity_max_prob_diff"]))
+            gate(
+                f"{name}/{fmt}",
+                files[(name, fmt)],
+                r,
+                float(ecfg["parity_min_agreement"]),
+                float(ecfg["parity_max_prob_diff"]),
+            )
 
 
 def student_bundle(results: dict, files: dict, artifacts: Path, cfg: dict, info, val_x, val_y) -> Path:
@@ -131,28 +173,41 @@ def student_bundle(results: dict, files: dict, artifacts: Path, cfg: dict, info,
     from guitar_distill.export.bundle import build_bundle, golden_photos
 
     ecfg = cfg["export"]
-    best_fmt = bundle_choice({f: results[("student", f)] for f in ("tflite_qat_int8", "tflite_int8")},
-                             float(ecfg["bundle_min_agreement"]))
+    best_fmt = bundle_choice(
+        {f: results[("student", f)] for f in ("tflite_qat_int8", "tflite_int8")}, float(ecfg["bundle_min_agreement"])
+    )
     chosen = files[("student", best_fmt)]
     meta = read_json(chosen.with_name("model.json"))
     meta["validation"] = results[("student", best_fmt)]
     # The listing checker's threshold (edge/check.py), chosen with a known share of validation labels flipped.
     classifier = TFLiteClassifier(chosen)
-    probs = np.concatenate([classifier.predict(val_x[i:i + 256]) for i in range(0, len(val_x), 256)])
-    meta["label_check"] = choose_threshold(probs, val_y, float(ecfg["label_check_flip_share"]),
-                                           float(ecfg["label_check_precision"]), int(cfg["data"]["seed"]))
+    probs = np.concatenate([classifier.predict(val_x[i : i + 256]) for i in range(0, len(val_x), 256)])
+    meta["label_check"] = choose_threshold(
+        probs,
+        val_y,
+        float(ecfg["label_check_flip_share"]),
+        float(ecfg["label_check_precision"]),
+        int(cfg["data"]["seed"]),
+    )
     fp32 = files[("student", "tflite_fp32")]
-    bundle = build_bundle(stage_dir(artifacts, "edge") / "guitar-student", chosen, meta, info.classes,
-                          golden_photos(info.split_rows("val"), info.source, info.classes,
-                                        int(ecfg["golden_images"]), int(cfg["data"]["seed"])),
-                          onnx_file=files[("student", web_format(results, float(ecfg["bundle_min_agreement"])))],
-                          fp32_file=fp32,
-                          fp32_json={**read_json(fp32.with_name("model.json")),
-                                     "validation": results[("student", "tflite_fp32")]})
+    bundle = build_bundle(
+        stage_dir(artifacts, "edge") / "guitar-student",
+        chosen,
+        meta,
+        info.classes,
+        golden_photos(
+            info.split_rows("val"), info.source, info.classes, int(ecfg["golden_images"]), int(cfg["data"]["seed"])
+        ),
+        onnx_file=files[("student", web_format(results, float(ecfg["bundle_min_agreement"])))],
+        fp32_file=fp32,
+        fp32_json={**read_json(fp32.with_name("model.json")), "validation": results[("student", "tflite_fp32")]},
+    )
     check = meta["label_check"]
-    console.print(f"edge bundle ({best_fmt}): {bundle} and {bundle}.tar.gz; its label check flags p(claimed) < "
-                  f"{check['threshold']:.3g}: precision {check['precision']:.2f}, recall {check['recall']:.2f} "
-                  f"on validation with {check['flipped']} of {check['photos']} labels flipped")
+    console.print(
+        f"edge bundle ({best_fmt}): {bundle} and {bundle}.tar.gz; its label check flags p(claimed) < "
+        f"{check['threshold']:.3g}: precision {check['precision']:.2f}, recall {check['recall']:.2f} "
+        f"on validation with {check['flipped']} of {check['photos']} labels flipped"
+    )
     return bundle
 
 
@@ -162,10 +217,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cfg = resolve_config(args)
     quiet_start()  # after parsing: --help and argument errors need no TensorFlow
-    from guitar_distill.common.models import float32_copy, load_stage_model
-    from guitar_distill.common.progress import console
     from guitar_distill.common.cache import load_split
     from guitar_distill.common.manifest import load_data_info
+    from guitar_distill.common.models import float32_copy, load_stage_model
+    from guitar_distill.common.progress import console
     from guitar_distill.dataset.split import balanced_subset
     from guitar_distill.export.parity import parity_table
 
@@ -177,14 +232,22 @@ def main(argv=None):
     info = load_data_info(args.artifacts)
     train_x, train_y = load_split(info, "train")
     val_x, val_y = load_split(info, "val")
-    calibration = np.asarray(train_x[balanced_subset(train_y, int(ecfg["calibration_per_class"]),
-                                                     int(cfg["data"]["seed"]))])
+    calibration = np.asarray(
+        train_x[balanced_subset(train_y, int(ecfg["calibration_per_class"]), int(cfg["data"]["seed"]))]
+    )
     results, files = {}, {}
     for name in args.models:
         stage = MODEL_STAGES[name]
         model = float32_copy(load_stage_model(args.artifacts, stage, STAGE_COMMANDS[stage]))
-        source = {"stage": stage, "preset": cfg["name"], **{k: v for k, v in read_json(
-            args.artifacts / stage / "metrics.json").items() if k.endswith("accuracy") or k == "best_epoch"}}
+        source = {
+            "stage": stage,
+            "preset": cfg["name"],
+            **{
+                k: v
+                for k, v in read_json(args.artifacts / stage / "metrics.json").items()
+                if k.endswith("accuracy") or k == "best_epoch"
+            },
+        }
         paths = convert(model, name, args.artifacts, ecfg, calibration)
         if name == "student":
             paths["tflite_qat_int8"] = student_qat(model, args.artifacts, cfg, info, train_x)
@@ -198,8 +261,10 @@ def main(argv=None):
         student_bundle(results, files, args.artifacts, cfg, info, val_x, val_y)
     shutil.rmtree(out / "saved_model", ignore_errors=True)
     console.print(parity_table(results))
-    console.print(f"export done in {time.perf_counter() - start:.0f} s: {out}/<model>/<format>/, "
-                  f"parity in {out / 'parity.json'} and {out / 'parity.md'}")
+    console.print(
+        f"export done in {time.perf_counter() - start:.0f} s: {out}/<model>/<format>/, "
+        f"parity in {out / 'parity.json'} and {out / 'parity.md'}"
+    )
 
 
 if __name__ == "__main__":

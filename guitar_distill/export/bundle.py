@@ -1,4 +1,5 @@
 """The edge bundle: the student's int8 .tflite, labels, model.json, predict.py and golden photos."""
+
 from __future__ import annotations
 
 import shutil
@@ -47,9 +48,9 @@ reported and the rest are still answered. Exit status: 0 all answered, 1 a file,
 missing or bad, 2 a flag or value the script does not take.
 
 The web page (`index.html`, served with `python serve.py` here: cross-origin isolated, so it may use
-threads) runs the student in the browser once ONNX Runtime Web and `model.onnx` are beside it. A released copy leaves them out
-(16 MB) and the page says so; from the project, `guitar-distill web models/student/guitar-student
---onnx models/student/onnx_int8/model.onnx` adds them.
+threads) runs the student in the browser once ONNX Runtime Web and `model.onnx` are beside it. A
+released copy leaves them out (16 MB) and the page says so; from the project,
+`guitar-distill web models/student/guitar-student --onnx models/student/onnx_int8/model.onnx` adds them.
 
 What `--selftest` proves: `golden/expected.json` holds what this very model answered for the golden
 photos when the bundle was built (top-1 and its probability). The self-test checks that this device
@@ -60,9 +61,16 @@ in `model.json` ("validation") and in the project's reports.
 """
 
 
-def build_bundle(dest: Path, model_file: Path, model_json: dict, labels: list[str],
-                 golden: list[tuple[str, Path]], onnx_file: Path | None = None,
-                 fp32_file: Path | None = None, fp32_json: dict | None = None) -> Path:
+def build_bundle(
+    dest: Path,
+    model_file: Path,
+    model_json: dict,
+    labels: list[str],
+    golden: list[tuple[str, Path]],
+    onnx_file: Path | None = None,
+    fp32_file: Path | None = None,
+    fp32_json: dict | None = None,
+) -> Path:
     """Write `dest/` and `dest.tar.gz`; `golden` is (label, photo path) pairs; with `onnx_file`, the web page;
     with `fp32_file`, the float32 student beside the int8 one (predict.py keeps the faster)."""
     tmp = dest.with_name(dest.name + ".tmp")
@@ -107,8 +115,10 @@ def write_golden(bundle: Path, labels: list[str], golden: list[tuple[str, Path]]
         photos.append((label, target))
     for model in sorted(bundle.glob("model*.tflite")):  # each file's own answers: the self-test checks the file it runs
         classifier = TFLiteClassifier(model)
-        expected = [{"file": target.name, "label": label, "top": classify(classifier, labels, [target], 3)[0]["top"]}
-                    for label, target in photos]
+        expected = [
+            {"file": target.name, "label": label, "top": classify(classifier, labels, [target], 3)[0]["top"]}
+            for label, target in photos
+        ]
         write_json(golden_answers(model), expected)
 
 

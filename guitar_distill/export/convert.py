@@ -3,6 +3,7 @@
 Keras 3 models do not go through `TFLiteConverter.from_keras_model`; the SavedModel written by
 `model.export` does. ONNX comes from Keras' own exporter (tf2onnx underneath).
 """
+
 from __future__ import annotations
 
 import os
@@ -13,6 +14,7 @@ import numpy as np
 
 from guitar_distill.common.artifacts import atomic_path
 from guitar_distill.common.layout import TFLITE_PRECISIONS
+
 
 def export_saved_model(model, directory: Path) -> Path:
     directory = Path(directory)
@@ -28,6 +30,7 @@ def _representative(images: np.ndarray):
     def gen():
         for img in images:
             yield [np.asarray(img, dtype=np.float32)[None]]
+
     return gen
 
 
@@ -85,10 +88,15 @@ def onnx_int8(fp32_path: Path, path: Path, calibration: np.ndarray) -> Path:
     input_name = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"]).get_inputs()[0].name
     with atomic_path(path.with_name("prepared.onnx")) as prepared, atomic_path(path) as tmp:
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(tmp), _Calibration(input_name, calibration),
-                        quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, per_channel=True)
+        quantize_static(
+            str(prepared),
+            str(tmp),
+            _Calibration(input_name, calibration),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+        )
         onnx.checker.check_model(str(tmp))
     path.with_name("prepared.onnx").unlink(missing_ok=True)
     return Path(path)
-

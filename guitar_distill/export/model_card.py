@@ -8,6 +8,7 @@ its figures against `models/training/`.
 
     python -m export.model_card                 # render models/MODEL_CARD.md and copy it into the bundle
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,12 +30,18 @@ BUNDLE = Path("student") / "guitar-student"
 def load_records(models: Path) -> dict:
     """Everything the card is made of, read from the release."""
     models = Path(models)
-    records = {"labels": (models / BUNDLE / "labels.txt").read_text().split(),
-               "bundle": read_json(models / BUNDLE / "model.json"),
-               "training": {name: {"metrics": read_json(models / "training" / name / "metrics.json"),
-                                   "config": read_json(models / "training" / name / "config.json")}
-                            for name in ("teacher", "baseline", "student")
-                            if (models / "training" / name / "metrics.json").exists()}}
+    records = {
+        "labels": (models / BUNDLE / "labels.txt").read_text().split(),
+        "bundle": read_json(models / BUNDLE / "model.json"),
+        "training": {
+            name: {
+                "metrics": read_json(models / "training" / name / "metrics.json"),
+                "config": read_json(models / "training" / name / "config.json"),
+            }
+            for name in ("teacher", "baseline", "student")
+            if (models / "training" / name / "metrics.json").exists()
+        },
+    }
     for name in RECORDS:
         path = models / "records" / f"{name}.json"
         records[name] = read_json(path) if path.exists() else None
@@ -44,7 +51,9 @@ def load_records(models: Path) -> dict:
 def confused_pairs(confusion, classes: list[str], top: int = 5) -> list[tuple[str, str, int, float]]:
     """The most frequent (true, predicted) mistakes: (true, predicted, photos, share of the true class)."""
     confusion = np.asarray(confusion)
-    pairs = [(confusion[i, j], i, j) for i in range(len(classes)) for j in range(len(classes)) if i != j and confusion[i, j]]
+    pairs = [
+        (confusion[i, j], i, j) for i in range(len(classes)) for j in range(len(classes)) if i != j and confusion[i, j]
+    ]
     pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
     return [(classes[i], classes[j], int(n), float(n / confusion[i].sum())) for n, i, j in pairs[:top]]
 
@@ -62,9 +71,12 @@ def pi4_estimate(macs: int) -> dict[str, tuple[float, float]]:
     """Estimated milliseconds (low, high) for one photo on a Raspberry Pi 4, by file and threads."""
     fp32_4 = macs / PI4_MACS_PER_S_4_THREADS * 1000
     fp32_1 = (fp32_4 * PI4_THREAD_SPEEDUP[0], fp32_4 * PI4_THREAD_SPEEDUP[1])
-    return {"fp32, 4 threads": (fp32_4, fp32_4), "fp32, 1 thread": fp32_1,
-            "int8, 4 threads": (fp32_4 / PI4_INT8_SPEEDUP[1], fp32_4 / PI4_INT8_SPEEDUP[0]),
-            "int8, 1 thread": (fp32_1[0] / PI4_INT8_SPEEDUP[1], fp32_1[1] / PI4_INT8_SPEEDUP[0])}
+    return {
+        "fp32, 4 threads": (fp32_4, fp32_4),
+        "fp32, 1 thread": fp32_1,
+        "int8, 4 threads": (fp32_4 / PI4_INT8_SPEEDUP[1], fp32_4 / PI4_INT8_SPEEDUP[0]),
+        "int8, 1 thread": (fp32_1[0] / PI4_INT8_SPEEDUP[1], fp32_1[1] / PI4_INT8_SPEEDUP[0]),
+    }
 
 
 def table(header: list[str], rows: list[list], align: str | None = None) -> str:
@@ -104,110 +116,186 @@ def render_model_card(records: dict) -> str:
     data = records["data_summary"]
     if data:
         counts = data["counts"]
-        lines += ["## Data and split", "",
-                  f"{data['files']:,} photos from the public guitar-classification set (scraped from the web, "
-                  f"labels by folder; Apache-2.0), {data['exact_duplicate_pairs']} byte-identical and "
-                  f"{data['near_duplicate_pairs']} near-identical pairs grouped so that no group straddles two splits, "
-                  f"{data['label_conflict_photos']} photos in {data['label_conflict_groups']} groups with two labels excluded. "
-                  "Stratified split, seeded:", "",
-                  table(["class", "train", "val", "test"],
-                        [[c, counts[c]["train"], counts[c]["val"], counts[c]["test"]] for c in classes]
-                        + [["**total**", *(sum(counts[c][s] for c in classes) for s in ("train", "val", "test"))]]), ""]
+        lines += [
+            "## Data and split",
+            "",
+            f"{data['files']:,} photos from the public guitar-classification set (scraped from the web, "
+            f"labels by folder; Apache-2.0), {data['exact_duplicate_pairs']} byte-identical and "
+            f"{data['near_duplicate_pairs']} near-identical pairs grouped so that no group straddles two splits, "
+            f"{data['label_conflict_photos']} photos in {data['label_conflict_groups']} groups "
+            "with two labels excluded. "
+            "Stratified split, seeded:",
+            "",
+            table(
+                ["class", "train", "val", "test"],
+                [[c, counts[c]["train"], counts[c]["val"], counts[c]["test"]] for c in classes]
+                + [["**total**", *(sum(counts[c][s] for c in classes) for s in ("train", "val", "test"))]],
+            ),
+            "",
+        ]
     tm, bm, sm = (training[n]["metrics"] for n in ("teacher", "baseline", "student"))
     env = sm.get("environment", {})
-    lines += ["## Training", "",
-              f"- Teacher: ResNet50 ({tcfg['teacher'].get('head', 'flatten')} head), {tcfg['teacher']['optimizer']} "
-              f"{tcfg['teacher']['schedule']}, peak learning rate {tcfg['teacher']['learning_rate']}, "
-              f"{tcfg['teacher'].get('augmentation', 'seed')} augmentation, {tm['epochs_run']} epochs at "
-              f"{tcfg['data']['image_size']} px" + (f", started from `{tm['started_from']['from']}` "
-                                                     f"({tm['started_from']['source_image_size']} px, "
-                                                     f"{tm['started_from']['source_head']} head)" if tm.get("started_from") else "")
-              + f"; {tm['train_seconds']:,.0f} s of training.",
-              f"- Student: distilled offline from the teacher's stored logits (T = {scfg['distill']['temperature']}, "
-              f"hard {scfg['distill']['hard_weight']} / soft {scfg['distill']['soft_weight']}), "
-              f"{scfg['student']['optimizer']} {scfg['student']['schedule']}, {sm['epochs_run']} epochs, "
-              f"{scfg['student'].get('augmentation', 'seed')} augmentation (the teacher saw the same crops).",
-              f"- Baseline: the same network from labels alone, {bm['epochs_run']} epochs, same recipe.",
-              f"- int8: post-training or quantisation-aware, whichever is the more accurate of those agreeing "
-              f"with the Keras student on at least 98 % of validation photos; this bundle holds "
-              f"`{bundle['format']}`.",
-              f"- Hardware: {env.get('processor', 'CPU')}, {env.get('cpu_count', '?')} cores"
-              + (f" ({' '.join(env['simd'])})" if env.get("simd") else "") + ", no GPU; "
-              + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items() if k in ("tensorflow", "keras")) + ".", ""]
+    lines += [
+        "## Training",
+        "",
+        f"- Teacher: ResNet50 ({tcfg['teacher'].get('head', 'flatten')} head), {tcfg['teacher']['optimizer']} "
+        f"{tcfg['teacher']['schedule']}, peak learning rate {tcfg['teacher']['learning_rate']}, "
+        f"{tcfg['teacher'].get('augmentation', 'seed')} augmentation, {tm['epochs_run']} epochs at "
+        f"{tcfg['data']['image_size']} px"
+        + (
+            f", started from `{tm['started_from']['from']}` "
+            f"({tm['started_from']['source_image_size']} px, "
+            f"{tm['started_from']['source_head']} head)"
+            if tm.get("started_from")
+            else ""
+        )
+        + f"; {tm['train_seconds']:,.0f} s of training.",
+        f"- Student: distilled offline from the teacher's stored logits (T = {scfg['distill']['temperature']}, "
+        f"hard {scfg['distill']['hard_weight']} / soft {scfg['distill']['soft_weight']}), "
+        f"{scfg['student']['optimizer']} {scfg['student']['schedule']}, {sm['epochs_run']} epochs, "
+        f"{scfg['student'].get('augmentation', 'seed')} augmentation (the teacher saw the same crops).",
+        f"- Baseline: the same network from labels alone, {bm['epochs_run']} epochs, same recipe.",
+        f"- int8: post-training or quantisation-aware, whichever is the more accurate of those agreeing "
+        f"with the Keras student on at least 98 % of validation photos; this bundle holds "
+        f"`{bundle['format']}`.",
+        f"- Hardware: {env.get('processor', 'CPU')}, {env.get('cpu_count', '?')} cores"
+        + (f" ({' '.join(env['simd'])})" if env.get("simd") else "")
+        + ", no GPU; "
+        + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items() if k in ("tensorflow", "keras"))
+        + ".",
+        "",
+    ]
     if acc:
         res = acc["results"]
         rows = [(key, m) for key, m in res.items() if key.split("/")[0] in ("teacher", "student")]
-        lines += [f"## Test figures ({acc['split']} split, {acc['images']:,} photos, never used to choose anything)", "",
-                  table(["model", "format", "top-1", "top-3", "ECE"],
-                        [[*key.split("/"), f"{m['top1']:.3f}", f"{m['top3']:.3f}", f"{m['ece']:.3f}"] for key, m in rows]
-                        + [["baseline (no distillation)", "keras", f"{bm['test_accuracy']:.3f}", "-", "-"]], "llrrr"), ""]
+        lines += [
+            f"## Test figures ({acc['split']} split, {acc['images']:,} photos, never used to choose anything)",
+            "",
+            table(
+                ["model", "format", "top-1", "top-3", "ECE"],
+                [[*key.split("/"), f"{m['top1']:.3f}", f"{m['top3']:.3f}", f"{m['ece']:.3f}"] for key, m in rows]
+                + [["baseline (no distillation)", "keras", f"{bm['test_accuracy']:.3f}", "-", "-"]],
+                "llrrr",
+            ),
+            "",
+        ]
         which = next((k for k in (f"student/{bundle['format']}", "student/keras") if k in res), None)
         mine = res.get(which, {})
     if acc and mine:
-        lines += [f"Per class, `{which}` (the bundle's file):", "",
-                  table(["class", "precision", "recall", "F1", "photos"],
-                        [[c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
-                         for c, v in mine["per_class"].items()])]
+        lines += [
+            f"Per class, `{which}` (the bundle's file):",
+            "",
+            table(
+                ["class", "precision", "recall", "F1", "photos"],
+                [
+                    [c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
+                    for c, v in mine["per_class"].items()
+                ],
+            ),
+        ]
         lines += ["", "Most confused (true -> predicted):", ""]
-        lines += [f"- {t} -> {p}: {n} photos ({share:.0%} of {t})" for t, p, n, share in
-                  confused_pairs(mine["confusion"], classes)]
-        lines += ["", f"Calibration: expected calibration error {mine['ece']:.3f} (15 bins); the top probability "
-                  "is a rough confidence, not a calibrated one.", ""]
+        lines += [
+            f"- {t} -> {p}: {n} photos ({share:.0%} of {t})"
+            for t, p, n, share in confused_pairs(mine["confusion"], classes)
+        ]
+        lines += [
+            "",
+            f"Calibration: expected calibration error {mine['ece']:.3f} (15 bins); the top probability "
+            "is a rough confidence, not a calibrated one.",
+            "",
+        ]
     if acc:
         res = acc["results"]
         if "student/keras" in res and f"student/{bundle['format']}" in res:
             fp, q = res["student/keras"], res[f"student/{bundle['format']}"]
-            lines += ["## int8 against float32", "",
-                      f"Test top-1 {q['top1']:.3f} for the int8 file against {fp['top1']:.3f} for the float32 Keras "
-                      f"student ({(q['top1'] - fp['top1']) * 100:+.1f} points); on validation the int8 file agrees with "
-                      f"Keras on {bundle['validation']['agreement']:.1%} of photos.", ""]
+            lines += [
+                "## int8 against float32",
+                "",
+                f"Test top-1 {q['top1']:.3f} for the int8 file against {fp['top1']:.3f} for the float32 Keras "
+                f"student ({(q['top1'] - fp['top1']) * 100:+.1f} points); on validation the int8 file agrees with "
+                f"Keras on {bundle['validation']['agreement']:.1%} of photos.",
+                "",
+            ]
     rob = records["robustness"]
     if rob:
-        lines += [f"## Robustness ({rob['images']} {rob['split']} photos, each corruption at severities 1-5, mean top-1)", ""]
+        lines += [
+            f"## Robustness ({rob['images']} {rob['split']} photos, each corruption at severities 1-5, mean top-1)",
+            "",
+        ]
         keys = list(rob["results"])
         first = next(iter(rob["results"].values()))
         corruptions = [c for c, v in first.items() if isinstance(v, dict)]  # "clean" is one figure
-        lines += [table(["corruption", *keys],
-                        [["none (clean photos)", *(f"{rob['results'][k]['clean']:.3f}" for k in keys)]]
-                        + [[c, *(f"{np.mean(list(rob['results'][k][c].values())):.3f}" for k in keys)]
-                           for c in corruptions]), ""]
+        lines += [
+            table(
+                ["corruption", *keys],
+                [["none (clean photos)", *(f"{rob['results'][k]['clean']:.3f}" for k in keys)]]
+                + [[c, *(f"{np.mean(list(rob['results'][k][c].values())):.3f}" for k in keys)] for c in corruptions],
+            ),
+            "",
+        ]
     lat = records["latency"]
     if lat:
         hw = lat["hardware"]
-        lines += [f"## Latency (batch 1, {hw.get('cpu', 'CPU')}, {hw.get('cores', '?')} cores, SIMD "
-                  f"{' '.join(hw.get('simd', [])) or 'unknown'})", "",
-                  table(["model", "format", "threads", "p50 ms"],
-                        [[r["model"], r["fmt"], r["threads"], f"{r['p50_ms']:.2f}"] for r in lat["results"]
-                         if r["model"] == "student" and r["fmt"] in ("tflite_int8", "tflite_qat_int8", "tflite_fp32")
-                         or r["model"] == "teacher" and r["fmt"] == "tflite_fp32"], "llrr"),
-                  "", f"Measured with `{lat['command']}`.", ""]
+        lines += [
+            f"## Latency (batch 1, {hw.get('cpu', 'CPU')}, {hw.get('cores', '?')} cores, SIMD "
+            f"{' '.join(hw.get('simd', [])) or 'unknown'})",
+            "",
+            table(
+                ["model", "format", "threads", "p50 ms"],
+                [
+                    [r["model"], r["fmt"], r["threads"], f"{r['p50_ms']:.2f}"]
+                    for r in lat["results"]
+                    if r["model"] == "student"
+                    and r["fmt"] in ("tflite_int8", "tflite_qat_int8", "tflite_fp32")
+                    or r["model"] == "teacher"
+                    and r["fmt"] == "tflite_fp32"
+                ],
+                "llrr",
+            ),
+            "",
+            f"Measured with `{lat['command']}`.",
+            "",
+        ]
     macs = bundle["network"]["macs"]
-    lines += ["### A Raspberry Pi 4: an estimate, not a measurement", "",
-              f"From the student's {macs / 1e6:.0f} million multiply-adds and published figures for that board "
-              "(MobileNet v1 at 87 ms on its CPU: about 6.5 billion multiply-adds a second on 4 Cortex-A72 cores; "
-              "4 threads 2-3x faster than 1; int8 1.2-1.8x faster than float32, the A72 having no dot-product "
-              "instructions):", "",
-              table(["file, threads", "estimated ms"],
-                    [[k, f"{lo:.1f}" if lo == hi else f"{lo:.1f}-{hi:.1f}"] for k, (lo, hi) in pi4_estimate(macs).items()])]
-    lines += ["", "Measure it on the board, in this bundle: `python predict.py --benchmark 200 --threads 4 --model "
-              "model.tflite` and the same with `--model model_fp32.tflite` (and `--threads 1`); `predict.py` "
-              "itself keeps whichever is faster there.", ""]
-    lines += ["## Known limits", "",
-              "- `ES` mixes semi-hollow and hollow bodies: the write-up's SemiHollow, Hollow and Acoustic classes",
-              "  have no data here, so an acoustic or a hollow-body jazz guitar gets one of these 11 labels anyway.",
-              "- The data set holds photos of guitar cases, of several guitars at once and of magazine pages; the",
-              "  model was trained on them as labelled and answers on such photos mean little.",
-              f"- The resolution: {size} px squashes a whole guitar into a few thousand pixels; headstock shape and",
-              "  pickups, which tell some classes apart, are barely visible.",
-              "- Labels come from web folders and were not all checked by hand; some training photos are mislabelled.",
-              "- It always answers one of its classes: it does not know when a photo shows no guitar.",
-              "",
-              "## What it should not be used for",
-              "",
-              "- Deciding a sale, a price or an authenticity question on its own: it is wrong on a large share of",
-              "  photos (see the test figures) and knows nothing of makers, models or fakes.",
-              "- Photos that are not electric guitars, or any use beyond sorting and second opinions.",
-              ""]
+    lines += [
+        "### A Raspberry Pi 4: an estimate, not a measurement",
+        "",
+        f"From the student's {macs / 1e6:.0f} million multiply-adds and published figures for that board "
+        "(MobileNet v1 at 87 ms on its CPU: about 6.5 billion multiply-adds a second on 4 Cortex-A72 cores; "
+        "4 threads 2-3x faster than 1; int8 1.2-1.8x faster than float32, the A72 having no dot-product "
+        "instructions):",
+        "",
+        table(
+            ["file, threads", "estimated ms"],
+            [[k, f"{lo:.1f}" if lo == hi else f"{lo:.1f}-{hi:.1f}"] for k, (lo, hi) in pi4_estimate(macs).items()],
+        ),
+    ]
+    lines += [
+        "",
+        "Measure it on the board, in this bundle: `python predict.py --benchmark 200 --threads 4 --model "
+        "model.tflite` and the same with `--model model_fp32.tflite` (and `--threads 1`); `predict.py` "
+        "itself keeps whichever is faster there.",
+        "",
+    ]
+    lines += [
+        "## Known limits",
+        "",
+        "- `ES` mixes semi-hollow and hollow bodies: the write-up's SemiHollow, Hollow and Acoustic classes",
+        "  have no data here, so an acoustic or a hollow-body jazz guitar gets one of these 11 labels anyway.",
+        "- The data set holds photos of guitar cases, of several guitars at once and of magazine pages; the",
+        "  model was trained on them as labelled and answers on such photos mean little.",
+        f"- The resolution: {size} px squashes a whole guitar into a few thousand pixels; headstock shape and",
+        "  pickups, which tell some classes apart, are barely visible.",
+        "- Labels come from web folders and were not all checked by hand; some training photos are mislabelled.",
+        "- It always answers one of its classes: it does not know when a photo shows no guitar.",
+        "",
+        "## What it should not be used for",
+        "",
+        "- Deciding a sale, a price or an authenticity question on its own: it is wrong on a large share of",
+        "  photos (see the test figures) and knows nothing of makers, models or fakes.",
+        "- Photos that are not electric guitars, or any use beyond sorting and second opinions.",
+        "",
+    ]
     return "\n".join(lines)
 
 

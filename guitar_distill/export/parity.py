@@ -1,11 +1,12 @@
 """The parity gate: every exported file run in its own runtime against the Keras model."""
+
 from __future__ import annotations
 
 import numpy as np
 
-from guitar_distill.common.runtimes import open_classifier, predict_all
 from guitar_distill.common.errors import ToolkitError
 from guitar_distill.common.markdown import markdown_table
+from guitar_distill.common.runtimes import open_classifier, predict_all
 
 
 class ParityError(ToolkitError):
@@ -26,7 +27,7 @@ def measure(path, images: np.ndarray, labels: np.ndarray, keras_probs: np.ndarra
     if str(path).endswith(".onnx"):
         # Dynamic batch: one image at a time must give what a batch of eight gives.
         sample = np.asarray(images[:8])
-        one_by_one = np.concatenate([classifier.predict(sample[i:i + 1]) for i in range(len(sample))])
+        one_by_one = np.concatenate([classifier.predict(sample[i : i + 1]) for i in range(len(sample))])
         result["batch_max_diff"] = float(np.abs(one_by_one - classifier.predict(sample)).max())
     return result
 
@@ -46,12 +47,27 @@ def gate(name: str, path, result: dict, min_agreement: float, max_prob_diff: flo
     if result.get("batch_max_diff", 0.0) > 1e-3:
         problems.append(f"batch 1 vs batch 8 differ by {result['batch_max_diff']:.2e}")
     if problems:
-        raise ParityError(f"parity gate failed for {name} ({path}): " + "; ".join(problems)
-                          + f" (on {result['images']} validation photos)")
+        raise ParityError(
+            f"parity gate failed for {name} ({path}): "
+            + "; ".join(problems)
+            + f" (on {result['images']} validation photos)"
+        )
 
 
 def parity_table(results: dict) -> str:
-    return markdown_table(["model", "format", "top-1", "Keras top-1", "change", "agreement", "max prob diff"],
-                          [[model, fmt, f"{r['accuracy']:.4f}", f"{r['keras_accuracy']:.4f}",
-                            f"{r['accuracy_change']:+.4f}", f"{r['agreement']:.4f}", f"{r['max_prob_diff']:.4f}"]
-                           for (model, fmt), r in results.items()], "llrrrrr")
+    return markdown_table(
+        ["model", "format", "top-1", "Keras top-1", "change", "agreement", "max prob diff"],
+        [
+            [
+                model,
+                fmt,
+                f"{r['accuracy']:.4f}",
+                f"{r['keras_accuracy']:.4f}",
+                f"{r['accuracy_change']:+.4f}",
+                f"{r['agreement']:.4f}",
+                f"{r['max_prob_diff']:.4f}",
+            ]
+            for (model, fmt), r in results.items()
+        ],
+        "llrrrrr",
+    )

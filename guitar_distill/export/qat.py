@@ -4,21 +4,28 @@ tfmot needs Keras 2 (tf_keras): the shared builder makes the identical network t
 Keras 3 weights are copied in, and the quantised copy is fine-tuned against the teacher's
 soft targets before conversion to a full-integer TFLite model.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 
-def qat_tflite(student, student_cfg: dict, images: np.ndarray, teacher_probs: np.ndarray, cfg: dict,
-               seed: int) -> bytes:
+def qat_tflite(
+    student, student_cfg: dict, images: np.ndarray, teacher_probs: np.ndarray, cfg: dict, seed: int
+) -> bytes:
     import tensorflow as tf
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
     from guitar_distill.student.model import build_nin_student
 
-    twin = build_nin_student(student.output_shape[-1], student.input_shape[1], tuple(student_cfg["widths"]),
-                             float(student_cfg["dropout"]), keras=tf_keras)
+    twin = build_nin_student(
+        student.output_shape[-1],
+        student.input_shape[1],
+        tuple(student_cfg["widths"]),
+        float(student_cfg["dropout"]),
+        keras=tf_keras,
+    )
     twin.set_weights(student.get_weights())
     quantize = tfmot.quantization.keras
 
@@ -30,8 +37,10 @@ def qat_tflite(student, student_cfg: dict, images: np.ndarray, teacher_probs: np
 
     # Wrapping the twin's own layers keeps their weights; quantize_apply copies them over.
     qat = quantize.quantize_apply(tf_keras.models.clone_model(twin, clone_function=annotate))
-    qat.compile(optimizer=tf_keras.optimizers.SGD(float(cfg["qat_learning_rate"]), momentum=0.9),
-                loss=tf_keras.losses.KLDivergence())
+    qat.compile(
+        optimizer=tf_keras.optimizers.SGD(float(cfg["qat_learning_rate"]), momentum=0.9),
+        loss=tf_keras.losses.KLDivergence(),
+    )
     rng = np.random.default_rng(seed)
     steps, batch = int(cfg["qat_steps_per_epoch"]), int(student_cfg["batch_size"])
 

@@ -12,6 +12,7 @@ norms away and could not be trained further, and both would not fit the 60 MB; t
 TFLite files are rebuilt from the weights when needed (--import-teacher). Each file keeps the
 artifacts' layout `<model>/<format>/model.<ext>` with model.json and labels.txt beside it.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,12 +22,12 @@ from pathlib import Path
 
 from guitar_distill.common.artifacts import read_json, sha256_file, write_json, write_text
 from guitar_distill.common.config import PROJECT_ROOT, project_relative, resolve_config, stage_parser
+from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.layout import MODEL_STAGES, evaluation_split, model_path
 from guitar_distill.common.progress import console
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.export.model_card import RECORDS, write_model_card
 from guitar_distill.export.web import RUNTIME_FILES
-from guitar_distill.common.errors import ToolkitError, run_cli
 
 MODELS_DIR = PROJECT_ROOT / "models"
 MAX_MB = 60.0
@@ -55,15 +56,21 @@ def release(artifacts: Path, dest: Path, preset: str) -> dict:
             files[f"{model}/{fmt}/{name}"] = None
     classes = (artifacts / "data" / "labels.txt").read_text().split()
     if (artifacts / "teacher" / "model.keras").exists():
-        release_teacher(artifacts / "teacher" / "model.keras", read_json(artifacts / "teacher" / "metrics.json"),
-                        classes, tmp / TEACHER.parent)
+        release_teacher(
+            artifacts / "teacher" / "model.keras",
+            read_json(artifacts / "teacher" / "metrics.json"),
+            classes,
+            tmp / TEACHER.parent,
+        )
     elif (dest / TEACHER).exists():  # this run trained students only: the released teacher stays, with its record
         shutil.copytree((dest / TEACHER).parent, tmp / TEACHER.parent)
         if (dest / "training" / "teacher").is_dir():
             shutil.copytree(dest / "training" / "teacher", tmp / "training" / "teacher")
     else:
-        raise ToolkitError(f"no teacher: neither {artifacts / 'teacher' / 'model.keras'} nor {dest / TEACHER} exists "
-                         f"(run make teacher)")
+        raise ToolkitError(
+            f"no teacher: neither {artifacts / 'teacher' / 'model.keras'} nor {dest / TEACHER} exists "
+            f"(run make teacher)"
+        )
     files[TEACHER.as_posix()] = None
     for record, stage in TRAINING_RECORDS.items():  # how each was trained: config, history, metrics
         for name in ("config.json", "history.csv", "metrics.json", "curves.png"):
@@ -80,12 +87,16 @@ def release(artifacts: Path, dest: Path, preset: str) -> dict:
 
     shutil.copytree(artifacts / "edge" / "guitar-student", bundle, ignore=left_out)
     # The benchmark records the model card is made from travel with the release.
-    for name, src in (("data_summary", artifacts / "data" / "summary.json"), *((r, artifacts / "bench" / f"{r}.json")
-                                                                               for r in RECORDS[1:])):
+    for name, src in (
+        ("data_summary", artifacts / "data" / "summary.json"),
+        *((r, artifacts / "bench" / f"{r}.json") for r in RECORDS[1:]),
+    ):
         if src.exists():
             (tmp / "records").mkdir(exist_ok=True)
             record = read_json(src)
-            if name == "data_summary":  # the photo folder as presets name it (../shared/guitars): the same on every machine
+            if (
+                name == "data_summary"
+            ):  # the photo folder as presets name it (../shared/guitars): the same on every machine
                 record["source"] = os.path.relpath(record["source"], PROJECT_ROOT)
             write_json(tmp / "records" / f"{name}.json", record)
     write_model_card(tmp)
@@ -96,8 +107,13 @@ def release(artifacts: Path, dest: Path, preset: str) -> dict:
     if total_mb > MAX_MB:
         shutil.rmtree(tmp)
         raise ToolkitError(f"the release would be {total_mb:.1f} MB, over the {MAX_MB:.0f} MB limit for models/")
-    manifest = {"preset": preset, "made": time.strftime("%Y-%m-%dT%H:%M:%S"), "total_mb": round(total_mb, 2),
-                "files": files, "labels": (artifacts / "data" / "labels.txt").read_text().split()}
+    manifest = {
+        "preset": preset,
+        "made": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "total_mb": round(total_mb, 2),
+        "files": files,
+        "labels": (artifacts / "data" / "labels.txt").read_text().split(),
+    }
     write_json(tmp / "RELEASE.json", manifest)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
@@ -112,17 +128,30 @@ def release_teacher(source: Path, metrics: dict, classes: list[str], folder: Pat
     folder.mkdir(parents=True, exist_ok=True)
     path = save_model(retyped_copy(model, "float16"), folder / "model.keras")
     size = int(model.input_shape[1])
-    write_json(folder / "model.json", {
-        "file": path.name, "format": "keras_fp16",
-        "input": {"shape": [None, size, size, 3], "dtype": "float32", "range": [0, 255], "layout": "NHWC, RGB"},
-        "output": {"shape": [None, len(classes)], "meaning": "class probabilities in labels.txt order"},
-        "classes": classes, "head": "flatten" if any(layer.name == "flatten" for layer in model.layers) else "avg",
-        "weights_dtype": "float16", "network": network_cost(model),
-        "source_run": {"stage": "teacher", **{k: v for k, v in metrics.items() if k.endswith("accuracy")
-                                              or k in ("best_epoch", "epochs_run", "preset", "started_from")}},
-        **({"note": note} if note else {}),
-        "train_from": f"--weights models/{TEACHER.as_posix()}",
-        "sha256": sha256_file(path)})
+    write_json(
+        folder / "model.json",
+        {
+            "file": path.name,
+            "format": "keras_fp16",
+            "input": {"shape": [None, size, size, 3], "dtype": "float32", "range": [0, 255], "layout": "NHWC, RGB"},
+            "output": {"shape": [None, len(classes)], "meaning": "class probabilities in labels.txt order"},
+            "classes": classes,
+            "head": "flatten" if any(layer.name == "flatten" for layer in model.layers) else "avg",
+            "weights_dtype": "float16",
+            "network": network_cost(model),
+            "source_run": {
+                "stage": "teacher",
+                **{
+                    k: v
+                    for k, v in metrics.items()
+                    if k.endswith("accuracy") or k in ("best_epoch", "epochs_run", "preset", "started_from")
+                },
+            },
+            **({"note": note} if note else {}),
+            "train_from": f"--weights models/{TEACHER.as_posix()}",
+            "sha256": sha256_file(path),
+        },
+    )
     write_text(folder / "labels.txt", "\n".join(classes) + "\n")
     return path
 
@@ -140,8 +169,10 @@ def check(dest: Path, artifacts: Path) -> list[dict]:
     results = []
     summary = artifacts / "data" / "summary.json"
     if not summary.exists():
-        console.print(f"sha256 of {len(manifest['files'])} files: ok. For accuracy, make the data stage first: "
-                      f"python -m dataset --preset {manifest['preset']}")
+        console.print(
+            f"sha256 of {len(manifest['files'])} files: ok. For accuracy, make the data stage first: "
+            f"python -m dataset --preset {manifest['preset']}"
+        )
         return results
     from guitar_distill.common.cache import load_split
     from guitar_distill.common.manifest import load_data_info
@@ -152,8 +183,10 @@ def check(dest: Path, artifacts: Path) -> list[dict]:
     for rel in manifest["files"]:
         model = open_classifier(dest / rel)
         if model.size != info.image_size:
-            raise ToolkitError(f"{dest / rel} takes {model.size}px photos; the data stage made {info.image_size}px "
-                             f"(run python -m dataset --preset {manifest['preset']})")
+            raise ToolkitError(
+                f"{dest / rel} takes {model.size}px photos; the data stage made {info.image_size}px "
+                f"(run python -m dataset --preset {manifest['preset']})"
+            )
         top1 = float(np.mean(predict_all(model, images, 64).argmax(1) == labels))
         results.append({"file": rel, "split": split, "photos": len(labels), "top1": top1})
         console.print(f"{rel}: top-1 {top1:.4f} on {len(labels)} {split} photos")
@@ -173,8 +206,10 @@ def released_teacher(source: Path, classes: int, image_size: int):
     if int(model.input_shape[1]) == image_size:
         return model
     if not any(isinstance(layer, keras.layers.GlobalAveragePooling2D) for layer in model.layers):
-        raise ToolkitError(f"{source} takes {model.input_shape[1]}px photos and its Flatten head cannot take the "
-                           f"data stage's {image_size}px (remake the data stage at {model.input_shape[1]}px)")
+        raise ToolkitError(
+            f"{source} takes {model.input_shape[1]}px photos and its Flatten head cannot take the "
+            f"data stage's {image_size}px (remake the data stage at {model.input_shape[1]}px)"
+        )
     resized = build_teacher(classes, image_size, None, head="avg")
     start_from_teacher(resized, source)
     return resized
@@ -183,8 +218,8 @@ def released_teacher(source: Path, classes: int, image_size: int):
 def import_teacher(source: Path, artifacts: Path) -> list[Path]:
     """A Keras teacher file (the released float16 one by default) as TFLite fp32 and fp16 files where
     the benchmarks and the stored logits look for them, at the data stage's resolution."""
-    from guitar_distill.common.models import network_cost
     from guitar_distill.common.manifest import load_data_info
+    from guitar_distill.common.models import network_cost
     from guitar_distill.export.convert import export_saved_model, tflite_from_saved_model
 
     info = load_data_info(artifacts)
@@ -200,13 +235,26 @@ def import_teacher(source: Path, artifacts: Path) -> list[Path]:
         out.parent.mkdir(parents=True)
         out.write_bytes(tflite_from_saved_model(saved, fmt.removeprefix("tflite_")))
         size = info.image_size
-        write_json(out.with_name("model.json"), {
-            **{k: v for k, v in meta.items() if k not in ("file", "format", "sha256", "train_from", "weights_dtype")},
-            "file": out.name, "format": fmt, "network": network_cost(model),
-            "input": {"shape": [1, size, size, 3], "dtype": "float32", "range": [0, 255], "layout": "NHWC, RGB"},
-            "source_run": {**meta.get("source_run", {}), "imported_from": shown}, "sha256": sha256_file(out)})
+        write_json(
+            out.with_name("model.json"),
+            {
+                **{
+                    k: v
+                    for k, v in meta.items()
+                    if k not in ("file", "format", "sha256", "train_from", "weights_dtype")
+                },
+                "file": out.name,
+                "format": fmt,
+                "network": network_cost(model),
+                "input": {"shape": [1, size, size, 3], "dtype": "float32", "range": [0, 255], "layout": "NHWC, RGB"},
+                "source_run": {**meta.get("source_run", {}), "imported_from": shown},
+                "sha256": sha256_file(out),
+            },
+        )
         write_text(out.with_name("labels.txt"), "\n".join(info.classes) + "\n")
-        write_text(out.with_name("IMPORTED.txt"), f"rebuilt from {shown} by python -m export.release --import-teacher\n")
+        write_text(
+            out.with_name("IMPORTED.txt"), f"rebuilt from {shown} by python -m export.release --import-teacher\n"
+        )
         console.print(f"teacher {fmt}: {out}")
         outs.append(out)
     shutil.rmtree(saved, ignore_errors=True)
@@ -214,15 +262,22 @@ def import_teacher(source: Path, artifacts: Path) -> list[Path]:
 
 
 def main(argv=None):
-    parser = stage_parser("Release trained models into models/, check them, or import the released teacher.",
-                          default_preset="cpu")
+    parser = stage_parser(
+        "Release trained models into models/, check them, or import the released teacher.", default_preset="cpu"
+    )
     parser.add_argument("--dest", type=Path, default=MODELS_DIR, help="default: %(default)s")
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--check", action="store_true", help="verify sha256 and measure top-1 of the released files")
-    what.add_argument("--import-teacher", action="store_true",
-                      help="rebuild the released teacher's TFLite fp32 and fp16 files in ARTIFACTS/export/teacher/")
-    parser.add_argument("--teacher-file", type=Path, help=f"with --import-teacher: another Keras teacher "
-                                                          f"(default: DEST/{TEACHER.as_posix()})")
+    what.add_argument(
+        "--import-teacher",
+        action="store_true",
+        help="rebuild the released teacher's TFLite fp32 and fp16 files in ARTIFACTS/export/teacher/",
+    )
+    parser.add_argument(
+        "--teacher-file",
+        type=Path,
+        help=f"with --import-teacher: another Keras teacher (default: DEST/{TEACHER.as_posix()})",
+    )
     args = parser.parse_args(argv)
     quiet_start()  # after parsing: --help and argument errors need no TensorFlow
     if args.check:
@@ -232,8 +287,10 @@ def main(argv=None):
         console.print("released teacher rebuilt: " + ", ".join(str(p) for p in outs))
     else:
         manifest = release(args.artifacts, args.dest, resolve_config(args)["name"])
-        console.print(f"released {len(manifest['files'])} model files, {manifest['total_mb']:.1f} MB in all: "
-                      f"{args.dest} (RELEASE.json lists them with sha256)")
+        console.print(
+            f"released {len(manifest['files'])} model files, {manifest['total_mb']:.1f} MB in all: "
+            f"{args.dest} (RELEASE.json lists them with sha256)"
+        )
 
 
 if __name__ == "__main__":

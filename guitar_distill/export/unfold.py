@@ -12,6 +12,7 @@ steps of the size the recipe's learning rates were chosen for.
 
     python -m export.unfold models/teacher/tflite_fp16/model.tflite --preset cpu
 """
+
 from __future__ import annotations
 
 import re
@@ -20,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from guitar_distill.common.config import stage_parser
-from guitar_distill.common.quiet import quiet_start
 from guitar_distill.common.errors import ToolkitError, run_cli
+from guitar_distill.common.quiet import quiet_start
 
 # TFLite names a folded convolution's kernel after its Keras layer: "resnet50_teacher_1/conv1_conv_1/convolution".
 FP16_SAFE = 1e4  # largest bias or variance the rescaling may produce (float16 holds up to 65504)
@@ -48,8 +49,10 @@ def folded_weights(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]]
             weight, bias = op["inputs"][1:3]
             match = KERNEL_NAME.search(names[stored.get(weight, weight)])
             if not match:
-                raise ValueError(f"{path}: cannot tell which layer the kernel {names[stored.get(weight, weight)]!r} "
-                                 f"belongs to (not a teacher exported by this project?)")
+                raise ValueError(
+                    f"{path}: cannot tell which layer the kernel {names[stored.get(weight, weight)]!r} "
+                    f"belongs to (not a teacher exported by this project?)"
+                )
             convs[match.group(1)] = (constant(weight).transpose(1, 2, 3, 0), constant(bias))  # OHWI -> HWIO
         elif op["op_name"] == "FULLY_CONNECTED":
             if dense is not None:
@@ -57,8 +60,10 @@ def folded_weights(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]]
             weight, bias = op["inputs"][1:3]
             dense = (constant(weight).T, constant(bias))
     if len(convs) != 53 or dense is None:
-        raise ValueError(f"{path}: {len(convs)} convolutions and {'a' if dense is not None else 'no'} dense layer; "
-                         f"a ResNet50 teacher has 53 and one")
+        raise ValueError(
+            f"{path}: {len(convs)} convolutions and {'a' if dense is not None else 'no'} dense layer; "
+            f"a ResNet50 teacher has 53 and one"
+        )
     return convs, dense
 
 
@@ -75,8 +80,10 @@ def unfolded_teacher(path: Path, images: np.ndarray, batch_size: int = 64):
     size = int(images.shape[1])
     model = build_teacher(kernel.shape[1], size, None)
     if model.get_layer("predictions").kernel.shape != kernel.shape:
-        raise ValueError(f"{path}: its dense layer is {kernel.shape}, a {size}px Flatten teacher's is "
-                         f"{tuple(model.get_layer('predictions').kernel.shape)}: photos of another size?")
+        raise ValueError(
+            f"{path}: its dense layer is {kernel.shape}, a {size}px Flatten teacher's is "
+            f"{tuple(model.get_layer('predictions').kernel.shape)}: photos of another size?"
+        )
     for name, (w, b) in convs.items():
         model.get_layer(name).set_weights([w, b])
         bn = model.get_layer(name.removesuffix("_conv") + "_bn")
@@ -91,7 +98,7 @@ def unfolded_teacher(path: Path, images: np.ndarray, batch_size: int = 64):
     squares = [np.zeros_like(s) for s in sums]
     counts = [0] * len(conv_names)
     for start in range(0, len(images), batch_size):
-        outputs = probe.predict_on_batch(np.asarray(images[start:start + batch_size], dtype=np.float32))
+        outputs = probe.predict_on_batch(np.asarray(images[start : start + batch_size], dtype=np.float32))
         for k, out in enumerate(outputs):
             out = np.asarray(out, dtype=np.float64).reshape(-1, out.shape[-1])
             sums[k] += out.sum(0)
@@ -111,7 +118,9 @@ def unfolded_teacher(path: Path, images: np.ndarray, batch_size: int = 64):
         a = np.where(norm > 0, np.sqrt(2.0 / fan_in) / np.maximum(norm, 1e-12), 1.0)
         # ... within what the float16 release can hold: a dead channel (kernel near 0, bias not) is left
         # near its own scale rather than blown up to an infinite bias or variance.
-        a = np.minimum(a, np.minimum(FP16_SAFE / np.maximum(np.abs(b), 1e-12), np.sqrt(FP16_SAFE / np.maximum(var, 1e-12))))
+        a = np.minimum(
+            a, np.minimum(FP16_SAFE / np.maximum(np.abs(b), 1e-12), np.sqrt(FP16_SAFE / np.maximum(var, 1e-12)))
+        )
         conv.set_weights([w * a, b * a])
         gamma = np.sqrt(a**2 * var + bn.epsilon) / a
         bn.set_weights([gamma, mean, a * mean, a**2 * var])
@@ -119,20 +128,23 @@ def unfolded_teacher(path: Path, images: np.ndarray, batch_size: int = 64):
 
 
 def main(argv=None):
-    parser = stage_parser("Rebuild a trainable Keras teacher from a TFLite teacher file (batch norms unfolded).",
-                          default_preset="cpu")
+    parser = stage_parser(
+        "Rebuild a trainable Keras teacher from a TFLite teacher file (batch norms unfolded).", default_preset="cpu"
+    )
     parser.add_argument("tflite", type=Path, help="the teacher's .tflite file (fp32 or fp16)")
     parser.add_argument("--out", type=Path, help="default: ARTIFACTS/unfold/model.keras")
-    parser.add_argument("--photos", type=int, default=1024, help="training photos for the statistics (default: %(default)s)")
+    parser.add_argument(
+        "--photos", type=int, default=1024, help="training photos for the statistics (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     if not args.tflite.is_file():
         raise ToolkitError(f"{args.tflite}: no such file")
     quiet_start()
+    from guitar_distill.common.cache import load_split
+    from guitar_distill.common.manifest import load_data_info
     from guitar_distill.common.models import float32_copy, load_model_file, retyped_copy, save_model
     from guitar_distill.common.progress import console
     from guitar_distill.common.runtimes import open_classifier, predict_all
-    from guitar_distill.common.cache import load_split
-    from guitar_distill.common.manifest import load_data_info
 
     info = load_data_info(args.artifacts)
     size = open_classifier(args.tflite).size  # the file's own resolution, whatever the data stage's
@@ -152,10 +164,12 @@ def main(argv=None):
     except ValueError as e:
         raise ToolkitError(f"{args.tflite}: {e}") from None
     again = predict_all(float32_copy(load_model_file(out)), val_x)
-    console.print(f"val top-1: TFLite {np.mean(theirs.argmax(1) == val_y):.4f}, Keras {np.mean(ours.argmax(1) == val_y):.4f}, "
-                  f"its float16 file {np.mean(again.argmax(1) == val_y):.4f}; top-1 agreement with the TFLite file "
-                  f"{np.mean(ours.argmax(1) == theirs.argmax(1)):.4f}, max probability difference "
-                  f"{np.abs(ours - theirs).max():.2e}")
+    console.print(
+        f"val top-1: TFLite {np.mean(theirs.argmax(1) == val_y):.4f}, Keras {np.mean(ours.argmax(1) == val_y):.4f}, "
+        f"its float16 file {np.mean(again.argmax(1) == val_y):.4f}; top-1 agreement with the TFLite file "
+        f"{np.mean(ours.argmax(1) == theirs.argmax(1)):.4f}, max probability difference "
+        f"{np.abs(ours - theirs).max():.2e}"
+    )
     console.print(f"trainable teacher: {out} (float16 weights; start a run from it with --weights {out})")
 
 

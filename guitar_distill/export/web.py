@@ -7,6 +7,7 @@ so ONNX Runtime Web may use threads; `python -m http.server` works too, on one t
 
     python -m export.web BUNDLE_DIR --onnx student.onnx   # (re)vendor the page into a bundle
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,11 +34,14 @@ def onnxruntime_web_dist(version: str = ONNXRUNTIME_WEB) -> Path:
     if all((dist / f).exists() for f in RUNTIME_FILES):
         return dist
     if not shutil.which("npm"):
-        raise ToolkitError("the web page needs onnxruntime-web from the npm registry: install node/npm "
-                         "(Debian: apt-get install npm), or build the bundle with --no-web")
+        raise ToolkitError(
+            "the web page needs onnxruntime-web from the npm registry: install node/npm "
+            "(Debian: apt-get install npm), or build the bundle with --no-web"
+        )
     folder.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(["npm", "pack", f"onnxruntime-web@{version}", "--silent"], cwd=folder,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["npm", "pack", f"onnxruntime-web@{version}", "--silent"], cwd=folder, capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise ToolkitError(f"npm pack onnxruntime-web@{version} failed:\n{result.stderr[-2000:]}")
     with tarfile.open(folder / result.stdout.strip().splitlines()[-1]) as tar:
@@ -63,18 +67,32 @@ def add_web_page(bundle: Path, onnx_file: Path, classes: list[str], input_size: 
         shutil.copy(dist / name, bundle / name)
     shutil.copy(onnx_file, bundle / "model.onnx")
     precision = "int8" if "int8" in onnx_precision(onnx_file) else "float32"
-    (bundle / "web.json").write_text(json.dumps({"model": "model.onnx", "classes": classes, "input_size": input_size,
-                                                 "description": f"the {precision} student (ONNX Runtime Web, wasm), "
-                                                                "the same network as predict.py's files",
-                                                 "onnxruntime_web": ONNXRUNTIME_WEB}, indent=2) + "\n")
+    (bundle / "web.json").write_text(
+        json.dumps(
+            {
+                "model": "model.onnx",
+                "classes": classes,
+                "input_size": input_size,
+                "description": f"the {precision} student (ONNX Runtime Web, wasm), "
+                "the same network as predict.py's files",
+                "onnxruntime_web": ONNXRUNTIME_WEB,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return [*PAGE_FILES, *RUNTIME_FILES, "model.onnx", "web.json"]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Put the web page (and onnxruntime-web) into an edge bundle.")
     parser.add_argument("bundle", type=Path)
-    parser.add_argument("--onnx", type=Path, required=True,
-                        help="the student's ONNX file (models/student/onnx_int8/model.onnx in a release)")
+    parser.add_argument(
+        "--onnx",
+        type=Path,
+        required=True,
+        help="the student's ONNX file (models/student/onnx_int8/model.onnx in a release)",
+    )
     args = parser.parse_args(argv)
     meta = json.loads((args.bundle / "model.json").read_text())
     files = add_web_page(args.bundle, args.onnx, meta["classes"], int(meta["input"]["shape"][1]))

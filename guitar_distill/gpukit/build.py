@@ -10,6 +10,7 @@ The kit folder (git-ignored, carried to the machine with `carry`):
 The photos are what `edge.images.load_for_model` makes of the originals at the preset's size, so
 the runner's decode is the identity resize of a lossy copy. The split is the one made here.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -23,19 +24,24 @@ from pathlib import Path
 
 from guitar_distill.common.artifacts import read_json, write_bytes, write_json, write_text
 from guitar_distill.common.config import resolve_config, stage_parser
+from guitar_distill.common.errors import ToolkitError, run_cli
+from guitar_distill.common.manifest import SPLITS, Row, load_data_info, write_manifest
 from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.stage import check_upstream
-from guitar_distill.common.manifest import SPLITS, Row, load_data_info, write_manifest
 from guitar_distill.gpukit.limits import CARRY_BYTES, folder_bytes
-from guitar_distill.common.errors import ToolkitError, run_cli
 
 # What the GPU machine lacks (its package list: /work/.library/device/KINDS.md): keras, and two of
 # keras' own requirements. Everything else the stages import there (numpy, pillow, h5py, rich,
 # ml-dtypes, absl-py, packaging, matplotlib, jax) is on it.
 WHEELS = ("keras", "namex", "optree")
 GPU_PYTHON = "3.12"
-MANYLINUX = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
-             "manylinux2014_x86_64", "manylinux1_x86_64")
+MANYLINUX = (
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+)
 WEBP_QUALITY = 80  # about 4.5 KB a photo at 224 px: the full split in about 37 MB
 
 
@@ -76,28 +82,55 @@ def download_wheels(dest: Path, python_versions: tuple[str, ...]) -> list[str]:
     dest.mkdir(parents=True, exist_ok=True)
     for version in python_versions:
         platform = [a for p in MANYLINUX for a in ("--platform", p)]
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(dest),
-               "--python-version", version, "--implementation", "cp", *platform, *pins]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-d",
+            str(dest),
+            "--python-version",
+            version,
+            "--implementation",
+            "cp",
+            *platform,
+            *pins,
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode:
-            raise ToolkitError(f"pip download of {', '.join(pins)} for Python {version} failed:\n{result.stderr[-2000:]}")
+            raise ToolkitError(
+                f"pip download of {', '.join(pins)} for Python {version} failed:\n{result.stderr[-2000:]}"
+            )
     return pins
 
 
 def main(argv=None):
     parser = stage_parser("Build the GPU kit: the split's photos as WebP, the manifest, the wheels, in one folder.")
     parser.add_argument("--kit", type=Path, default=Path("gpu-kit"), help="kit folder to write (default: %(default)s)")
-    parser.add_argument("--no-wheels", action="store_true",
-                        help="no wheels (a machine that has keras already, as the test suite's; needs no network)")
-    parser.add_argument("--python", action="append", dest="pythons", metavar="X.Y",
-                        help=f"a Python the wheels are for (repeatable; default: {GPU_PYTHON}, and this one's)")
+    parser.add_argument(
+        "--no-wheels",
+        action="store_true",
+        help="no wheels (a machine that has keras already, as the test suite's; needs no network)",
+    )
+    parser.add_argument(
+        "--python",
+        action="append",
+        dest="pythons",
+        metavar="X.Y",
+        help=f"a Python the wheels are for (repeatable; default: {GPU_PYTHON}, and this one's)",
+    )
     args = parser.parse_args(argv)
     cfg = resolve_config(args)
     start = time.perf_counter()
     check_upstream(args.artifacts, cfg, {"data": ("data",)})
     info = load_data_info(args.artifacts)
     if info.image_size != int(cfg["data"]["image_size"]):
-        raise ToolkitError(f"{args.artifacts}/data is at {info.image_size} px, preset {cfg['name']} at {cfg['data']['image_size']}")
+        raise ToolkitError(
+            f"{args.artifacts}/data is at {info.image_size} px, preset {cfg['name']} at {cfg['data']['image_size']}"
+        )
     kit = args.kit
     if kit.exists():
         shutil.rmtree(kit)
@@ -112,20 +145,34 @@ def main(argv=None):
     pins = [] if args.no_wheels else download_wheels(kit / "wheels", pythons)
     photo_bytes = folder_bytes(kit / "photos")
     wheel_bytes = folder_bytes(kit / "wheels") if pins else 0
-    write_json(kit / "kit.json", {
-        "preset": cfg["name"], "overrides": args.overrides, "image_size": info.image_size,
-        "classes": info.classes, "photos": len(rows), "photo_bytes": photo_bytes, "webp_quality": WEBP_QUALITY,
-        "wheels": pins, "wheel_pythons": list(pythons) if pins else [], "wheel_bytes": wheel_bytes,
-        "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    })
+    write_json(
+        kit / "kit.json",
+        {
+            "preset": cfg["name"],
+            "overrides": args.overrides,
+            "image_size": info.image_size,
+            "classes": info.classes,
+            "photos": len(rows),
+            "photo_bytes": photo_bytes,
+            "webp_quality": WEBP_QUALITY,
+            "wheels": pins,
+            "wheel_pythons": list(pythons) if pins else [],
+            "wheel_bytes": wheel_bytes,
+            "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        },
+    )
     total = folder_bytes(kit)
     if total > CARRY_BYTES:
         raise ToolkitError(f"{kit}: {total / 2**20:.1f} MiB, over the {CARRY_BYTES // 2**20} MiB a device call carries")
-    console.print(f"kit: {len(rows)} photos at {info.image_size} px ({photo_bytes / 2**20:.1f} MiB), "
-                  f"wheels {', '.join(pins) or 'none'} ({wheel_bytes / 2**20:.1f} MiB); {total / 2**20:.1f} MiB in all, "
-                  f"in {time.perf_counter() - start:.0f} s")
-    console.print(f"files: {kit}/ (kit.json, data/, photos/, wheels/); on the GPU machine: "
-                  f"python3 -m gpukit.run --kit {kit} --out $OUT")
+    console.print(
+        f"kit: {len(rows)} photos at {info.image_size} px ({photo_bytes / 2**20:.1f} MiB), "
+        f"wheels {', '.join(pins) or 'none'} ({wheel_bytes / 2**20:.1f} MiB); {total / 2**20:.1f} MiB in all, "
+        f"in {time.perf_counter() - start:.0f} s"
+    )
+    console.print(
+        f"files: {kit}/ (kit.json, data/, photos/, wheels/); on the GPU machine: "
+        f"python3 -m gpukit.run --kit {kit} --out $OUT"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
 
 The venv is kept (--work/venv) and reused while GPU_PACKAGES stay the same.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -21,19 +22,34 @@ from pathlib import Path
 
 from guitar_distill.common.artifacts import read_json, write_json, write_text
 from guitar_distill.common.config import PROJECT_ROOT, stage_parser
+from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.progress import console
 from guitar_distill.gpukit.limits import CARRY_BYTES, folder_bytes, out_problems
-from guitar_distill.common.errors import ToolkitError, run_cli
 
 # On the GPU machine already (KINDS.md) and imported by the stages; the versions are this venv's.
-GPU_PACKAGES = ("jax", "jaxlib", "numpy", "pillow", "h5py", "rich", "matplotlib", "absl-py", "ml-dtypes",
-                "packaging", "typing-extensions")
+GPU_PACKAGES = (
+    "jax",
+    "jaxlib",
+    "numpy",
+    "pillow",
+    "h5py",
+    "rich",
+    "matplotlib",
+    "absl-py",
+    "ml-dtypes",
+    "packaging",
+    "typing-extensions",
+)
 
 
 def tracked_bytes(root: Path) -> int:
     """What a device call carries of this checkout: its git-tracked and untracked-not-ignored files."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
-                            capture_output=True, text=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     if listed.returncode:
         return 0
     return sum((root / p).stat().st_size for p in listed.stdout.split("\0") if p and (root / p).is_file())
@@ -61,8 +77,10 @@ def gpu_like_venv(venv: Path, log: Path) -> Path:
 
 
 def main(argv=None):
-    parser = stage_parser("Prove the GPU kit here: the smoke preset in a venv with only the GPU machine's packages.",
-                          default_preset="smoke")
+    parser = stage_parser(
+        "Prove the GPU kit here: the smoke preset in a venv with only the GPU machine's packages.",
+        default_preset="smoke",
+    )
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: ARTIFACTS/gpu-check)")
     parser.add_argument("--minutes", type=float, default=6.0, help="the runner's budget (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -74,7 +92,13 @@ def main(argv=None):
     work.mkdir(parents=True, exist_ok=True)
     log = work / "log.txt"
     here = [sys.executable, "-m"]
-    common = ["--preset", args.preset, "--artifacts", work / "artifacts", *sum((["--set", s] for s in args.overrides), [])]
+    common = [
+        "--preset",
+        args.preset,
+        "--artifacts",
+        work / "artifacts",
+        *sum((["--set", s] for s in args.overrides), []),
+    ]
     run([*here, "dataset", *common, "--no-cache"], log)
     run([*here, "gpukit.build", *common, "--kit", work / "kit"], log)
     python = gpu_like_venv(work / "venv", log)
@@ -83,8 +107,26 @@ def main(argv=None):
         raise ToolkitError(f"{python}: tensorflow imports in the GPU-like venv; it must not")
     gpu_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     kit_bytes, tree_bytes = folder_bytes(work / "kit"), tracked_bytes(PROJECT_ROOT)
-    run([python, "-m", "gpukit.run", "--kit", work / "kit", "--out", work / "out", "--artifacts", work / "gpu-artifacts",
-         "--site", work / "site", "--allow-cpu", "--minutes", args.minutes], log, env=gpu_env)
+    run(
+        [
+            python,
+            "-m",
+            "gpukit.run",
+            "--kit",
+            work / "kit",
+            "--out",
+            work / "out",
+            "--artifacts",
+            work / "gpu-artifacts",
+            "--site",
+            work / "site",
+            "--allow-cpu",
+            "--minutes",
+            args.minutes,
+        ],
+        log,
+        env=gpu_env,
+    )
     results = read_json(work / "out" / "results.json")
     problems = out_problems(work / "out")
     if kit_bytes > CARRY_BYTES:
@@ -93,21 +135,31 @@ def main(argv=None):
     if problems:
         raise ToolkitError("gpu-check failed:\n  " + "\n  ".join(problems))
     record = {
-        "preset": args.preset, "kit_bytes": kit_bytes, "checkout_bytes": tree_bytes,
-        "carry_bytes": kit_bytes + tree_bytes, "carry_limit_bytes": CARRY_BYTES,
+        "preset": args.preset,
+        "kit_bytes": kit_bytes,
+        "checkout_bytes": tree_bytes,
+        "carry_bytes": kit_bytes + tree_bytes,
+        "carry_limit_bytes": CARRY_BYTES,
         "out_files": sorted(p.name for p in (work / "out").iterdir()),
-        "out_bytes": folder_bytes(work / "out"), "runner_seconds": results["total_seconds"],
-        "wall_seconds": results["wall_seconds"], "stages": results["stages"], "devices": results["devices"],
+        "out_bytes": folder_bytes(work / "out"),
+        "runner_seconds": results["total_seconds"],
+        "wall_seconds": results["wall_seconds"],
+        "stages": results["stages"],
+        "devices": results["devices"],
         "seconds": round(time.perf_counter() - start, 1),
     }
     write_json(work / "check.json", record)
-    console.print(f"gpu-check passed in {record['seconds']:.0f} s: runner {results['total_seconds']:.0f} s on "
-                  f"{', '.join(results['devices'])} with tensorflow unimportable; {len(record['out_files'])} files "
-                  f"({record['out_bytes'] / 2**20:.1f} MiB) come back; kit {kit_bytes / 2**20:.1f} MiB")
+    console.print(
+        f"gpu-check passed in {record['seconds']:.0f} s: runner {results['total_seconds']:.0f} s on "
+        f"{', '.join(results['devices'])} with tensorflow unimportable; {len(record['out_files'])} files "
+        f"({record['out_bytes'] / 2**20:.1f} MiB) come back; kit {kit_bytes / 2**20:.1f} MiB"
+    )
     if kit_bytes + tree_bytes > CARRY_BYTES:
-        console.print(f"note: this checkout's own files are {tree_bytes / 2**20:.1f} MiB (models/ mostly): "
-                      f"with the kit {(kit_bytes + tree_bytes) / 2**20:.1f} MiB, over the {CARRY_BYTES // 2**20} MiB a "
-                      f"device call carries; docs/gpu.md says how to leave models/ behind for the call")
+        console.print(
+            f"note: this checkout's own files are {tree_bytes / 2**20:.1f} MiB (models/ mostly): "
+            f"with the kit {(kit_bytes + tree_bytes) / 2**20:.1f} MiB, over the {CARRY_BYTES // 2**20} MiB a "
+            f"device call carries; docs/gpu.md says how to leave models/ behind for the call"
+        )
     console.print(f"files: {work}/check.json, log.txt, out/, kit/")
 
 

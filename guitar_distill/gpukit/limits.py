@@ -1,15 +1,16 @@
 """What the device tool carries and brings back (/work/.library/device/README.md, "Limits")."""
+
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-CARRY_BYTES = 64 * 2**20       # the working tree that travels, carried paths included
-BACK_FILES = 8                 # files from $OUT
-BACK_FILE_BYTES = 16 * 2**20   # each under this
-BACK_BYTES = 64 * 2**20        # together
-BACK_DEPTH = 2                 # $OUT/a/b/file comes back, $OUT/a/b/c/file does not
-PIECE_BYTES = 15 * 2**20       # what the runner cuts its results into: under the per-file limit
+CARRY_BYTES = 64 * 2**20  # the working tree that travels, carried paths included
+BACK_FILES = 8  # files from $OUT
+BACK_FILE_BYTES = 16 * 2**20  # each under this
+BACK_BYTES = 64 * 2**20  # together
+BACK_DEPTH = 2  # $OUT/a/b/file comes back, $OUT/a/b/c/file does not
+PIECE_BYTES = 15 * 2**20  # what the runner cuts its results into: under the per-file limit
 NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 

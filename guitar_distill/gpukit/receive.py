@@ -5,6 +5,7 @@ in float32 (`artifacts/<stage>/model.keras`) beside its history, metrics and con
 `python -m export`, the benchmarks and the report run here as after a local run. The data stage's
 folder is the one `make gpu-kit` was built from (the same --artifacts root).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,8 @@ from pathlib import Path
 
 from guitar_distill.common.artifacts import read_json, write_json
 from guitar_distill.common.config import stage_parser
-from guitar_distill.common.progress import console
 from guitar_distill.common.errors import ToolkitError, run_cli
+from guitar_distill.common.progress import console
 
 
 class ReceiveError(ToolkitError):
@@ -42,7 +43,9 @@ def joined_results(out: Path) -> bytes:
         parts.append(data)
     data = b"".join(parts)
     if whole is None or hashlib.sha256(data).hexdigest() != whole["sha256"]:
-        raise ReceiveError(f"{out}: the joined pieces differ from the tar the run wrote (a piece missing or out of order)")
+        raise ReceiveError(
+            f"{out}: the joined pieces differ from the tar the run wrote (a piece missing or out of order)"
+        )
     return data
 
 
@@ -59,6 +62,7 @@ def main(argv=None):
     start = time.perf_counter()
     data = joined_results(args.out)
     from guitar_distill.common.quiet import quiet_start
+
     quiet_start()
     from guitar_distill.common.models import float32_copy, load_model_file, save_model
 
@@ -81,17 +85,23 @@ def main(argv=None):
         received.append(stage_dir.name)
     shutil.rmtree(staging)
     write_json(args.artifacts / "gpu_run.json", results)
-    console.print(f"received {', '.join(received) or 'nothing'} from {args.out} "
-                  f"(run of {results['total_seconds']:.0f} s on {', '.join(results['devices'])}) "
-                  f"in {time.perf_counter() - start:.0f} s")
+    console.print(
+        f"received {', '.join(received) or 'nothing'} from {args.out} "
+        f"(run of {results['total_seconds']:.0f} s on {', '.join(results['devices'])}) "
+        f"in {time.perf_counter() - start:.0f} s"
+    )
     for stage, m in results["stages"].items():
-        console.print(f"  {stage}: best epoch {m['best_epoch']} of {m['epochs_run']}, val {m['val_accuracy']:.3f}"
-                      + (f", test {m['test_accuracy']:.3f}" if m.get("test_accuracy") is not None else "")
-                      + f", {m['train_images_per_s']:.0f} training images/s")
+        console.print(
+            f"  {stage}: best epoch {m['best_epoch']} of {m['epochs_run']}, val {m['val_accuracy']:.3f}"
+            + (f", test {m['test_accuracy']:.3f}" if m.get("test_accuracy") is not None else "")
+            + f", {m['train_images_per_s']:.0f} training images/s"
+        )
     preset = results["kit"]["preset"]
-    console.print(f"files: {args.artifacts}/<stage>/model.keras, {args.artifacts}/gpu_run.json; next: "
-                  f"make bench PRESET={preset} ARTIFACTS={args.artifacts}, then python -m benchmarks.report "
-                  f"--preset {preset} --artifacts {args.artifacts} --reports reports/gpu")
+    console.print(
+        f"files: {args.artifacts}/<stage>/model.keras, {args.artifacts}/gpu_run.json; next: "
+        f"make bench PRESET={preset} ARTIFACTS={args.artifacts}, then python -m benchmarks.report "
+        f"--preset {preset} --artifacts {args.artifacts} --reports reports/gpu"
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
 It runs the project's own stages; nothing here trains. Only the standard library is imported
 before the wheels are installed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,8 @@ import time
 from pathlib import Path
 
 from guitar_distill.common.artifacts import read_json, sha256_file, write_json
-from guitar_distill.gpukit.limits import PIECE_BYTES, out_problems
 from guitar_distill.common.errors import ToolkitError, run_cli
+from guitar_distill.gpukit.limits import PIECE_BYTES, out_problems
 
 STAGES = ("teacher", "distill", "baseline")  # trained in this order; distill reads the teacher
 STAGE_MODULES = {"teacher": "teacher", "distill": "distill", "baseline": "student"}
@@ -40,8 +41,23 @@ def install_wheels(kit: Path, pins: list[str], site: Path) -> Path | None:
     """pip install the pinned wheels into `site`; pip picks each one's file for this Python."""
     if not pins:
         return None
-    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-           "--no-cache-dir", "--upgrade", "--target", str(site), "--find-links", str(kit / "wheels"), *pins]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-index",
+        "--no-deps",
+        "--no-compile",
+        "--no-cache-dir",
+        "--upgrade",
+        "--target",
+        str(site),
+        "--find-links",
+        str(kit / "wheels"),
+        *pins,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode:
         raise ToolkitError(f"installing the kit's wheels ({', '.join(pins)}) failed:\n{result.stderr[-2000:]}")
@@ -49,9 +65,17 @@ def install_wheels(kit: Path, pins: list[str], site: Path) -> Path | None:
 
 
 def stage_env(site: Path | None) -> dict:
-    path = [str(p) for p in (site, Path.cwd()) if p] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return {"GUITAR_FEED_WORKERS": str(min(8, os.cpu_count() or 1)), **os.environ, "KERAS_BACKEND": "jax",
-            "PYTHONPATH": os.pathsep.join(path), "KERAS_VERBOSE": "2", "PYTHONUNBUFFERED": "1"}
+    path = [str(p) for p in (site, Path.cwd()) if p] + [
+        p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p
+    ]
+    return {
+        "GUITAR_FEED_WORKERS": str(min(8, os.cpu_count() or 1)),
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "PYTHONPATH": os.pathsep.join(path),
+        "KERAS_VERBOSE": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def devices(env: dict) -> list[str]:
@@ -73,9 +97,11 @@ def unpack_data(kit: Path, artifacts: Path) -> None:
 
 
 def decode(artifacts: Path, env: dict) -> None:
-    code = ("import sys; from pathlib import Path; from guitar_distill.common.cache import load_splits; "
-            "from guitar_distill.common.manifest import load_data_info; "
-            "print({s: len(x) for s, (x, _) in load_splits(load_data_info(Path(sys.argv[1]))).items()})")
+    code = (
+        "import sys; from pathlib import Path; from guitar_distill.common.cache import load_splits; "
+        "from guitar_distill.common.manifest import load_data_info; "
+        "print({s: len(x) for s, (x, _) in load_splits(load_data_info(Path(sys.argv[1]))).items()})"
+    )
     subprocess.run([sys.executable, "-c", code, str(artifacts)], env=env, check=True)
 
 
@@ -97,9 +123,11 @@ def pack(artifacts: Path, out: Path, env: dict) -> list[dict]:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     # One process converts every model: each fresh process pays JAX's and Keras' start-up again.
-    code = ("import sys; from pathlib import Path; from guitar_distill.common.models import load_model_file, "
-            "retyped_copy, save_model\nfor src, dst in zip(sys.argv[1::2], sys.argv[2::2]):\n"
-            "    save_model(retyped_copy(load_model_file(Path(src)), 'float16'), Path(dst))")
+    code = (
+        "import sys; from pathlib import Path; from guitar_distill.common.models import load_model_file, "
+        "retyped_copy, save_model\nfor src, dst in zip(sys.argv[1::2], sys.argv[2::2]):\n"
+        "    save_model(retyped_copy(load_model_file(Path(src)), 'float16'), Path(dst))"
+    )
     pairs = []
     for stage in STAGES:
         src, dst = artifacts / stage, staging / stage
@@ -121,19 +149,28 @@ def pack(artifacts: Path, out: Path, env: dict) -> list[dict]:
             piece = out / f"results.tar.{k:02d}"
             piece.write_bytes(block)
             pieces.append({"name": piece.name, "bytes": len(block), "sha256": hashlib.sha256(block).hexdigest()})
-    return pieces + [{"name": "results.tar", "bytes": tar_path.stat().st_size, "sha256": sha256_file(tar_path), "whole": True}]
+    return pieces + [
+        {"name": "results.tar", "bytes": tar_path.stat().st_size, "sha256": sha256_file(tar_path), "whole": True}
+    ]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m gpukit.run", description=__doc__.splitlines()[0])
     parser.add_argument("--kit", type=Path, required=True, help="the folder make gpu-kit wrote")
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu-out")),
-                        help="where results go (default: $OUT)")
+    parser.add_argument(
+        "--out", type=Path, default=Path(os.environ.get("OUT", "gpu-out")), help="where results go (default: $OUT)"
+    )
     parser.add_argument("--artifacts", type=Path, default=Path("/tmp/gpu-artifacts"), help="working artifacts root")
     parser.add_argument("--site", type=Path, default=Path("/tmp/gpukit-site"), help="where the wheels are installed")
-    parser.add_argument("--minutes", type=float, default=8.5, help="wall-clock budget of the whole run (default: %(default)s)")
-    parser.add_argument("--precision", default="bfloat16", choices=("bfloat16", "float16", ""),
-                        help="the teacher's mixed precision (default: %(default)s)")
+    parser.add_argument(
+        "--minutes", type=float, default=8.5, help="wall-clock budget of the whole run (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--precision",
+        default="bfloat16",
+        choices=("bfloat16", "float16", ""),
+        help="the teacher's mixed precision (default: %(default)s)",
+    )
     parser.add_argument("--allow-cpu", action="store_true", help="run without a GPU (the proof run: make gpu-check)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -168,23 +205,47 @@ def main(argv=None):
             if stage == "teacher":
                 break  # the students need it
     pieces = timed("pack", pack, args.artifacts, args.out, env)
-    metrics = {s: read_json(args.artifacts / s / "metrics.json") for s in STAGES
-               if (args.artifacts / s / "metrics.json").exists()}
+    metrics = {
+        s: read_json(args.artifacts / s / "metrics.json")
+        for s in STAGES
+        if (args.artifacts / s / "metrics.json").exists()
+    }
     results = {
-        "kit": kit_cfg, "devices": found, "minutes": args.minutes, "precision": args.precision,
-        "wall_seconds": wall, "total_seconds": round(time.perf_counter() - start, 1), "notes": notes,
+        "kit": kit_cfg,
+        "devices": found,
+        "minutes": args.minutes,
+        "precision": args.precision,
+        "wall_seconds": wall,
+        "total_seconds": round(time.perf_counter() - start, 1),
+        "notes": notes,
         "pieces": pieces,
-        "stages": {s: {k: m.get(k) for k in ("best_epoch", "epochs_run", "train_accuracy", "val_accuracy",
-                                              "test_accuracy", "train_images_per_s", "train_seconds", "dtype_policy")}
-                   for s, m in metrics.items()},
+        "stages": {
+            s: {
+                k: m.get(k)
+                for k in (
+                    "best_epoch",
+                    "epochs_run",
+                    "train_accuracy",
+                    "val_accuracy",
+                    "test_accuracy",
+                    "train_images_per_s",
+                    "train_seconds",
+                    "dtype_policy",
+                )
+            }
+            for s, m in metrics.items()
+        },
     }
     write_json(args.out / "results.json", results)
     problems = out_problems(args.out)
     if problems:
         raise ToolkitError("what is under OUT would not all come back:\n  " + "\n  ".join(problems))
     summary = ", ".join(f"{s} val {m.get('val_accuracy', float('nan')):.3f}" for s, m in metrics.items())
-    print(f"gpu run done in {results['total_seconds']:.0f} s: {summary or 'nothing trained'}; "
-          f"{len(pieces) - 1} piece(s) and results.json in {args.out}", flush=True)
+    print(
+        f"gpu run done in {results['total_seconds']:.0f} s: {summary or 'nothing trained'}; "
+        f"{len(pieces) - 1} piece(s) and results.json in {args.out}",
+        flush=True,
+    )
     if notes:
         raise ToolkitError("; ".join(notes))
 

@@ -1,13 +1,16 @@
 """`python -m student`: the NiN trained from labels alone, the no-distillation baseline (artifacts/baseline/)."""
+
 from __future__ import annotations
 
 from guitar_distill.common.config import training_config
-from guitar_distill.common.quiet import quiet_start
 from guitar_distill.common.errors import run_cli
+from guitar_distill.common.quiet import quiet_start
 
 
 def main(argv=None):
-    args, cfg = training_config("Train the NiN student from labels alone: the baseline distillation must beat.", "student", argv)
+    args, cfg = training_config(
+        "Train the NiN student from labels alone: the baseline distillation must beat.", "student", argv
+    )
     quiet_start()  # parse first: --help and argument errors need no TensorFlow
     from guitar_distill.common.progress import console
     from guitar_distill.common.stage import open_training_run
@@ -16,10 +19,13 @@ def main(argv=None):
 
     run = open_training_run(args, cfg, "baseline", keys=("data", "student"), recipe="student")
     scfg = run.recipe
-    model = compile_recipe(build_nin_student(len(run.classes), run.info.image_size, tuple(scfg["widths"]),
-                                             float(scfg["dropout"])), scfg)
-    console.print(f"student baseline (no distillation): NiN {scfg['widths']}, {model.count_params():,} parameters, "
-                  f"{len(run.splits['train'][0])} training photos, backend {run.runtime['backend']}")
+    model = compile_recipe(
+        build_nin_student(len(run.classes), run.info.image_size, tuple(scfg["widths"]), float(scfg["dropout"])), scfg
+    )
+    console.print(
+        f"student baseline (no distillation): NiN {scfg['widths']}, {model.count_params():,} parameters, "
+        f"{len(run.splits['train'][0])} training photos, backend {run.runtime['backend']}"
+    )
     rows = run.fit(model)
     run.finish(model, rows, "nin_student_no_kd", f"NiN student, labels only ({cfg['name']})")
 

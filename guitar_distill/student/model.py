@@ -1,4 +1,5 @@
 """Network-in-Network (Lin et al. 2013) sized for edge devices: mlpconv blocks, no dense layers."""
+
 from __future__ import annotations
 
 import keras as keras3
@@ -8,8 +9,9 @@ from guitar_distill.common.layers import FusedBatchNormalization
 LAST_FEATURES = "last_features"  # output of the last mlpconv block before the classifier (Grad-CAM)
 
 
-def build_nin_student(num_classes: int, input_size: int = 224, widths=(32, 64, 128), dropout: float = 0.25,
-                      keras=keras3):
+def build_nin_student(
+    num_classes: int, input_size: int = 224, widths=(32, 64, 128), dropout: float = 0.25, keras=keras3
+):
     """Raw RGB 0..255 in, class probabilities out.
 
     `keras` is the Keras module to build with: Keras 3 by default, or tf_keras (Keras 2), which

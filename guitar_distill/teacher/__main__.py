@@ -1,23 +1,28 @@
 """`python -m teacher`: fine-tune ResNet50 on the manifest's split with the write-up's recipe."""
+
 from __future__ import annotations
 
 from guitar_distill.common.config import resolve_project_path, training_config
-from guitar_distill.common.quiet import quiet_start
 from guitar_distill.common.errors import ToolkitError, run_cli
+from guitar_distill.common.quiet import quiet_start
 
 
 def main(argv=None):
     def weights_flag(parser):
-        parser.add_argument("--weights", help='"imagenet", "none", a local no-top ResNet50 weights file, or a '
-                                              'teacher .keras file to start from (models/teacher/keras_fp16/model.keras)')
+        parser.add_argument(
+            "--weights",
+            help='"imagenet", "none", a local no-top ResNet50 weights file, or a '
+            "teacher .keras file to start from (models/teacher/keras_fp16/model.keras)",
+        )
 
-    args, cfg = training_config("Fine-tune the ResNet50 teacher with the write-up's recipe (resumable).",
-                                "teacher", argv, weights_flag)
+    args, cfg = training_config(
+        "Fine-tune the ResNet50 teacher with the write-up's recipe (resumable).", "teacher", argv, weights_flag
+    )
     quiet_start()  # parse first: --help and argument errors need no TensorFlow
-    from guitar_distill.common.progress import console
-    from guitar_distill.common.stage import open_training_run
     from guitar_distill.common.augment import training_phases
     from guitar_distill.common.cache import load_split
+    from guitar_distill.common.progress import console
+    from guitar_distill.common.stage import open_training_run
     from guitar_distill.common.training import compile_recipe
     from guitar_distill.teacher.fixres import at_resolution
     from guitar_distill.teacher.model import build_teacher
@@ -36,8 +41,13 @@ def main(argv=None):
         if tcfg["head"] != "avg":
             raise ToolkitError('teacher.phases train at several sides: they need teacher.head = "avg"')
         run.splits = {s: load_split(run.info, s, phases.last) for s in run.splits}
-    model = build_teacher(len(run.classes), None if phases else run.info.image_size, None if warm else tcfg["weights"],
-                          zero_init_residual=bool(tcfg["zero_init_residual"]) and not warm, head=tcfg["head"])
+    model = build_teacher(
+        len(run.classes),
+        None if phases else run.info.image_size,
+        None if warm else tcfg["weights"],
+        zero_init_residual=bool(tcfg["zero_init_residual"]) and not warm,
+        head=tcfg["head"],
+    )
     started_from = {}
     if warm:
         try:  # a resumed run then restores its own weights over these, from backup/
@@ -45,16 +55,24 @@ def main(argv=None):
         except (FileNotFoundError, ValueError) as e:
             raise ToolkitError(str(e)) from None
     compile_recipe(model, tcfg)
-    console.print(f"teacher: ResNet50 ({tcfg['head']} head) from {tcfg['weights'] or 'scratch'}, {model.count_params():,} parameters, "
-                  f"{tcfg['optimizer']} {tcfg['schedule']} lr {tcfg['learning_rate']}, "
-                  f"{len(run.splits['train'][0])} training photos at {sides(phases) if phases else run.info.image_size}px, "
-                  f"{tcfg['augmentation']} augmentation, "
-                  f"backend {run.runtime['backend']}")
+    console.print(
+        f"teacher: ResNet50 ({tcfg['head']} head) from {tcfg['weights'] or 'scratch'}, "
+        f"{model.count_params():,} parameters, "
+        f"{tcfg['optimizer']} {tcfg['schedule']} lr {tcfg['learning_rate']}, "
+        f"{len(run.splits['train'][0])} training photos at {sides(phases) if phases else run.info.image_size}px, "
+        f"{tcfg['augmentation']} augmentation, "
+        f"backend {run.runtime['backend']}"
+    )
     rows = run.fit(model)
     if phases:
         model = at_resolution(model, phases.last)
-    run.finish(model, rows, "resnet50_teacher", f"ResNet50 teacher ({cfg['name']} preset)",
-               extra={"weights": tcfg["weights"], **({"started_from": started_from} if started_from else {})})
+    run.finish(
+        model,
+        rows,
+        "resnet50_teacher",
+        f"ResNet50 teacher ({cfg['name']} preset)",
+        extra={"weights": tcfg["weights"], **({"started_from": started_from} if started_from else {})},
+    )
 
 
 def sides(phases) -> str:

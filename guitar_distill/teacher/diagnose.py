@@ -10,6 +10,7 @@ Three measurements of a saved teacher (default: the release in models/), before 
 
 Writes diagnosis.json and diagnosis.md (and lr_range.png) in <artifacts>/diagnose/.
 """
+
 from __future__ import annotations
 
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from guitar_distill.common.artifacts import environment_info, write_json, write_text
-from guitar_distill.common.config import resolve_project_path, stage_parser, resolve_config
+from guitar_distill.common.config import resolve_config, resolve_project_path, stage_parser
 from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.markdown import markdown_table
 from guitar_distill.common.quiet import quiet_start
@@ -27,8 +28,10 @@ RELEASED_TEACHER = "models/teacher/keras_fp16/model.keras"
 
 
 def parse_args(argv=None):
-    parser = stage_parser("Diagnose a teacher: training fit, test resolution with batch-norm re-estimation, "
-                          "learning-rate range.", default_preset="stretch")
+    parser = stage_parser(
+        "Diagnose a teacher: training fit, test resolution with batch-norm re-estimation, learning-rate range.",
+        default_preset="stretch",
+    )
     parser.add_argument("--teacher", default=RELEASED_TEACHER, help="teacher .keras file (default: %(default)s)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[112, 128, 144, 160], help="test resolutions")
     parser.add_argument("--bn-photos", type=int, default=1024, help="training photos to re-estimate batch norm on")
@@ -42,6 +45,7 @@ def parse_args(argv=None):
 
 def fit_part(model, info, splits) -> dict:
     from guitar_distill.common.runtimes import accuracy, predict_all
+
     return {split: accuracy(predict_all(model, x), y) for split, (x, y) in splits.items() if split != "test"}
 
 
@@ -58,8 +62,11 @@ def resolution_part(model, info, sizes: list[int], bn_photos: int, seed: int) ->
         train_x, _ = load_split(info, "train", size)
         pick = np.sort(np.random.default_rng(seed).permutation(len(train_x))[:bn_photos])
         sized = at_resolution(model, size)
-        row = {"size": size, "as_is": accuracy(predict_all(sized, val_x), val_y),
-               "as_is_flip": accuracy(predict_flip_averaged(sized, val_x), val_y)}
+        row = {
+            "size": size,
+            "as_is": accuracy(predict_all(sized, val_x), val_y),
+            "as_is_flip": accuracy(predict_flip_averaged(sized, val_x), val_y),
+        }
         reestimate_batch_norm(sized, train_x[pick])
         row["reestimated"] = accuracy(predict_all(sized, val_x), val_y)
         row["reestimated_flip"] = accuracy(predict_flip_averaged(sized, val_x), val_y)
@@ -79,6 +86,7 @@ class StepLoss:
             def on_epoch_end(self, epoch, logs=None):
                 lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
                 rows.append({"step": epoch + 1, "learning_rate": lr, "loss": float(logs["loss"])})
+
         return Record()
 
 
@@ -97,13 +105,21 @@ def lr_range_part(cfg: dict, info, splits, teacher: Path, steps: int, lr_min: fl
     start_from_teacher(model, teacher)
     growth = (lr_max / lr_min) ** (1 / max(steps - 1, 1))
     rate = keras.optimizers.schedules.ExponentialDecay(lr_min, decay_steps=1, decay_rate=growth)
-    optimizer = keras.optimizers.SGD(rate, momentum=float(tcfg["momentum"]), nesterov=bool(tcfg["nesterov"]),
-                                     weight_decay=float(tcfg["weight_decay"]) or None)
+    optimizer = keras.optimizers.SGD(
+        rate,
+        momentum=float(tcfg["momentum"]),
+        nesterov=bool(tcfg["nesterov"]),
+        weight_decay=float(tcfg["weight_decay"]) or None,
+    )
     if tcfg["weight_decay"]:
         optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     model.compile(optimizer=optimizer, loss=recipe_loss(tcfg))
-    feed = AugmentedBatches(*splits["train"], batch_size=int(tcfg["batch_size"]), seed=int(tcfg["seed"]),
-                            augment=training_augmentation(tcfg))
+    feed = AugmentedBatches(
+        *splits["train"],
+        batch_size=int(tcfg["batch_size"]),
+        seed=int(tcfg["seed"]),
+        augment=training_augmentation(tcfg),
+    )
     rows: list[dict] = []
     started = time.perf_counter()
     model.fit(feed, steps_per_epoch=1, epochs=steps, callbacks=[StepLoss.make(rows)], verbose=0)
@@ -128,6 +144,7 @@ def lr_summary(rows: list[dict], smoothing: float = 0.9) -> dict:
     def first_above(factor):
         past = [r["learning_rate"] for r, v in zip(rows[low:], smooth[low:]) if v > factor * smooth[low]]
         return past[0] if past else None
+
     return {"min_loss_lr": rows[low]["learning_rate"], "rises_lr": first_above(1.1), "diverged_lr": first_above(1.5)}
 
 
@@ -136,31 +153,50 @@ def rate(value) -> str:
 
 
 def render(report: dict) -> str:
-    lines = [f"# Teacher diagnosis: {report['teacher']}", "",
-             f"Command: `{report['command']}`  ", f"Machine: {report['machine']}", ""]
+    lines = [
+        f"# Teacher diagnosis: {report['teacher']}",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Machine: {report['machine']}",
+        "",
+    ]
     if "fit" in report:
-        lines += ["## Fit (un-augmented, at the trained size)", "",
-                  markdown_table(["split", "top-1"], [[s, f"{v:.3f}"] for s, v in report["fit"].items()])]
+        lines += [
+            "## Fit (un-augmented, at the trained size)",
+            "",
+            markdown_table(["split", "top-1"], [[s, f"{v:.3f}"] for s, v in report["fit"].items()]),
+        ]
     if report.get("resolution"):
         header = ["test px", "as is", "as is + flip", "re-estimated", "re-estimated + flip"]
-        rows = [[r["size"], *(f"{r[k]:.3f}" for k in ("as_is", "as_is_flip", "reestimated", "reestimated_flip"))]
-                for r in report["resolution"]]
+        rows = [
+            [r["size"], *(f"{r[k]:.3f}" for k in ("as_is", "as_is_flip", "reestimated", "reestimated_flip"))]
+            for r in report["resolution"]
+        ]
         lines += ["## Validation top-1 by test resolution", "", markdown_table(header, rows)]
     if report.get("lr_range"):
         lr = report["lr_range"]
         picks = lr["rows"][:: max(1, len(lr["rows"]) // 12)]
-        lines += ["## Learning-rate range test", "",
-                  f"{len(lr['rows'])} steps in {lr['seconds']:.0f} s (compilation included). The smoothed loss is "
-                  f"lowest at lr {rate(lr['min_loss_lr'])}, 10 % above that from lr {rate(lr['rises_lr'])} and "
-                  f"50 % above from lr {rate(lr['diverged_lr'])}.", "",
-                  markdown_table(["step", "lr", "loss", "smoothed"],
-                                 [[r["step"], f"{r['learning_rate']:.3g}", f"{r['loss']:.3f}",
-                                   f"{r['smoothed_loss']:.3f}"] for r in picks])]
+        lines += [
+            "## Learning-rate range test",
+            "",
+            f"{len(lr['rows'])} steps in {lr['seconds']:.0f} s (compilation included). The smoothed loss is "
+            f"lowest at lr {rate(lr['min_loss_lr'])}, 10 % above that from lr {rate(lr['rises_lr'])} and "
+            f"50 % above from lr {rate(lr['diverged_lr'])}.",
+            "",
+            markdown_table(
+                ["step", "lr", "loss", "smoothed"],
+                [
+                    [r["step"], f"{r['learning_rate']:.3g}", f"{r['loss']:.3f}", f"{r['smoothed_loss']:.3f}"]
+                    for r in picks
+                ],
+            ),
+        ]
     return "\n".join(lines)
 
 
 def plot_lr_range(lr: dict, path: Path) -> None:
     from guitar_distill.common.plots import pyplot, save_figure
+
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([r["learning_rate"] for r in lr["rows"]], [r["smoothed_loss"] for r in lr["rows"]])
@@ -171,6 +207,7 @@ def plot_lr_range(lr: dict, path: Path) -> None:
 def rerender(out: Path) -> None:
     """diagnosis.md and lr_range.png again from diagnosis.json (the summary recomputed from the recorded steps)."""
     from guitar_distill.common.artifacts import read_json
+
     report = read_json(out / "diagnosis.json")
     if report.get("lr_range"):
         report["lr_range"].update(lr_summary(report["lr_range"]["rows"]))
@@ -182,6 +219,7 @@ def rerender(out: Path) -> None:
 
 def main(argv=None):
     import sys
+
     args = parse_args(argv)
     out = args.artifacts / "diagnose"
     if args.render:
@@ -199,8 +237,12 @@ def main(argv=None):
     info = load_data_info(args.artifacts)
     splits = load_splits(info)
     env = environment_info()
-    report = {"teacher": str(args.teacher), "command": "python -m guitar_distill.teacher.diagnose " + " ".join(sys.argv[1:]),
-              "machine": f"{env['processor']}, flags {' '.join(env['simd'])}", "environment": env}
+    report = {
+        "teacher": str(args.teacher),
+        "command": "python -m guitar_distill.teacher.diagnose " + " ".join(sys.argv[1:]),
+        "machine": f"{env['processor']}, flags {' '.join(env['simd'])}",
+        "environment": env,
+    }
     model = float32_copy(load_model_file(teacher))
     if "fit" not in args.skip:
         report["fit"] = fit_part(model, info, splits)

@@ -5,6 +5,7 @@ A network trained on random-resized crops sees objects larger than a centred tes
 testing at a higher resolution matches the sizes again, once each batch norm's running statistics
 are recomputed at that resolution (Touvron et al. 2019).
 """
+
 from __future__ import annotations
 
 import keras
@@ -16,8 +17,9 @@ from guitar_distill.teacher.model import build_teacher
 def at_resolution(model: keras.Model, size: int) -> keras.Model:
     """The same average-pooling-head teacher, weights and all, taking `size` x `size` photos."""
     if any(isinstance(layer, keras.layers.Flatten) for layer in model.layers):
-        raise ValueError(f"{model.name}: a Flatten head is tied to its input size; only an avg head tests at "
-                         f"another resolution")
+        raise ValueError(
+            f"{model.name}: a Flatten head is tied to its input size; only an avg head tests at another resolution"
+        )
     rebuilt = build_teacher(model.output_shape[-1], size, head="avg")
     rebuilt.set_weights(model.get_weights())
     return rebuilt
@@ -36,7 +38,7 @@ def reestimate_batch_norm(model: keras.Model, images: np.ndarray, batch_size: in
         for start in range(0, len(images) - batch_size + 1, batch_size):
             for layer in layers:
                 layer.momentum = batches / (batches + 1)
-            model(np.asarray(images[start:start + batch_size], dtype=np.float32), training=True)
+            model(np.asarray(images[start : start + batch_size], dtype=np.float32), training=True)
             batches += 1
     finally:
         for layer, momentum in zip(layers, saved):
@@ -50,6 +52,6 @@ def predict_flip_averaged(model: keras.Model, images: np.ndarray, batch_size: in
     """The mean of the probabilities for each photo and its mirror image."""
     out = []
     for start in range(0, len(images), batch_size):
-        x = np.asarray(images[start:start + batch_size], dtype=np.float32)
+        x = np.asarray(images[start : start + batch_size], dtype=np.float32)
         out.append((model.predict_on_batch(x) + model.predict_on_batch(x[:, :, ::-1])) / 2)
     return np.concatenate(out)

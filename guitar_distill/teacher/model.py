@@ -1,4 +1,5 @@
 """ResNet50 + Flatten + Dense softmax, as the write-up built it, with ImageNet preprocessing inside."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,13 @@ from guitar_distill.common.layers import CaffePreprocess, with_training_layers
 HEADS = ("flatten", "avg")
 
 
-def build_teacher(num_classes: int, input_size: int = 224, weights: str | None = None,
-                  zero_init_residual: bool = False, head: str = "flatten") -> keras.Model:
+def build_teacher(
+    num_classes: int,
+    input_size: int = 224,
+    weights: str | None = None,
+    zero_init_residual: bool = False,
+    head: str = "flatten",
+) -> keras.Model:
     """`weights`: "imagenet" (Keras download), None/"none" (from scratch) or a local weights file
     for the no-top ResNet50 (e.g. resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5).
 

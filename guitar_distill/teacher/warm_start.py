@@ -6,6 +6,7 @@ becomes the average-pooling head whose dense kernel is the sum of the H*W positi
 gives the same logits wherever the features are equal across positions, and is a fine start
 elsewhere. A Flatten target needs a Flatten source of the same size.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,8 +29,11 @@ def start_from_teacher(model: keras.Model, path: Path) -> dict:
         raise FileNotFoundError(f"teacher file not found: {path}")
     source = float32_copy(load_model_file(path))
     names = {layer.name for layer in source.layers}
-    missing = [layer.name for layer in model.layers if layer.weights and layer.name not in names
-               and layer.name != "predictions"]
+    missing = [
+        layer.name
+        for layer in model.layers
+        if layer.weights and layer.name not in names and layer.name != "predictions"
+    ]
     if missing:
         raise ValueError(f"{path}: not a ResNet50 teacher of this project (no layers {', '.join(missing[:3])} ...)")
     for layer in model.layers:
@@ -45,7 +49,9 @@ def start_from_teacher(model: keras.Model, path: Path) -> dict:
         channels = target[0]
         kernel = kernel.reshape(-1, channels, kernel.shape[1]).sum(axis=0)  # Flatten order: (h, w, channel)
     elif kernel.shape != tuple(target):
-        raise ValueError(f"{path}: its {head_from} head takes {kernel.shape[0]} features, this {head_to} head "
-                         f"{target[0]}: a Flatten head is tied to its input size (use teacher.head = \"avg\")")
+        raise ValueError(
+            f"{path}: its {head_from} head takes {kernel.shape[0]} features, this {head_to} head "
+            f'{target[0]}: a Flatten head is tied to its input size (use teacher.head = "avg")'
+        )
     model.get_layer("predictions").set_weights([kernel, bias])
     return {"from": project_relative(path), "source_image_size": int(source.input_shape[1]), "source_head": head_from}

@@ -11,6 +11,7 @@ suspects.csv lists every photo, most suspicious first.
 
 In the project the same file runs as `python -m edge.check DIR`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,9 @@ def flag_quality(scores: np.ndarray, wrong: np.ndarray, threshold: float) -> tup
     return (hits / int(flags.sum()) if flags.any() else float("nan"), hits / max(int(wrong.sum()), 1), int(flags.sum()))
 
 
-def choose_threshold(probs: np.ndarray, labels: np.ndarray, share: float = 0.05, precision: float = 0.5,
-                     seed: int = 0) -> dict:
+def choose_threshold(
+    probs: np.ndarray, labels: np.ndarray, share: float = 0.05, precision: float = 0.5, seed: int = 0
+) -> dict:
     """The flagging threshold on p(claimed label) for a stated precision, from labels flipped on purpose.
 
     Of the thresholds whose flags reach `precision` on the flipped photos, the one with the most
@@ -66,10 +68,18 @@ def choose_threshold(probs: np.ndarray, labels: np.ndarray, share: float = 0.05,
     met = [r for r in rows if r[1] >= precision]
     best = max(met, key=lambda r: (r[2], r[0])) if met else max(rows, key=lambda r: (r[1], r[2]))
     threshold, got_precision, recall, flags = best
-    return {"threshold": round(float(threshold), 6), "precision": round(float(got_precision), 4),
-            "recall": round(float(recall), 4), "target_precision": precision, "met": bool(met),
-            "flipped_share": share, "photos": int(len(labels)), "flipped": int(flipped.sum()), "seed": seed,
-            "score": "probability of the claimed label"}
+    return {
+        "threshold": round(float(threshold), 6),
+        "precision": round(float(got_precision), 4),
+        "recall": round(float(recall), 4),
+        "target_precision": precision,
+        "met": bool(met),
+        "flipped_share": share,
+        "photos": int(len(labels)),
+        "flipped": int(flipped.sum()),
+        "seed": seed,
+        "score": "probability of the claimed label",
+    }
 
 
 def claimed_photos(folder: Path, labels: list[str]) -> list[tuple[Path, str]]:
@@ -80,8 +90,10 @@ def claimed_photos(folder: Path, labels: list[str]) -> list[tuple[Path, str]]:
     subs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     unknown = [p.name for p in subs if p.name not in labels]
     if unknown:
-        raise ModelError(f"{folder}: sub-folder(s) {', '.join(unknown)} are not classes of this model "
-                         f"(labels.txt: {', '.join(labels)})")
+        raise ModelError(
+            f"{folder}: sub-folder(s) {', '.join(unknown)} are not classes of this model "
+            f"(labels.txt: {', '.join(labels)})"
+        )
     if not subs:
         raise ModelError(f"{folder}: no class sub-folders (one per claimed label, named as in labels.txt)")
     photos = [(photo, sub.name) for sub in subs for photo in expand_inputs([str(sub)])]
@@ -92,8 +104,11 @@ def claimed_photos(folder: Path, labels: list[str]) -> list[tuple[Path, str]]:
 
 def empty_classes(folder: Path) -> list[Path]:
     """Class sub-folders without a photo: reported as errors, as predict.py reports an empty folder."""
-    return [sub for sub in sorted(Path(folder).iterdir()) if sub.is_dir() and not sub.name.startswith(".")
-            and not expand_inputs([str(sub)])]
+    return [
+        sub
+        for sub in sorted(Path(folder).iterdir())
+        if sub.is_dir() and not sub.name.startswith(".") and not expand_inputs([str(sub)])
+    ]
 
 
 def check(classifier: TFLiteClassifier, labels: list[str], photos: list[tuple[Path, str]], threshold: float):
@@ -107,8 +122,16 @@ def check(classifier: TFLiteClassifier, labels: list[str], photos: list[tuple[Pa
             continue
         top = int(np.argmax(probs))
         p_claimed = float(probs[labels.index(claimed)])
-        rows.append({"path": str(path), "claimed": claimed, "predicted": labels[top], "p_claimed": round(p_claimed, 4),
-                     "p_predicted": round(float(probs[top]), 4), "flagged": p_claimed < threshold})
+        rows.append(
+            {
+                "path": str(path),
+                "claimed": claimed,
+                "predicted": labels[top],
+                "p_claimed": round(p_claimed, 4),
+                "p_predicted": round(float(probs[top]), 4),
+                "flagged": p_claimed < threshold,
+            }
+        )
     rows.sort(key=lambda r: (r["p_claimed"], r["path"]))
     return rows, errors
 
@@ -126,8 +149,9 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Find photos whose claimed label looks wrong.")
     parser.add_argument("folder", type=Path, help="one sub-folder per claimed label, named as in labels.txt")
-    parser.add_argument("--out", type=Path, default=Path("."),
-                        help="folder for suspects.csv (default: the current folder)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("."), help="folder for suspects.csv (default: the current folder)"
+    )
     parser.add_argument("--threshold", type=float, help="flag below this p(claimed) (default: model.json's)")
     parser.add_argument("--model", type=Path, help="a .tflite file (default: the faster of the bundle's two)")
     parser.add_argument("--threads", type=int, default=None)
@@ -135,7 +159,9 @@ def main(argv=None) -> int:
     try:
         args.model, meta, classifier, labels = open_model(args.model, args.threads)
         # The calibration is the int8 file's; the float32 file answers the same to within rounding.
-        calibration = meta.get("label_check") or read_model_json(args.model.with_name("model.tflite")).get("label_check")
+        calibration = meta.get("label_check") or read_model_json(args.model.with_name("model.tflite")).get(
+            "label_check"
+        )
         if args.threshold is None and not calibration:
             raise ModelError(f"{args.model.parent}/model.json has no label_check threshold: pass --threshold")
         threshold = args.threshold if args.threshold is not None else calibration["threshold"]
@@ -150,14 +176,20 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(args.out / "suspects.csv", rows)
     flagged = sum(r["flagged"] for r in rows)
-    print(f"checked {len(rows)} photos ({len(errors)} not checked), flagged {flagged} with p(claimed) < {threshold:.4g}")
+    print(
+        f"checked {len(rows)} photos ({len(errors)} not checked), flagged {flagged} with p(claimed) < {threshold:.4g}"
+    )
     if calibration and args.threshold is None:
-        print(f"on validation with {calibration['flipped_share']:.0%} of labels flipped, this threshold gave "
-              f"precision {calibration['precision']:.2f} and recall {calibration['recall']:.2f} "
-              f"(target precision {calibration['target_precision']:.2f}{'' if calibration['met'] else ', not reached'})")
+        print(
+            f"on validation with {calibration['flipped_share']:.0%} of labels flipped, this threshold gave "
+            f"precision {calibration['precision']:.2f} and recall {calibration['recall']:.2f} "
+            f"(target precision {calibration['target_precision']:.2f}{'' if calibration['met'] else ', not reached'})"
+        )
     elif calibration:
-        print(f"(model.json's threshold {calibration['threshold']:.4g} gave precision {calibration['precision']:.2f}, "
-              f"recall {calibration['recall']:.2f} on validation; --threshold {threshold:.4g} was not measured)")
+        print(
+            f"(model.json's threshold {calibration['threshold']:.4g} gave precision {calibration['precision']:.2f}, "
+            f"recall {calibration['recall']:.2f} on validation; --threshold {threshold:.4g} was not measured)"
+        )
     print(f"suspects, most suspicious first: {args.out / 'suspects.csv'}")
     return 1 if errors else 0
 

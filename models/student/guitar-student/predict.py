@@ -12,6 +12,7 @@ in `.fastest.json` beside them, redone when the CPU, the thread count or the fil
 
 In the project the same file runs as `python -m edge.predict --model artifacts/edge/guitar-student/model.tflite`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,14 @@ else:  # a bundle's script: its own images.py, whatever else is installed
 
 HERE = Path(__file__).resolve().parent
 # In a bundle the models sit beside this file; in the project (guitar_distill/edge/), the released student's.
-DEFAULT_MODEL = next((p for p in (HERE / "model.tflite", HERE.parents[1] / "models" / "student" / "guitar-student" /
-                                  "model.tflite") if p.exists()), HERE / "model.tflite")
+DEFAULT_MODEL = next(
+    (
+        p
+        for p in (HERE / "model.tflite", HERE.parents[1] / "models" / "student" / "guitar-student" / "model.tflite")
+        if p.exists()
+    ),
+    HERE / "model.tflite",
+)
 CANDIDATES = ("model.tflite", "model_fp32.tflite")  # int8 (uint8 in), float32: the same student
 CHOICE_FILE = ".fastest.json"
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -161,8 +168,11 @@ def choose_model(folder: Path, threads: int | None, rounds: int = 3) -> tuple[Pa
     files = [folder / name for name in CANDIDATES if (folder / name).is_file()]
     if len(files) < 2:
         return (files[0] if files else folder / CANDIDATES[0]), ""
-    key = {"cpu": cpu_signature(), "threads": threads,
-           "files": {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}}
+    key = {
+        "cpu": cpu_signature(),
+        "threads": threads,
+        "files": {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files},
+    }
     cache = folder / CHOICE_FILE
     try:
         saved = json.loads(cache.read_text())
@@ -190,8 +200,10 @@ def why(record: dict, cached: bool) -> str:
     ms = record["ms"]
     other = next(name for name in ms if name != record["choice"])
     when = f"timed on first use, cached in {CHOICE_FILE}" if not cached else f"as timed before ({CHOICE_FILE})"
-    return (f"using {record['choice']}: {ms[record['choice']]:.2f} ms a photo against {ms[other]:.2f} ms for {other} "
-            f"on this CPU, {record['threads'] or 'default'} thread(s) ({when}; --model FILE forces one)")
+    return (
+        f"using {record['choice']}: {ms[record['choice']]:.2f} ms a photo against {ms[other]:.2f} ms for {other} "
+        f"on this CPU, {record['threads'] or 'default'} thread(s) ({when}; --model FILE forces one)"
+    )
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
@@ -199,8 +211,15 @@ def expand_inputs(items: list[str]) -> list[Path]:
     for item in items:
         p = Path(item)
         if p.is_dir():
-            paths.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in PHOTO_SUFFIXES
-                                and not any(part.startswith(".") for part in f.relative_to(p).parts)))
+            paths.extend(
+                sorted(
+                    f
+                    for f in p.rglob("*")
+                    if f.is_file()
+                    and f.suffix.lower() in PHOTO_SUFFIXES
+                    and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                )
+            )
         else:
             paths.append(p)
     return paths
@@ -231,14 +250,20 @@ def golden_answers(model_path: Path) -> Path:
 def selftest(classifier: TFLiteClassifier, labels: list[str], golden_dir: Path) -> int:
     answers = golden_answers(classifier.path)
     if not answers.exists():
-        print(f"error: no golden/expected.json beside {classifier.path}: the self-test checks the files of a "
-              f"bundle built by the project's export", file=sys.stderr)
+        print(
+            f"error: no golden/expected.json beside {classifier.path}: the self-test checks the files of a "
+            f"bundle built by the project's export",
+            file=sys.stderr,
+        )
         return 1
     expected = json.loads(answers.read_text())
     missing = [item["file"] for item in expected if not (golden_dir / item["file"]).exists()]
     if missing:
-        print(f"error: golden photos missing in {golden_dir}: {', '.join(missing)} (the bundle carries them: copy "
-              f"its whole folder)", file=sys.stderr)
+        print(
+            f"error: golden photos missing in {golden_dir}: {', '.join(missing)} (the bundle carries them: copy "
+            f"its whole folder)",
+            file=sys.stderr,
+        )
         return 1
     failures = 0
     for item in expected:
@@ -257,8 +282,10 @@ def benchmark(classifier: TFLiteClassifier, runs: int, threads: int | None) -> i
     """Batch-1 latency of the model alone (no photo decoding) on this device."""
     times = latencies_ms(classifier, runs, warmup=10)
     p50, p90 = np.percentile(times, [50, 90])
-    print(f"{classifier.path.name} on {platform.machine()}, {threads or 'default'} thread(s), {runs} runs: "
-          f"p50 {p50:.3f} ms, p90 {p90:.3f} ms, mean {np.mean(times):.3f} ms")
+    print(
+        f"{classifier.path.name} on {platform.machine()}, {threads or 'default'} thread(s), {runs} runs: "
+        f"p50 {p50:.3f} ms, p90 {p90:.3f} ms, mean {np.mean(times):.3f} ms"
+    )
     return 0
 
 
@@ -276,15 +303,24 @@ def open_model(model: Path | None, threads: int | None, labels_path: Path | None
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Classify guitar photos with a TFLite model.")
     parser.add_argument("inputs", nargs="*", help="photo files or folders")
-    parser.add_argument("--model", type=Path, help=f"a .tflite file (default: the faster of {' and '.join(CANDIDATES)} "
-                                                    f"in {DEFAULT_MODEL.parent}, timed on first use)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help=f"a .tflite file (default: the faster of {' and '.join(CANDIDATES)} "
+        f"in {DEFAULT_MODEL.parent}, timed on first use)",
+    )
     parser.add_argument("--labels", type=Path, help="labels.txt (default: next to the model)")
-    parser.add_argument("--top-k", type=int, default=3, help="classes to show per photo, 1 to all (default: %(default)s)")
+    parser.add_argument(
+        "--top-k", type=int, default=3, help="classes to show per photo, 1 to all (default: %(default)s)"
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--selftest", action="store_true", help="check the golden photos next to the model")
-    parser.add_argument("--benchmark", action="store_true",
-                        help="time --runs batch-1 inferences (after 10 warm-up runs) and print p50/p90/mean in ms")
+    parser.add_argument(
+        "--benchmark",
+        action="store_true",
+        help="time --runs batch-1 inferences (after 10 warm-up runs) and print p50/p90/mean in ms",
+    )
     parser.add_argument("--runs", type=int, default=100, help="timed runs of --benchmark (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.top_k < 1:

@@ -7,6 +7,7 @@ page is cross-origin isolated: served with Cross-Origin-Opener-Policy: same-orig
 Cross-Origin-Embedder-Policy: require-corp. `python -m http.server` sends neither, and the page then
 runs on one thread. Standard library only.
 """
+
 from __future__ import annotations
 
 import argparse
