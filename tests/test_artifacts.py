@@ -134,21 +134,43 @@ def test_a_run_may_grow_its_epoch_budget_and_nothing_else(tmp_path, capsys):
     from guitar_distill.common.stage import prepare_run_dir
 
     cfg = load_preset("smoke")
-    prepare_run_dir(tmp_path, "teacher", cfg, False, keys=("data", "teacher"))
+    prepare_run_dir(tmp_path, "teacher", cfg, False, keys=("data", "teacher"), grows="teacher")
     (tmp_path / "teacher" / "backup").mkdir()
     (tmp_path / "teacher" / "backup" / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
     longer = apply_overrides(cfg, ["teacher.max_epochs=9", "teacher.patience=30"])
-    prepare_run_dir(tmp_path, "teacher", longer, False, keys=("data", "teacher"))
+    prepare_run_dir(tmp_path, "teacher", longer, False, keys=("data", "teacher"), grows="teacher")
     assert "max_epochs 2 -> 9" in capsys.readouterr().out
     saved = json.loads((tmp_path / "teacher" / "config.json").read_text())
     assert saved["extended"] == [
         {"after_epoch": 2, "max_epochs": {"from": 2, "to": 9}, "patience": {"from": 20, "to": 30}}
     ]
-    for changed in (["teacher.max_epochs=5"], ["teacher.learning_rate=0.5"], ["data.image_size=48"]):
-        with pytest.raises(ToolkitError, match="another config"):
-            prepare_run_dir(tmp_path, "teacher", apply_overrides(longer, changed), False, keys=("data", "teacher"))
-    prepare_run_dir(tmp_path, "teacher", apply_overrides(longer, []), False, keys=("data", "teacher"))
+    for changed, named in (
+        (["teacher.max_epochs=5"], r"teacher.max_epochs \(9 -> 5: it may only grow\)"),
+        (["teacher.learning_rate=0.5"], "teacher.learning_rate changed"),
+        (["data.image_size=48"], "data.image_size changed"),
+    ):
+        with pytest.raises(ToolkitError, match=named):
+            prepare_run_dir(
+                tmp_path, "teacher", apply_overrides(longer, changed), False, keys=("data", "teacher"), grows="teacher"
+            )
+    prepare_run_dir(tmp_path, "teacher", apply_overrides(longer, []), False, keys=("data", "teacher"), grows="teacher")
     assert len(json.loads((tmp_path / "teacher" / "config.json").read_text())["extended"]) == 1
+
+
+def test_distillation_may_grow_the_student_table_it_trains_from(tmp_path, capsys):
+    """The distillation stage keeps [student], [distill] and [data]; its recipe table, [student], may grow."""
+    from guitar_distill.common.stage import prepare_run_dir
+
+    cfg = load_preset("smoke")
+    keys = ("data", "student", "distill")
+    prepare_run_dir(tmp_path, "distill", cfg, False, keys=keys, grows="student")
+    longer = apply_overrides(cfg, ["student.max_epochs=6"])
+    prepare_run_dir(tmp_path, "distill", longer, False, keys=keys, grows="student")
+    assert "max_epochs 2 -> 6" in capsys.readouterr().out
+    with pytest.raises(ToolkitError, match="distill.temperature changed"):
+        prepare_run_dir(
+            tmp_path, "distill", apply_overrides(longer, ["distill.temperature=2.0"]), False, keys, "student"
+        )
 
 
 def test_a_stage_refuses_inputs_made_with_another_preset(tmp_path):
@@ -162,8 +184,8 @@ def test_a_stage_refuses_inputs_made_with_another_preset(tmp_path):
         match=r"made with preset 'demo', whose \[data\] differs .* in: image_size.*"
         r"--preset demo",
     ):
-        prepare_run_dir(tmp_path, "teacher", full, False, keys=("data", "teacher"))
+        prepare_run_dir(tmp_path, "teacher", full, False, keys=("data", "teacher"), grows="teacher")
     assert not (tmp_path / "teacher" / "config.json").exists()
     demo = load_preset("demo")
     assert check_upstream(tmp_path, demo, {"data": ("data",)})["data"]["name"] == "demo"
-    prepare_run_dir(tmp_path, "teacher", demo, False, keys=("data", "teacher"))
+    prepare_run_dir(tmp_path, "teacher", demo, False, keys=("data", "teacher"), grows="teacher")

@@ -45,11 +45,11 @@ def check_upstream(artifacts: Path, cfg: dict, needs: dict[str, tuple[str, ...]]
     return configs
 
 
-def prepare_run_dir(artifacts: Path, stage: str, cfg: dict, fresh: bool, keys: tuple[str, ...]) -> Path:
-    """The stage folder; refuses to resume a run whose config differs in the `keys` sections.
+def prepare_run_dir(artifacts: Path, stage: str, cfg: dict, fresh: bool, keys: tuple[str, ...], grows: str) -> Path:
+    """The stage folder; refuses to resume a run whose config differs in the `keys` tables.
 
-    The one allowed difference is a larger `max_epochs` (and `patience`) in the stage's table (the
-    last of `keys`): the run goes on from where it stopped, its schedule now spanning the new length,
+    The one allowed difference is a larger `max_epochs` (and `patience`) in the `grows` table, the one the
+    stage trains from: the run goes on from where it stopped, its schedule now spanning the new length,
     and config.json's "extended" list records each such change so reports can say so.
     """
     check_upstream(artifacts, cfg, {"data": ("data",)})
@@ -60,41 +60,52 @@ def prepare_run_dir(artifacts: Path, stage: str, cfg: dict, fresh: bool, keys: t
     saved = out / "config.json"
     if saved.exists():
         old = read_json(saved)
-        table = keys[-1]
-        for field, value in ADDED_FIELDS.items():
-            if field in cfg[table]:
-                old.setdefault(table, {}).setdefault(field, value)
-        grown = {
-            f: (old.get(table, {}).get(f), cfg[table].get(f))
-            for f in EXTENDABLE
-            if old.get(table, {}).get(f) != cfg[table].get(f)
-        }
-        free = EXTENDABLE + RUN_LIMITS
-        same_rest = all(old.get(k) == cfg.get(k) for k in keys[:-1]) and {
-            f: v for f, v in old.get(table, {}).items() if f not in free
-        } == {f: v for f, v in cfg[table].items() if f not in free}
-        if not same_rest or any(new is None or old_v is None or new < old_v for old_v, new in grown.values()):
-            raise ToolkitError(
-                f"{out} holds a run made with another config ({saved}); "
-                f"rerun with --fresh to start over, or use another --artifacts root"
-            )
+        grown = grown_fields(old, cfg, keys, grows, saved)
         cfg["extended"] = list(old.get("extended", []))
-        if grown and (out / "metrics.json").exists() and not (out / "backup").exists():
-            raise ToolkitError(
-                f"{out} holds a finished run whose resume state was removed, so it cannot be extended "
-                f"to {cfg[table]['max_epochs']} epochs; rerun with --fresh to train the longer run"
-            )
         if grown:
-            meta = out / "backup" / "training_metadata.json"
-            done = read_json(meta)["epoch"] if meta.exists() else None
-            cfg["extended"].append({"after_epoch": done, **{f: {"from": a, "to": b} for f, (a, b) in grown.items()}})
-            print(
-                f"{stage}: extending the run in {out}: "
-                + ", ".join(f"{f} {a} -> {b}" for f, (a, b) in grown.items())
-                + " (the schedule now spans the new length from where the run stopped)"
-            )
+            cfg["extended"].append(extension(out, stage, grown, cfg[grows]["max_epochs"]))
     write_json(saved, cfg)
     return out
+
+
+def grown_fields(old: dict, cfg: dict, keys: tuple[str, ...], grows: str, saved: Path) -> dict:
+    """{field: (before, now)} of the `grows` table's EXTENDABLE fields that grew; any other change is an error
+    naming the fields."""
+    for field, value in ADDED_FIELDS.items():  # a run from before the field existed had it off
+        if field in cfg[grows]:
+            old.setdefault(grows, {}).setdefault(field, value)
+    free = EXTENDABLE + RUN_LIMITS
+    changed = [
+        f"{table}.{field}"
+        for table in keys
+        for field in sorted(set(old.get(table, {})) | set(cfg.get(table, {})))
+        if old.get(table, {}).get(field) != cfg.get(table, {}).get(field) and not (table == grows and field in free)
+    ]
+    grown = {f: (old[grows].get(f), cfg[grows].get(f)) for f in EXTENDABLE if old[grows].get(f) != cfg[grows].get(f)}
+    changed += [f"{grows}.{f} ({a} -> {b}: it may only grow)" for f, (a, b) in grown.items() if a is None or b < a]
+    if changed:
+        raise ToolkitError(
+            f"{saved.parent} holds a run made with another config ({saved}): {', '.join(changed)} changed; "
+            f"rerun with --fresh to start over, or use another --artifacts root"
+        )
+    return grown
+
+
+def extension(out: Path, stage: str, grown: dict, max_epochs: int) -> dict:
+    """The "extended" record of a longer budget, and the line that says so; a finished run cannot grow."""
+    if (out / "metrics.json").exists() and not (out / "backup").exists():
+        raise ToolkitError(
+            f"{out} holds a finished run whose resume state was removed, so it cannot be extended "
+            f"to {max_epochs} epochs; rerun with --fresh to train the longer run"
+        )
+    meta = out / "backup" / "training_metadata.json"
+    done = read_json(meta)["epoch"] if meta.exists() else None
+    print(
+        f"{stage}: extending the run in {out}: "
+        + ", ".join(f"{f} {a} -> {b}" for f, (a, b) in grown.items())
+        + " (the schedule now spans the new length from where the run stopped)"
+    )
+    return {"after_epoch": done, **{f: {"from": a, "to": b} for f, (a, b) in grown.items()}}
 
 
 @dataclass
@@ -143,7 +154,7 @@ def open_training_run(args, cfg: dict, folder: str, keys: tuple[str, ...], recip
     from guitar_distill.common.training import configure_runtime
 
     started = time.perf_counter()
-    out = prepare_run_dir(args.artifacts, folder, cfg, args.fresh, keys)
+    out = prepare_run_dir(args.artifacts, folder, cfg, args.fresh, keys, grows=recipe)
     info = load_data_info(args.artifacts)
     runtime = configure_runtime(cfg[recipe])
     return TrainingRun(folder, out, cfg, cfg[recipe], info, load_splits(info), runtime, started)
