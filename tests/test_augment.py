@@ -164,3 +164,29 @@ def test_phases_crop_each_epoch_at_its_phase_side(images):
             training_augmentation({**cfg, "phases": bad})
     with pytest.raises(ValueError, match="crop_flip"):
         training_augmentation({**cfg, "augmentation": "seed"})
+
+
+@pytest.mark.parametrize("kind", ["mixup", "cutmix"])
+def test_mixing_blends_photos_and_targets_in_the_same_share(kind):
+    """Photos of one flat grey each (photo k is 40 k + 10): a mixed photo's pixels tell its shares exactly."""
+    from guitar_distill.common.augment import BatchMixing
+
+    flat = np.repeat(np.arange(6, dtype=np.uint8)[:, None, None, None] * 40 + 10, 32, 1).repeat(32, 2).repeat(3, 3)
+    mixing = BatchMixing(kind, alpha=1.0, num_classes=6, from_batch=1)
+    feed = AugmentedBatches(flat, np.arange(6), batch_size=6, seed=3, augment=False, mixing=mixing)
+    x0, t0 = feed[0]  # before from_batch: the photos and their one-hot rows
+    assert np.array_equal(t0, np.eye(6, dtype=np.float32)[t0.argmax(1)])
+    assert np.array_equal(x0, flat[t0.argmax(1)].astype(np.float32))
+    x, t = feed[1]
+    assert t.shape == (6, 6) and np.allclose(t.sum(1), 1) and (t > 0).sum(1).max() <= 2
+    for k in range(6):
+        photos = np.flatnonzero(t[k])
+        greys = (40 * photos + 10).astype(np.float32)
+        if kind == "mixup":  # every pixel the targets' blend of the two greys
+            assert np.allclose(x[k], t[k, photos] @ greys, atol=1e-3)
+        else:  # each pixel one photo's grey, as many pixels of each as its share of the target
+            shares = [np.mean(x[k, ..., 0] == grey) for grey in greys]
+            assert np.allclose(shares, t[k, photos], atol=1e-6)
+    assert np.array_equal(feed[1][0], x)  # seeded
+    with pytest.raises(ValueError, match="stored teacher outputs"):
+        AugmentedBatches(flat, np.arange(6), batch_size=2, seed=3, mixing=mixing, batch_targets=np.zeros((2, 2, 6)))

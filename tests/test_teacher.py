@@ -351,8 +351,8 @@ def test_the_best_snapshot_of_an_averaged_run_is_the_average(tmp_path, photos):
 
 @pytest.mark.slow
 def test_a_teacher_grows_its_side_by_phase_and_is_kept_at_the_last(tmp_path, photo_source):
-    """Progressive resizing and the averaged weights through the teacher stage: the history spans both
-    phases, and the saved teacher takes the last phase's side."""
+    """Progressive resizing, the averaged weights and CutMix from the second epoch through the teacher stage:
+    the history spans both phases, and the saved teacher takes the last phase's side."""
     import json
 
     from conftest import run_stage
@@ -371,6 +371,10 @@ def test_a_teacher_grows_its_side_by_phase_and_is_kept_at_the_last(tmp_path, pho
         f"teacher.phases={phases}",
         "--set",
         "teacher.ema_momentum=0.9",
+        "--set",
+        "teacher.mix=cutmix",
+        "--set",
+        "teacher.mix_from_epoch=1",
     ).stdout
     assert "24 (from epoch 0) -> 32 (from epoch 1)" in out
     model = keras.saving.load_model(tmp_path / "teacher" / "model.keras", compile=False)

@@ -161,6 +161,58 @@ class Phases:
         }
 
 
+class BatchMixing:
+    """MixUp (Zhang et al. 2018) or CutMix (Yun et al. 2019) from global batch `from_batch` on.
+
+    Each batch is mixed with itself in a seeded random order, in a share `lam` drawn from Beta(alpha, alpha):
+    MixUp blends whole photos, CutMix pastes a box of the other photo covering 1 - lam of the area (lam then
+    recomputed from the box as it was clipped). Targets are class-probability rows mixed in the same
+    shares; before `from_batch` they are the one-hot labels, so the loss and the metrics never change kind.
+    """
+
+    def __init__(self, kind: str, alpha: float, num_classes: int, from_batch: int = 0):
+        if kind not in ("mixup", "cutmix"):
+            raise ValueError(f'mixing {kind!r}: use "mixup" or "cutmix" (or "none" for no mixing)')
+        if alpha <= 0:
+            raise ValueError(f"mix_alpha {alpha}: must be above 0")
+        self.kind, self.alpha, self.num_classes, self.from_batch = kind, float(alpha), int(num_classes), int(from_batch)
+
+    def __call__(self, x: np.ndarray, labels: np.ndarray, seed: int, global_batch: int):
+        targets = np.eye(self.num_classes, dtype=np.float32)[labels]
+        if global_batch < self.from_batch:
+            return x, targets
+        rng = np.random.default_rng([int(seed) % (2**63), 7])
+        lam, order = rng.beta(self.alpha, self.alpha), rng.permutation(len(x))
+        if self.kind == "mixup":
+            x = lam * x + (1 - lam) * x[order]
+        else:
+            x, lam = self.paste_box(x, order, lam, rng)
+        return x.astype(np.float32), (lam * targets + (1 - lam) * targets[order]).astype(np.float32)
+
+    @staticmethod
+    def paste_box(x: np.ndarray, order: np.ndarray, lam: float, rng: np.random.Generator):
+        h, w = x.shape[1:3]
+        cut_h, cut_w = int(h * np.sqrt(1 - lam)), int(w * np.sqrt(1 - lam))
+        cy, cx = rng.integers(h), rng.integers(w)
+        top, bottom = np.clip([cy - cut_h // 2, cy + cut_h // 2], 0, h)
+        left, right = np.clip([cx - cut_w // 2, cx + cut_w // 2], 0, w)
+        x = np.array(x, dtype=np.float32)
+        x[:, top:bottom, left:right] = x[order, top:bottom, left:right]
+        return x, 1 - (bottom - top) * (right - left) / (h * w)
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "alpha": self.alpha, "from_batch": self.from_batch}
+
+
+def training_mixing(cfg: dict, num_classes: int) -> BatchMixing | None:
+    """A stage table's `mix` ("none", "mixup", "cutmix") from epoch `mix_from_epoch`, or None."""
+    kind = cfg.get("mix", "none")
+    if kind == "none":
+        return None
+    from_batch = int(cfg["mix_from_epoch"]) * int(cfg["steps_per_epoch"])
+    return BatchMixing(kind, float(cfg["mix_alpha"]), num_classes, from_batch)
+
+
 def training_phases(cfg: dict) -> Phases | None:
     """A stage table's progressive-resizing phases, or None when it trains at one size."""
     augmentation = training_augmentation(cfg)
@@ -203,6 +255,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         start_batch: int = 0,
         batch_targets=None,
         period: int | None = None,
+        mixing: BatchMixing | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -221,6 +274,9 @@ class AugmentedBatches(keras.utils.PyDataset):
             raise ValueError(f"period {period}: at least one batch")
         self.period = int(period) if period else None
         self._cycle_cache: tuple[int, np.ndarray] | None = None
+        if mixing is not None and batch_targets is not None:
+            raise ValueError("mixing photos needs their targets mixed too: not with stored teacher outputs")
+        self.mixing = mixing  # then targets are class-probability rows (BatchMixing)
 
     @property
     def num_batches(self):
@@ -267,6 +323,8 @@ class AugmentedBatches(keras.utils.PyDataset):
         if self.augment:
             augment = self.augment.for_batch(g) if hasattr(self.augment, "for_batch") else self.augment
             x = augment(x, seed=self.seed * 1_000_003 + g)
+        if self.mixing is not None:
+            return self.mixing(np.asarray(x, dtype=np.float32), self.labels[idx], self.seed * 1_000_033 + g, g)
         if self.batch_targets is None:
             return x.astype(np.float32), self.labels[idx]
         if g >= len(self.batch_targets):

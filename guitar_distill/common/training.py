@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from guitar_distill.common.artifacts import atomic_path, write_text
-from guitar_distill.common.augment import AugmentedBatches, training_augmentation
+from guitar_distill.common.augment import AugmentedBatches, training_augmentation, training_mixing
 from guitar_distill.common.config import command_name
 from guitar_distill.common.errors import ToolkitError
 
@@ -76,8 +76,11 @@ def recipe_optimizer(cfg: dict) -> keras.optimizers.Optimizer:
 
 
 def recipe_loss(cfg: dict) -> keras.losses.Loss:
-    """Sparse cross-entropy on probabilities, with the preset's label smoothing."""
+    """Sparse cross-entropy on probabilities, with the preset's label smoothing; on class-probability targets
+    when the recipe mixes photos (`mix`: their targets are mixed rows, and so are validation's one-hot rows)."""
     smoothing = float(cfg["label_smoothing"])
+    if cfg.get("mix", "none") != "none":
+        return keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
     if not smoothing:
         return keras.losses.SparseCategoricalCrossentropy()
     return SmoothedSparseCrossentropy(smoothing)
@@ -345,7 +348,8 @@ def fit_input(feed: AugmentedBatches):
     b = feed.batch_size
     # Progressive resizing changes the side between phases: each new side retraces the step once.
     image_shape = (None, None, feed.images.shape[3]) if hasattr(feed.augment, "for_batch") else feed.images.shape[1:]
-    specs = [((b, *image_shape), np.float32), ((b,), feed.labels.dtype)]
+    labels = ((b, feed.mixing.num_classes), np.float32) if feed.mixing else ((b,), feed.labels.dtype)
+    specs = [((b, *image_shape), np.float32), labels]
     if feed.batch_targets is not None:
         specs.append(((b, *feed.batch_targets.shape[2:]), np.asarray(feed.batch_targets[0]).dtype))
 
@@ -394,6 +398,7 @@ def fit_recipe(
         done = len(read_history(out_dir / "history.csv"))
     rows = [r for r in read_history(out_dir / "history.csv") if r["epoch"] <= done]
     steps = int(cfg["steps_per_epoch"])
+    mixing = training_mixing(cfg, int(model.output_shape[-1])) if cfg.get("mix", "none") != "none" else None
     feed = AugmentedBatches(
         *train,
         batch_size=int(cfg["batch_size"]),
@@ -402,9 +407,12 @@ def fit_recipe(
         batch_targets=batch_targets,
         period=stream_period,
         augment=training_augmentation(cfg),
+        mixing=mixing,
         **feed_workers(),
     )
     val_x, val_y = np.asarray(val[0], dtype=np.float32), val[1]
+    if mixing:  # the loss takes class-probability rows, validation's too
+        val_y = np.eye(mixing.num_classes, dtype=np.float32)[val_y]
     if done:
         print(f"resuming from {backup_dir}: {done} of at most {cfg['max_epochs']} epochs done")
     callbacks = [
