@@ -157,3 +157,14 @@ def test_offline_distillation_stores_the_teachers_answers_for_the_stream(smoke_a
         "distill", *common, "--fresh", "--set", f"distill.teacher={artifacts / 'baseline' / 'model.keras'}"
     )
     assert "made for another teacher or stream: rebuilding" in other.stdout
+
+
+def test_distillation_warns_when_the_teacher_is_not_clearly_above_the_baseline():
+    from guitar_distill.distill.__main__ import teacher_against_baseline
+
+    line, warns = teacher_against_baseline(0.641, {"val_accuracy": 0.692})
+    assert warns and line.startswith("WARNING: teacher val 0.641 against the no-KD baseline's 0.692 (-0.051)")
+    line, warns = teacher_against_baseline(0.80, {"val_accuracy": 0.70})
+    assert not warns and line == "teacher val 0.800 against the no-KD baseline's 0.700 (+0.100)"
+    assert teacher_against_baseline(0.72, {"val_accuracy": 0.70})[1]  # 2 points: not enough
+    assert not teacher_against_baseline(0.7, {})[1]

@@ -13,6 +13,26 @@ from guitar_distill.common.config import training_config
 from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.quiet import quiet_start
 
+# A teacher less than this far above the no-KD baseline on validation has little to teach (Yuan et al. 2020: then
+# distillation gives at most what label smoothing gives).
+MIN_TEACHER_LEAD = 0.03
+
+
+def teacher_against_baseline(teacher_val: float, baseline: dict) -> tuple[str, bool]:
+    """The line that puts the teacher's validation top-1 beside the no-KD baseline's, and whether it warns."""
+    if "val_accuracy" not in baseline:
+        return f"teacher val {teacher_val:.3f}; no baseline run yet to compare (make baseline)", False
+    lead = teacher_val - baseline["val_accuracy"]
+    line = f"teacher val {teacher_val:.3f} against the no-KD baseline's {baseline['val_accuracy']:.3f} ({lead:+.3f})"
+    if lead >= MIN_TEACHER_LEAD:
+        return line, False
+    return (
+        f"WARNING: {line}: a teacher less than {MIN_TEACHER_LEAD:.2f} above the student trained from labels alone "
+        f"has little to teach, and distillation cannot be expected to pay; train a better teacher first "
+        f"(reports/teacher_recipe.md)",
+        True,
+    )
+
 
 def main(argv=None):
     args, cfg = training_config("Distil the ResNet50 teacher into the NiN student (resumable).", "student", argv)
@@ -51,6 +71,10 @@ def main(argv=None):
         teacher_logits = {s: log_probabilities(predict_all(teacher, x)) for s, (x, _) in splits.items()}
         val, stored = splits["val"], None
         source = f"{teacher.count_params():,} parameters, online"
+    baseline_path = args.artifacts / "baseline" / "metrics.json"
+    baseline = read_json(baseline_path) if baseline_path.exists() else {}
+    teacher_val = float(np.mean(np.argmax(teacher_logits["val"], axis=1) == splits["val"][1]))
+    console.print(teacher_against_baseline(teacher_val, baseline)[0])
     distiller = compiled_distiller(student, teacher, dcfg, scfg, info.image_size)
     console.print(
         f"distilling ResNet50 ({teacher_path}; {source}) into NiN {scfg['widths']} "
@@ -62,8 +86,6 @@ def main(argv=None):
     )
 
     teacher_top1 = {s: np.argmax(v, axis=1) for s, v in teacher_logits.items()}
-    baseline_path = args.artifacts / "baseline" / "metrics.json"
-    baseline = read_json(baseline_path) if baseline_path.exists() else {}
 
     def comparisons(probs):
         extra = {f"{s}_agreement_with_teacher": float(np.mean(probs[s].argmax(1) == teacher_top1[s])) for s in probs}
