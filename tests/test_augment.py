@@ -190,3 +190,28 @@ def test_mixing_blends_photos_and_targets_in_the_same_share(kind):
     assert np.array_equal(feed[1][0], x)  # seeded
     with pytest.raises(ValueError, match="stored teacher outputs"):
         AugmentedBatches(flat, np.arange(6), batch_size=2, seed=3, mixing=mixing, batch_targets=np.zeros((2, 2, 6)))
+
+
+def test_training_corruption_damages_its_share_of_crops_seeded(images):
+    from guitar_distill.common.augment import TrainingCorruption, training_corruption
+
+    clean = AugmentedBatches(images, np.arange(6), batch_size=6, seed=3, augment=False)[0][0]
+    every = TrainingCorruption(["salt_and_pepper"], probability=1.0, severities=(5, 5))
+    noisy = AugmentedBatches(images, np.arange(6), batch_size=6, seed=3, augment=False, corruption=every)[0][0]
+    hit = np.any(noisy != clean, axis=-1).mean(axis=(1, 2))  # share of pixels changed, per crop
+    assert np.all((hit > 0.08) & (hit < 0.2))  # severity 5 turns 17 % of pixels to black or white
+    never = TrainingCorruption(["salt_and_pepper"], probability=0.0)
+    assert np.array_equal(
+        AugmentedBatches(images, np.arange(6), batch_size=6, seed=3, augment=False, corruption=never)[0][0], clean
+    )
+    some = training_corruption(
+        {"corrupt": ["gaussian_noise", "blur"], "corrupt_probability": 0.5, "corrupt_severity": [1, 3]}
+    )
+    batch = images[:6].astype(np.float32)
+    first, again = some(batch, seed=9), some(batch, seed=9)
+    assert np.array_equal(first, again) and 0 < np.any(first != batch, axis=(1, 2, 3)).sum() < 6
+    assert training_corruption({"corrupt": []}) is None
+    with pytest.raises(ValueError, match="fog"):
+        TrainingCorruption(["fog"], 0.5)
+    with pytest.raises(ValueError, match="corrupt_severity"):
+        TrainingCorruption(["blur"], 0.5, (3, 1))

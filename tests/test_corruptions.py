@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import real_photos, slow_fixture
 
-from guitar_distill.dataset.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from guitar_distill.common.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from guitar_distill.edge.images import load_for_model
 
 

@@ -19,6 +19,7 @@ from PIL import Image
 from guitar_distill.benchmarks.record import write_record
 from guitar_distill.common.artifacts import stage_dir
 from guitar_distill.common.config import resolve_config, resolve_project_path, stage_parser
+from guitar_distill.common.corruptions import CORRUPTIONS, corrupt
 from guitar_distill.common.errors import run_cli
 from guitar_distill.common.layout import evaluation_split, imported_teacher
 from guitar_distill.common.manifest import load_data_info
@@ -26,7 +27,6 @@ from guitar_distill.common.markdown import markdown_table
 from guitar_distill.common.plots import pyplot, save_figure
 from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.quiet import quiet_start
-from guitar_distill.dataset.corruptions import CORRUPTIONS, corrupt
 from guitar_distill.edge.images import load_for_model
 
 if TYPE_CHECKING:

@@ -16,6 +16,7 @@ from guitar_distill.benchmarks.record import write_record
 from guitar_distill.common.artifacts import stage_dir
 from guitar_distill.common.cache import load_split
 from guitar_distill.common.config import resolve_config, stage_parser
+from guitar_distill.common.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.layout import evaluation_split, no_exported_files
 from guitar_distill.common.manifest import load_data_info
@@ -24,7 +25,6 @@ from guitar_distill.common.plots import pyplot, save_figure
 from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.common.runtimes import open_classifier, predict_all
-from guitar_distill.dataset.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from guitar_distill.dataset.split import balanced_subset
 
 MODELS = (("teacher", "keras"), ("student", "keras"), ("student", "tflite_int8"))

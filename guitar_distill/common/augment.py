@@ -14,6 +14,8 @@ import keras
 import numpy as np
 from PIL import Image
 
+from guitar_distill.common.corruptions import CORRUPTIONS
+
 
 def affine_sample(images: np.ndarray, matrices: np.ndarray) -> np.ndarray:
     """Bilinear resampling of a (N, H, W, C) batch, each image through its own 2x3 matrix.
@@ -161,6 +163,46 @@ class Phases:
         }
 
 
+class TrainingCorruption:
+    """With probability `probability`, one of `names` (common/corruptions.py) at a severity drawn from
+    `severities`, applied to each crop: a student trained to answer a noisy photo as it would the clean one.
+
+    With stored teacher outputs, the teacher's answer for the clean crop is the target for the corrupted
+    one: the stored stream never sees the corruption (distill/teacher_logits.py).
+    """
+
+    def __init__(self, names: list[str], probability: float, severities=(1, 3)):
+        unknown = sorted(set(names) - set(CORRUPTIONS))
+        if unknown:
+            raise ValueError(f"corrupt {unknown}: unknown; choose from {sorted(CORRUPTIONS)}")
+        low, high = int(severities[0]), int(severities[1])
+        if not (0 <= probability <= 1 and 1 <= low <= high <= 5):
+            raise ValueError(
+                f"corrupt_probability {probability} (0..1), corrupt_severity {severities} (1..5, low first)"
+            )
+        self.names, self.probability, self.severities = list(names), float(probability), (low, high)
+
+    def __call__(self, images: np.ndarray, seed: int) -> np.ndarray:
+        rng = np.random.default_rng([int(seed) % (2**63), 11])
+        out = np.array(images, dtype=np.float32)
+        for k in np.flatnonzero(rng.random(len(out)) < self.probability):
+            name = self.names[rng.integers(len(self.names))]
+            severity = int(rng.integers(self.severities[0], self.severities[1] + 1))
+            crop = np.clip(np.rint(out[k]), 0, 255).astype(np.uint8)
+            out[k] = CORRUPTIONS[name](crop, severity, int(rng.integers(2**31)))
+        return out
+
+    def describe(self) -> dict:
+        return {"names": self.names, "probability": self.probability, "severities": list(self.severities)}
+
+
+def training_corruption(cfg: dict) -> TrainingCorruption | None:
+    """A stage table's `corrupt` list with `corrupt_probability` and `corrupt_severity`, or None."""
+    if not cfg.get("corrupt"):
+        return None
+    return TrainingCorruption(cfg["corrupt"], float(cfg["corrupt_probability"]), tuple(cfg["corrupt_severity"]))
+
+
 class BatchMixing:
     """MixUp (Zhang et al. 2018) or CutMix (Yun et al. 2019) from global batch `from_batch` on.
 
@@ -256,6 +298,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         batch_targets=None,
         period: int | None = None,
         mixing: BatchMixing | None = None,
+        corruption: TrainingCorruption | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -277,6 +320,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         if mixing is not None and batch_targets is not None:
             raise ValueError("mixing photos needs their targets mixed too: not with stored teacher outputs")
         self.mixing = mixing  # then targets are class-probability rows (BatchMixing)
+        self.corruption = corruption  # after the augmentation, before any mixing
 
     @property
     def num_batches(self):
@@ -323,6 +367,8 @@ class AugmentedBatches(keras.utils.PyDataset):
         if self.augment:
             augment = self.augment.for_batch(g) if hasattr(self.augment, "for_batch") else self.augment
             x = augment(x, seed=self.seed * 1_000_003 + g)
+        if self.corruption is not None:
+            x = self.corruption(x, seed=self.seed * 1_000_037 + g)
         if self.mixing is not None:
             return self.mixing(np.asarray(x, dtype=np.float32), self.labels[idx], self.seed * 1_000_033 + g, g)
         if self.batch_targets is None:

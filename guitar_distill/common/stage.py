@@ -16,7 +16,16 @@ EXTENDABLE = ("max_epochs", "patience")
 # A wall-clock cap says when this invocation stops, not what the run is: it may differ on resume.
 RUN_LIMITS = ("max_minutes",)
 # Fields added after runs had started: a run whose config.json lacks one had it at this value (off).
-ADDED_FIELDS = {"ema_momentum": 0.0, "phases": [], "mix": "none", "mix_alpha": 0.2, "mix_from_epoch": 0}
+ADDED_FIELDS = {
+    "ema_momentum": 0.0,
+    "phases": [],
+    "mix": "none",
+    "mix_alpha": 0.2,
+    "mix_from_epoch": 0,
+    "corrupt": [],
+    "corrupt_probability": 0.5,
+    "corrupt_severity": [1, 3],
+}
 
 
 def check_upstream(artifacts: Path, cfg: dict, needs: dict[str, tuple[str, ...]]) -> dict[str, dict]:

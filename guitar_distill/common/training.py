@@ -19,7 +19,12 @@ import keras
 import numpy as np
 
 from guitar_distill.common.artifacts import atomic_path, write_text
-from guitar_distill.common.augment import AugmentedBatches, training_augmentation, training_mixing
+from guitar_distill.common.augment import (
+    AugmentedBatches,
+    training_augmentation,
+    training_corruption,
+    training_mixing,
+)
 from guitar_distill.common.config import command_name
 from guitar_distill.common.errors import ToolkitError
 
@@ -408,6 +413,7 @@ def fit_recipe(
         period=stream_period,
         augment=training_augmentation(cfg),
         mixing=mixing,
+        corruption=training_corruption(cfg),
         **feed_workers(),
     )
     val_x, val_y = np.asarray(val[0], dtype=np.float32), val[1]

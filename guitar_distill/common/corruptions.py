@@ -1,6 +1,7 @@
-"""Corruptions for the robustness benchmarks: img uint8 HxWx3, severity 1..5, seed -> uint8 HxWx3.
+"""Corruptions: img uint8 HxWx3, severity 1..5, seed -> uint8 HxWx3. The robustness benchmark measures
+models under them; training may add some of them to its crops (common/augment.py: TrainingCorruption).
 
-Pure numpy, except JPEG and rotation, which need a codec and a resampler (Pillow).
+Pure numpy, except JPEG, blur and rotation, which need a codec, a filter and a resampler (Pillow).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 SEVERITIES = (1, 2, 3, 4, 5)
 
@@ -87,6 +88,12 @@ def jpeg(img, severity, seed):
         return np.asarray(decoded.convert("RGB"), dtype=np.uint8)
 
 
+def blur(img, severity, seed):
+    _check(img, severity)
+    radius = (0.5, 1.0, 1.5, 2.5, 3.5)[severity - 1] * min(img.shape[:2]) / 112  # in pixels of a 112 px photo
+    return np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(radius)), dtype=np.uint8)
+
+
 def rotation(img, severity, seed):
     _check(img, severity)
     angle = (10, 20, 30, 45, 60)[severity - 1] * (1 if np.random.default_rng(seed).random() < 0.5 else -1)
@@ -99,6 +106,7 @@ CORRUPTIONS = {
     "doodle": doodle,
     "occlusion": occlusion,
     "jpeg": jpeg,
+    "blur": blur,
     "rotation": rotation,
 }
 
