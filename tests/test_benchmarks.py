@@ -116,8 +116,13 @@ def test_benchmarks_on_smoke_models(exported, tmp_path):
     latency = json.loads((smoke_artifacts / "bench" / "latency.json").read_text())
     assert {r["fmt"] for r in latency["results"]} == {"keras", "tflite_fp32", "tflite_int8", "onnx_fp32"}
     rows = {r["fmt"]: r for r in latency["results"]}
+    from guitar_distill.common.models import count_macs, load_model_file
+
+    student = load_model_file(smoke_artifacts / "distill" / "model.keras")
     for r in rows.values():
-        assert r["runs"] >= 5 and r["p50_ms"] > 0 and r["parameters"] > 0 and r["macs"] > 0 and r["roofline_pct"] > 0
+        # the network's own counts, the same in every format; percentiles in order
+        assert r["parameters"] == student.count_params() and r["macs"] == count_macs(student)
+        assert r["runs"] >= 5 and 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] and r["roofline_pct"] > 0
         assert r["bare_rss_mib"] < r["runtime_rss_mib"] <= r["peak_rss_mib"]
     # Each worker imports only its runtime: TensorFlow alone is hundreds of MiB over Python, LiteRT and
     # onnxruntime a few tens, whatever the machine.

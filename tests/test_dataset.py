@@ -92,6 +92,7 @@ def test_cache_is_built_once_and_rebuilt_on_change(photo_source, tmp_path):
     build_split_cache(info, "train", 40)  # another size: its own cache
     assert cache_paths(info, "train", 40)[0].exists()
     before = images[0].copy()
+    old_first_path = next(r for r in info.rows if r.split == "train").path
     run_data(photo_source, artifacts, "--set", "data.seed=99")  # a new split rebuilds the cache
     info = load_data_info(artifacts)
     assert json.loads(key.read_text())["count"] == 18
@@ -99,7 +100,8 @@ def test_cache_is_built_once_and_rebuilt_on_change(photo_source, tmp_path):
     rebuilt, _ = load_split(info, "train")
     first = next(r for r in info.rows if r.split == "train")
     assert np.array_equal(rebuilt[0], load_for_model(info.source / first.path, 32))
-    assert before.shape == rebuilt[0].shape
+    old_first = load_for_model(info.source / old_first_path, 32)
+    assert np.array_equal(before, old_first) and not np.array_equal(rebuilt[0], before)  # the new split's photo
 
 
 def test_download_extracts_and_renames(tmp_path, photo_source):

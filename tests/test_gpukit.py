@@ -66,20 +66,20 @@ def test_the_runner_trains_every_stage_without_tensorflow_and_what_comes_back_re
     assert out_problems(out) == []
     results = json.loads((out / "results.json").read_text())
     assert set(results["stages"]) == {"teacher", "distill", "baseline"}
-    assert all(0.0 <= m["val_accuracy"] <= 1.0 for m in results["stages"].values())
     assert results["notes"] == [] and len(results["devices"]) == 2 and results["devices"][0].startswith("cpu")
     metrics = {s: json.loads((gpu_artifacts / s / "metrics.json").read_text()) for s in ("teacher", "distill")}
     assert all(m["backend"] == "jax" and len(m["devices"]) == 2 for m in metrics.values())
     assert "val_agreement_with_teacher" in metrics["distill"]
-    # Known answer: the JAX-trained float32 file, loaded here under TensorFlow, scores what the run recorded.
+    # Known answer: each JAX-trained float32 file, loaded here under TensorFlow, scores what the run recorded.
     from guitar_distill.common.cache import load_split  # TensorFlow only here, not at collection
     from guitar_distill.common.manifest import load_data_info
     from guitar_distill.common.models import load_model_file
     from guitar_distill.common.runtimes import accuracy, predict_all
 
     x, y = load_split(load_data_info(gpu_artifacts), "val")
-    probs = predict_all(load_model_file(gpu_artifacts / "teacher" / "model.keras"), x)
-    assert results["stages"]["teacher"]["val_accuracy"] == pytest.approx(accuracy(probs, y))
+    for stage, record in results["stages"].items():
+        probs = predict_all(load_model_file(gpu_artifacts / stage / "model.keras"), x)
+        assert record["val_accuracy"] == pytest.approx(accuracy(probs, y)), stage
 
     run_stage("gpukit.receive", str(out), *common)
     for stage in ("teacher", "distill", "baseline"):
