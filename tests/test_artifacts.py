@@ -84,24 +84,24 @@ def test_presets_inherit_and_state_only_their_changes(tmp_path):
 
 
 def test_precision_policy_falls_back_where_the_cpu_lacks_bfloat16(monkeypatch):
-    from guitar_distill.common import training
+    from guitar_distill.common import devices
 
-    monkeypatch.setattr(training, "cpu_has_bfloat16", lambda: False)
-    policy, why = training.precision_policy("bfloat16", accelerators=False)
+    monkeypatch.setattr(devices, "cpu_has_bfloat16", lambda: False)
+    policy, why = devices.precision_policy("bfloat16", accelerators=False)
     assert policy == "float32" and "no AVX512-BF16" in why
-    assert training.precision_policy("bfloat16", accelerators=True)[0] == "mixed_bfloat16"
-    monkeypatch.setattr(training, "cpu_has_bfloat16", lambda: True)
-    assert training.precision_policy("bfloat16", accelerators=False)[0] == "mixed_bfloat16"
-    assert training.precision_policy(True, False)[0] == "mixed_float16"
-    assert training.precision_policy(False, False)[0] == "float32"
+    assert devices.precision_policy("bfloat16", accelerators=True)[0] == "mixed_bfloat16"
+    monkeypatch.setattr(devices, "cpu_has_bfloat16", lambda: True)
+    assert devices.precision_policy("bfloat16", accelerators=False)[0] == "mixed_bfloat16"
+    assert devices.precision_policy(True, False)[0] == "mixed_float16"
+    assert devices.precision_policy(False, False)[0] == "float32"
     with pytest.raises(ToolkitError, match="mixed_precision 'int4'"):
-        training.precision_policy("int4", False)
+        devices.precision_policy("int4", False)
 
 
 def test_recipe_schedules_and_label_smoothing():
     import numpy as np
 
-    from guitar_distill.common.training import recipe_loss, recipe_optimizer
+    from guitar_distill.common.recipe import recipe_loss, recipe_optimizer
 
     cfg = {
         **load_preset("full")["teacher"],

@@ -5,16 +5,12 @@ import numpy as np
 import pytest
 from conftest import real_photos, slow_fixture
 
+from guitar_distill.common.callbacks import BestSnapshot, ResumableEarlyStopping
 from guitar_distill.common.config import load_preset
 from guitar_distill.common.errors import ToolkitError
-from guitar_distill.common.training import (
-    BestSnapshot,
-    ResumableEarlyStopping,
-    best_epoch,
-    fit_recipe,
-    read_history,
-    recipe_optimizer,
-)
+from guitar_distill.common.history import best_epoch, read_history
+from guitar_distill.common.recipe import recipe_optimizer
+from guitar_distill.common.training import fit_recipe
 from guitar_distill.edge.images import load_for_model
 from guitar_distill.teacher.model import LAST_CONV_LAYER, build_teacher
 
@@ -155,7 +151,7 @@ def test_resume_after_a_kill_mid_run_matches_an_uninterrupted_run(tmp_path, phot
 
 
 def test_the_wall_clock_budget_stops_before_the_epoch_that_would_overrun_it(monkeypatch):
-    from guitar_distill.common import training
+    from guitar_distill.common import callbacks
 
     now = iter(
         [
@@ -168,8 +164,8 @@ def test_the_wall_clock_budget_stops_before_the_epoch_that_would_overrun_it(monk
             220.0,
         ]
     )  # epoch 3: 220 + 100 > 300: stop here, not in epoch 4
-    monkeypatch.setattr(training.time, "perf_counter", lambda: next(now))
-    budget = training.WallClockBudget(minutes=5)
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(now))
+    budget = callbacks.WallClockBudget(minutes=5)
     budget.set_model(keras.Sequential())
     budget.model.stop_training = False
     budget.on_train_begin()

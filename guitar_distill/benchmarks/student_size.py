@@ -89,8 +89,9 @@ def size_table(rows: list[dict]) -> str:
 def distil_candidates(artifacts: Path, cfg: dict, widths: list[tuple], epochs: int, out: Path) -> tuple[list, dict]:
     """Distil each width with the same budget from the stored teacher logits; returns (students, splits)."""
     from guitar_distill.common.cache import load_splits
+    from guitar_distill.common.devices import configure_runtime
     from guitar_distill.common.manifest import load_data_info
-    from guitar_distill.common.training import configure_runtime, fit_recipe
+    from guitar_distill.common.training import fit_recipe
     from guitar_distill.distill.distiller import compiled_distiller
     from guitar_distill.distill.teacher_logits import stored_stream, teacher_file
     from guitar_distill.student.model import build_nin_student

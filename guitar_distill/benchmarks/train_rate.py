@@ -55,7 +55,7 @@ def timed_batches(model, feed, batches: int, advance) -> dict:
 
 def timed_fit(model, feed, batches: int, keras_feed: bool) -> float:
     """Images/s through model.fit: the training stages' input (fit_input), or the PyDataset as Keras takes it."""
-    from guitar_distill.common.training import fit_input
+    from guitar_distill.common.feed import fit_input
 
     data = feed if keras_feed else fit_input(feed)
     model.fit(data, steps_per_epoch=1, epochs=1, verbose=0)  # warm-up: fit builds its own train function
@@ -138,8 +138,9 @@ def main(argv=None):
     if args.profile and keras.backend.backend() != "tensorflow":
         raise SystemExit(f"--profile reads TensorFlow's profiler; the backend is {keras.backend.backend()}")
     from guitar_distill.common.augment import AugmentedBatches, training_augmentation
+    from guitar_distill.common.devices import configure_runtime
     from guitar_distill.common.layers import with_training_layers
-    from guitar_distill.common.training import configure_runtime, recipe_loss, recipe_optimizer
+    from guitar_distill.common.recipe import recipe_loss, recipe_optimizer
 
     args.out = args.out or args.artifacts / "bench"
     start = time.perf_counter()

@@ -5,7 +5,7 @@ set ("seed"), and random-resized crop plus horizontal flip ("crop_flip", the sma
 fast.ai's Imagewoof runs and of FFCV's ResNet50). Both are numpy and Pillow only, never backend ops:
 the feed runs in threads beside the training step, and backend ops there compete with the step for
 its devices (under JAX with two devices, they deadlocked its all-reduce). On TensorFlow,
-`common.training.fit_input` hands the feed's batches to model.fit through tf.data.
+`common.feed.fit_input` hands the feed's batches to model.fit through tf.data.
 """
 
 from __future__ import annotations

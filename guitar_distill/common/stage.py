@@ -160,7 +160,7 @@ class TrainingRun:
 def open_training_run(args, cfg: dict, folder: str, keys: tuple[str, ...], recipe: str) -> TrainingRun:
     """The run folder (`prepare_run_dir`, resumable), the runtime for `cfg[recipe]` and the decoded splits."""
     from guitar_distill.common.cache import load_splits
-    from guitar_distill.common.training import configure_runtime
+    from guitar_distill.common.devices import configure_runtime
 
     started = time.perf_counter()
     out = prepare_run_dir(args.artifacts, folder, cfg, args.fresh, keys, grows=recipe)
@@ -186,11 +186,11 @@ def finish_training(
     import time
 
     from guitar_distill.common.artifacts import environment_info, write_text
+    from guitar_distill.common.history import best_epoch
     from guitar_distill.common.models import save_model
     from guitar_distill.common.plots import plot_curves
     from guitar_distill.common.progress import console
     from guitar_distill.common.runtimes import accuracy, predict_all
-    from guitar_distill.common.training import best_epoch
 
     model.load_weights(out / "best.weights.h5")
     # A finished run invoked again keeps its model file byte for byte: later stages key caches

@@ -60,8 +60,9 @@ def train_fold(images, labels, held_out, extra, num_classes: int, scfg: dict, ac
     import keras
 
     from guitar_distill.common.augment import AugmentedBatches, training_augmentation
+    from guitar_distill.common.feed import fit_input
+    from guitar_distill.common.recipe import compile_recipe
     from guitar_distill.common.runtimes import predict_all
-    from guitar_distill.common.training import compile_recipe, fit_input
     from guitar_distill.student.model import build_nin_student
 
     train = ~held_out
@@ -168,8 +169,8 @@ def main(argv=None):
 
     quiet_start()
     from guitar_distill.common.cache import load_split
+    from guitar_distill.common.devices import configure_runtime
     from guitar_distill.common.manifest import load_data_info
-    from guitar_distill.common.training import configure_runtime
     from guitar_distill.edge.check import flip_labels
 
     acfg, scfg = cfg["audit"], {**cfg["student"], "mixed_precision": False}

@@ -79,7 +79,7 @@ def compiled_distiller(
     name: str = "nin_from_resnet50",
 ) -> Distiller:
     """The preset's distiller (its `distill` table) around `student`, compiled with the student recipe and built."""
-    from guitar_distill.common.training import recipe_optimizer
+    from guitar_distill.common.recipe import recipe_optimizer
 
     distiller = Distiller(
         student, teacher, float(dcfg["temperature"]), float(dcfg["hard_weight"]), float(dcfg["soft_weight"]), name=name

@@ -13,8 +13,8 @@ def main(argv=None):
     )
     quiet_start()  # parse first: --help and argument errors need no TensorFlow
     from guitar_distill.common.progress import console
+    from guitar_distill.common.recipe import compile_recipe
     from guitar_distill.common.stage import open_training_run
-    from guitar_distill.common.training import compile_recipe
     from guitar_distill.student.model import build_nin_student
 
     run = open_training_run(args, cfg, "baseline", keys=("data", "student"), recipe="student")

@@ -22,8 +22,8 @@ def main(argv=None):
     from guitar_distill.common.augment import training_phases
     from guitar_distill.common.cache import load_split
     from guitar_distill.common.progress import console
+    from guitar_distill.common.recipe import compile_recipe
     from guitar_distill.common.stage import open_training_run
-    from guitar_distill.common.training import compile_recipe
     from guitar_distill.teacher.fixres import at_resolution
     from guitar_distill.teacher.model import build_teacher
     from guitar_distill.teacher.warm_start import is_teacher_file, start_from_teacher

@@ -95,7 +95,8 @@ def lr_range_part(cfg: dict, info, splits, teacher: Path, steps: int, lr_min: fl
     import keras
 
     from guitar_distill.common.augment import AugmentedBatches, training_augmentation
-    from guitar_distill.common.training import configure_runtime, recipe_loss
+    from guitar_distill.common.devices import configure_runtime
+    from guitar_distill.common.recipe import recipe_loss
     from guitar_distill.teacher.model import build_teacher
     from guitar_distill.teacher.warm_start import start_from_teacher
 
