@@ -168,3 +168,42 @@ def test_distillation_warns_when_the_teacher_is_not_clearly_above_the_baseline()
     assert not warns and line == "teacher val 0.800 against the no-KD baseline's 0.700 (+0.100)"
     assert teacher_against_baseline(0.72, {"val_accuracy": 0.70})[1]  # 2 points: not enough
     assert not teacher_against_baseline(0.7, {})[1]
+
+
+@smoke_models
+def test_the_teacher_answers_the_students_crops_at_its_own_side(smoke_artifacts, tmp_path):
+    """distill.teacher_size: the stored outputs are the teacher's for the very crops the student sees, cut
+    from the photos decoded at the teacher's side (a crop's box scales with the photo)."""
+    import keras
+    from PIL import Image
+
+    from guitar_distill.common.augment import AugmentedBatches, training_augmentation
+    from guitar_distill.common.cache import load_split, load_splits
+    from guitar_distill.common.config import apply_overrides, load_preset
+    from guitar_distill.common.manifest import load_data_info
+    from guitar_distill.distill.teacher_logits import log_probabilities, stored_stream
+
+    inputs = keras.Input((None, None, 3))  # any side, like the average-pooling teacher
+    x = keras.layers.Conv2D(4, 3, activation="relu")(keras.layers.Rescaling(1 / 255)(inputs))
+    teacher = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
+    teacher.save(tmp_path / "teacher.keras")
+    cfg = apply_overrides(load_preset("smoke"), ["student.augmentation=crop_flip", "distill.teacher_size=48"])
+    scfg, dcfg = cfg["student"], {**cfg["distill"], "stored_epochs": 1}
+    info = load_data_info(smoke_artifacts)
+    stored, period = stored_stream(info, load_splits(info), tmp_path / "teacher.keras", scfg, dcfg)
+    assert period == 2 and stored.stream.shape == (2, 8, 3)  # one epoch of two batches, replayed
+    seed, augment = int(scfg["seed"]), training_augmentation(scfg)
+    at_48 = AugmentedBatches(*load_split(info, "train", 48), batch_size=8, seed=seed, augment=augment)
+    at_32 = AugmentedBatches(*load_split(info, "train", 32), batch_size=8, seed=seed, augment=augment)
+    np.testing.assert_allclose(stored.stream[1], log_probabilities(teacher.predict_on_batch(at_48[1][0])), atol=1e-5)
+    val_48 = load_split(info, "val", 48)[0].astype(np.float32)
+    np.testing.assert_allclose(stored.splits["val"], log_probabilities(teacher.predict_on_batch(val_48)), atol=1e-5)
+
+    def shrunk(batch):
+        return np.stack(
+            [np.asarray(Image.fromarray(np.uint8(im)).resize((32, 32), Image.BILINEAR), float) for im in batch]
+        )
+
+    same = np.abs(shrunk(at_48[1][0]) - at_32[1][0]).mean()  # the same crops at two sides
+    other = np.abs(shrunk(at_48[1][0]) - at_32[0][0]).mean()  # other photos and crops
+    assert same < 0.4 * other, (same, other)

@@ -377,3 +377,36 @@ def test_a_teacher_grows_its_side_by_phase_and_is_kept_at_the_last(tmp_path, pho
     assert model.input_shape == (None, 32, 32, 3)
     metrics = json.loads((tmp_path / "teacher" / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and set(metrics) >= {"train_accuracy", "val_accuracy"}
+
+
+def test_a_run_carried_to_another_folder_goes_on_from_its_epoch(tmp_path, photos, monkeypatch):
+    """common/carry.py: a run stopped after two epochs, carried (float16 weights, history, config) and restored
+    elsewhere, trains epochs 3 and 4 of the same schedule from the carried weights."""
+    from guitar_distill.common import carry
+
+    cfg = {**CFG, "ema_momentum": 0.9}
+    train = (photos[0].astype(np.uint8), photos[1])
+    val = (photos[0][::2].astype(np.uint8), photos[1][::2])
+    first = _student(cfg=cfg)
+    fit_recipe(first, train, val, {**cfg, "max_epochs": 2}, tmp_path / "here")
+    (tmp_path / "here" / "config.json").write_text("{}")  # the stage writes it; here any file travels
+    record = carry.save_carry(tmp_path / "here", tmp_path / "git")
+    assert record["epoch"] == 2 and (tmp_path / "git" / carry.WEIGHTS).stat().st_size > 0
+    carry.restore_carry(tmp_path / "git", tmp_path / "there")
+    with pytest.raises(ToolkitError, match="holds a run of its own"):
+        carry.restore_carry(tmp_path / "git", tmp_path / "here")
+
+    seen = {}
+    original = carry.resume_carried
+
+    def spy(model, run_dir, steps_done):
+        original(model, run_dir, steps_done)
+        seen["weights"] = [w.copy() for w in model.get_weights()]
+        seen["iterations"] = int(model.optimizer.iterations)
+
+    monkeypatch.setattr("guitar_distill.common.training.resume_carried", spy)
+    rows = fit_recipe(_student(seed=99, cfg=cfg), train, val, cfg, tmp_path / "there")
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and seen["iterations"] == 2 * CFG["steps_per_epoch"]
+    # the carried weights are the run's (float16-rounded), not the fresh model's
+    for carried, trained in zip(seen["weights"], first.get_weights()):
+        np.testing.assert_allclose(carried, trained, rtol=2e-3, atol=1e-4)

@@ -25,6 +25,7 @@ ADDED_FIELDS = {
     "corrupt": [],
     "corrupt_probability": 0.5,
     "corrupt_severity": [1, 3],
+    "teacher_size": 0,
 }
 
 
@@ -80,9 +81,10 @@ def prepare_run_dir(artifacts: Path, stage: str, cfg: dict, fresh: bool, keys: t
 def grown_fields(old: dict, cfg: dict, keys: tuple[str, ...], grows: str, saved: Path) -> dict:
     """{field: (before, now)} of the `grows` table's EXTENDABLE fields that grew; any other change is an error
     naming the fields."""
-    for field, value in ADDED_FIELDS.items():  # a run from before the field existed had it off
-        if field in cfg[grows]:
-            old.setdefault(grows, {}).setdefault(field, value)
+    for table in keys:  # a run from before a field existed had it off
+        for field, value in ADDED_FIELDS.items():
+            if field in cfg.get(table, {}):
+                old.setdefault(table, {}).setdefault(field, value)
     free = EXTENDABLE + RUN_LIMITS
     changed = [
         f"{table}.{field}"

@@ -32,6 +32,7 @@ from guitar_distill.common.callbacks import (
     completed_epochs,
     early_stopping_state,
 )
+from guitar_distill.common.carry import carried_epoch, resume_carried
 from guitar_distill.common.config import command_name
 from guitar_distill.common.errors import ToolkitError
 from guitar_distill.common.feed import feed_workers, fit_input
@@ -59,12 +60,16 @@ def fit_recipe(
     out_dir = Path(out_dir)
     backup_dir = out_dir / "backup"
     done = completed_epochs(backup_dir)
+    carried = carried_epoch(out_dir)  # a run carried here from another machine (common/carry.py)
     # A finished run has no backup/ (its resume state is removed at the end): nothing left to train.
     finished = not done and (out_dir / "metrics.json").exists() and (out_dir / "best.weights.h5").exists()
     if finished:
         done = len(read_history(out_dir / "history.csv"))
-    rows = [r for r in read_history(out_dir / "history.csv") if r["epoch"] <= done]
     steps = int(cfg["steps_per_epoch"])
+    if carried:
+        resume_carried(model, out_dir, carried * steps)
+        done = carried
+    rows = [r for r in read_history(out_dir / "history.csv") if r["epoch"] <= done]
     mixing = training_mixing(cfg, int(model.output_shape[-1])) if cfg.get("mix", "none") != "none" else None
     feed = AugmentedBatches(
         *train,

@@ -65,17 +65,20 @@ def log_probabilities(probs: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(np.asarray(probs, dtype=np.float32), PROB_FLOOR))
 
 
-def stream_key(info, teacher_path: Path, batch_size: int, seed: int, splits: tuple[str, ...], augment) -> dict:
+def stream_key(
+    info, teacher_path: Path, batch_size: int, seed: int, splits: tuple[str, ...], augment, size: int
+) -> dict:
     """Everything the stored logits depend on; a change in any of them invalidates the cache."""
     augmentation = json.dumps(augment.describe(), sort_keys=True, default=str)
     return {
         "teacher_sha256": sha256_file(teacher_path),
         "teacher": str(teacher_path),
         "image_size": info.image_size,
+        **({"teacher_size": size} if size != info.image_size else {}),
         "batch_size": int(batch_size),
         "seed": int(seed),
         "augmentation": hashlib.sha256(augmentation.encode()).hexdigest()[:16],
-        "splits": {s: read_json(cache_paths(info, s, info.image_size)[1])["key"] for s in ("train", *splits)},
+        "splits": {s: read_json(cache_paths(info, s, size)[1])["key"] for s in ("train", *splits)},
     }
 
 
@@ -88,18 +91,21 @@ def cached_teacher_logits(
     num_batches: int,
     splits: dict[str, np.ndarray],
     augment,
+    size: int | None = None,
 ) -> TeacherLogits:
     """The teacher's log-probabilities for stream batches [0, num_batches) and for each split in `splits`.
 
     `augment` is the students' augmentation (common.augment.training_augmentation): the teacher sees
-    exactly the crops the student will see.
+    exactly the crops the student will see, at `size` when `train` and `splits` hold the photos at that side
+    (a crop's box scales with the photo: the same seed cuts the same part of it at any side).
 
     Computes only what the cache lacks: a longer run extends the stored stream instead of redoing it.
     """
     from guitar_distill.common.runtimes import all_threads, open_classifier, predict_all
 
     folder = info.root / "cache" / "teacher_logits"
-    key = stream_key(info, Path(teacher_path), batch_size, seed, tuple(splits), augment)
+    size = size or info.image_size
+    key = stream_key(info, Path(teacher_path), batch_size, seed, tuple(splits), augment, size)
     key_path, stream_path = folder / "key.json", folder / "stream.npy"
     have = 0
     if key_path.exists() and stream_path.exists():
@@ -144,12 +150,19 @@ def cached_teacher_logits(
 def stored_stream(info, splits: dict, teacher_path: Path, scfg: dict, dcfg: dict) -> tuple[TeacherLogits, int | None]:
     """The stored logits a student run of `scfg["max_epochs"]` epochs trains from, and the replay period.
 
+    With `distill.teacher_size`, the teacher answers each crop cut from the photos decoded at that side,
+    the side it tests best at, while the student trains on the same crops at the data's side.
+
     Logits for every epoch of the stream, or for the first `distill.stored_epochs`, replayed after
     that (period = their batch count, else None): the teacher's inference is most of an offline
     run's cost on a CPU.
     """
     from guitar_distill.common.augment import training_augmentation
+    from guitar_distill.common.cache import load_split
 
+    size = int(dcfg["teacher_size"]) or info.image_size
+    if size != info.image_size:  # the students' crops, seen by the teacher at its own side (FKD)
+        splits = {s: load_split(info, s, size) for s in splits}
     epochs = int(scfg["max_epochs"])
     stored_epochs = min(int(dcfg["stored_epochs"]) or epochs, epochs)
     batches = stored_epochs * int(scfg["steps_per_epoch"])
@@ -162,6 +175,7 @@ def stored_stream(info, splits: dict, teacher_path: Path, scfg: dict, dcfg: dict
         batches,
         {s: x for s, (x, _) in splits.items()},
         training_augmentation(scfg),
+        size,
     )
     return stored, (batches if stored_epochs < epochs else None)
 
