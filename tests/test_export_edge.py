@@ -234,6 +234,7 @@ def test_release_check_and_import_of_the_teacher(exported, tmp_path):
         "student/tflite_int8/model.tflite",
         "student/tflite_qat_int8/model.tflite",
         "student/onnx_fp32/model.onnx",
+        "student/onnx_int8/model.onnx",
         "teacher/keras_fp16/model.keras",
         "student/guitar-student/model.tflite",
         "student/guitar-student/model_fp32.tflite",
@@ -252,7 +253,7 @@ def test_release_check_and_import_of_the_teacher(exported, tmp_path):
 
     # --check measures every file on the test split: the same figures as the export's own files
     check = run_stage("export.release", *common, "--check").stdout
-    assert check.count("top-1") == 7 and "sha256" not in check.lower().replace("sha256 mismatch", "")
+    assert check.count("top-1") == 8 and "sha256" not in check.lower().replace("sha256 mismatch", "")
     # a changed file is caught
     with open(dest / "student" / "onnx_fp32" / "model.onnx", "ab") as f:
         f.write(b"\0")
