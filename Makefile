@@ -16,21 +16,21 @@ setup:            ## .venv in the project root with the dependencies' ranges (de
 	.venv/bin/pip install -e ".[dev,jax]"
 
 data:             ## scan, validate, de-duplicate, split, decode cache
-	$(PYTHON) -m dataset $(STAGE_ARGS)
+	$(PYTHON) -m guitar_distill.dataset $(STAGE_ARGS)
 
 teacher: data     ## ResNet50 teacher with the preset's recipe (resumable)
 	$(PYTHON) -m teacher $(STAGE_ARGS)
 
 baseline: data    ## NiN trained from labels alone: the no-distillation baseline (artifacts/baseline)
-	$(PYTHON) -m student $(STAGE_ARGS)
+	$(PYTHON) -m guitar_distill.student $(STAGE_ARGS)
 
 student: baseline
 
 distill: teacher baseline  ## NiN student distilled from the teacher (offline logits on the cpu preset)
-	$(PYTHON) -m distill $(STAGE_ARGS)
+	$(PYTHON) -m guitar_distill.distill $(STAGE_ARGS)
 
 export: distill   ## ONNX and TFLite, every precision, parity-checked; the edge bundle
-	$(PYTHON) -m export $(STAGE_ARGS)
+	$(PYTHON) -m guitar_distill.export $(STAGE_ARGS)
 
 bench: export     ## latency, accuracy, robustness, Grad-CAM; the side-by-side report in reports/
 	$(PYTHON) -m benchmarks.latency $(STAGE_ARGS)
@@ -43,49 +43,49 @@ all: bench        ## the whole pipeline, the write-up's recipe (PRESET=full want
 
 cpu:              ## the CPU reference run behind models/ and reports/ (hours on 2 cores, resumable)
 	$(MAKE) teacher baseline PRESET=cpu
-	$(PYTHON) -m export.release --preset cpu --artifacts $(ARTIFACTS) --import-teacher --teacher-file $(ARTIFACTS)/teacher/model.keras
+	$(PYTHON) -m guitar_distill.export.release --preset cpu --artifacts $(ARTIFACTS) --import-teacher --teacher-file $(ARTIFACTS)/teacher/model.keras
 	$(MAKE) bench PRESET=cpu
 
 stretch:          ## a teacher stretch from the released teacher, then its students and benchmarks (presets/stretch.toml)
-	$(PYTHON) -m dataset --preset stretch --artifacts $(ARTIFACTS)/stretch
+	$(PYTHON) -m guitar_distill.dataset --preset stretch --artifacts $(ARTIFACTS)/stretch
 	$(PYTHON) -m teacher --preset stretch --artifacts $(ARTIFACTS)/stretch
-	$(PYTHON) -m export.release --preset stretch --artifacts $(ARTIFACTS)/stretch --import-teacher --teacher-file $(ARTIFACTS)/stretch/teacher/model.keras
-	$(PYTHON) -m distill --preset stretch --artifacts $(ARTIFACTS)/stretch
-	$(PYTHON) -m student --preset stretch --artifacts $(ARTIFACTS)/stretch
-	$(PYTHON) -m export --preset stretch --artifacts $(ARTIFACTS)/stretch --models student
+	$(PYTHON) -m guitar_distill.export.release --preset stretch --artifacts $(ARTIFACTS)/stretch --import-teacher --teacher-file $(ARTIFACTS)/stretch/teacher/model.keras
+	$(PYTHON) -m guitar_distill.distill --preset stretch --artifacts $(ARTIFACTS)/stretch
+	$(PYTHON) -m guitar_distill.student --preset stretch --artifacts $(ARTIFACTS)/stretch
+	$(PYTHON) -m guitar_distill.export --preset stretch --artifacts $(ARTIFACTS)/stretch --models student
 	$(PYTHON) -m benchmarks.latency --preset stretch --artifacts $(ARTIFACTS)/stretch --threads 1
 	$(PYTHON) -m benchmarks.accuracy --preset stretch --artifacts $(ARTIFACTS)/stretch
 	$(PYTHON) -m benchmarks.robustness --preset stretch --artifacts $(ARTIFACTS)/stretch
 
 release:          ## copy the stretch run's student and float16 teacher into models/ (make stretch first)
-	$(PYTHON) -m export.release --preset stretch --artifacts $(ARTIFACTS)/stretch
+	$(PYTHON) -m guitar_distill.export.release --preset stretch --artifacts $(ARTIFACTS)/stretch
 
 demo:             ## ~20 minutes on 2 CPU cores: a student distilled from the released teacher in models/
 	@start=$$(date +%s); set -ex; \
-	$(PYTHON) -m dataset $(DEMO_ARGS); \
-	$(PYTHON) -m export.release $(DEMO_ARGS) --import-teacher; \
-	$(PYTHON) -m distill $(DEMO_ARGS); \
-	$(PYTHON) -m export $(DEMO_ARGS) --models student; \
+	$(PYTHON) -m guitar_distill.dataset $(DEMO_ARGS); \
+	$(PYTHON) -m guitar_distill.export.release $(DEMO_ARGS) --import-teacher; \
+	$(PYTHON) -m guitar_distill.distill $(DEMO_ARGS); \
+	$(PYTHON) -m guitar_distill.export $(DEMO_ARGS) --models student; \
 	$(PYTHON) -m benchmarks.latency $(DEMO_ARGS) --threads 1; \
 	$(PYTHON) -m benchmarks.accuracy $(DEMO_ARGS); \
 	$(PYTHON) -m benchmarks.report $(DEMO_ARGS) --reports $(ARTIFACTS)/demo/report; \
 	set +x; echo "demo finished in $$(( $$(date +%s) - start )) s; report: $(ARTIFACTS)/demo/report/README.md"
 
 audit: data       ## photos whose label looks wrong: k-fold NiN students + cleanlab (artifacts/audit/)
-	$(PYTHON) -m dataset.audit $(STAGE_ARGS)
+	$(PYTHON) -m guitar_distill.dataset.audit $(STAGE_ARGS)
 
 gpu-kit:          ## gpu-kit/: the full split as 224 px WebP, the manifest, keras wheels (docs/gpu.md)
-	$(PYTHON) -m dataset --preset full --artifacts $(ARTIFACTS)/gpu --no-cache
-	$(PYTHON) -m gpukit.build --preset full --artifacts $(ARTIFACTS)/gpu --kit gpu-kit
+	$(PYTHON) -m guitar_distill.dataset --preset full --artifacts $(ARTIFACTS)/gpu --no-cache
+	$(PYTHON) -m guitar_distill.gpukit.build --preset full --artifacts $(ARTIFACTS)/gpu --kit gpu-kit
 
 gpu-check:        ## the kit on the smoke preset in a venv with only the GPU machine's packages, no TensorFlow
-	$(PYTHON) -m gpukit.check
+	$(PYTHON) -m guitar_distill.gpukit.check
 
 pi-check:         ## the edge bundle on aarch64 (QEMU user mode), answers compared with x86
-	$(PYTHON) -m checks.pi_check
+	$(PYTHON) -m guitar_distill.checks.pi_check
 
 web-check:        ## the bundle's web page in headless Chromium, answers compared with Python
-	$(PYTHON) -m checks.web_check
+	$(PYTHON) -m guitar_distill.checks.web_check
 
 lint:             ## ruff: the linter and the formatter's check (CI runs it before the tests)
 	$(PYTHON) -m ruff check .

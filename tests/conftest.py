@@ -55,7 +55,8 @@ def photo_source(tmp_path) -> Path:
 
 
 def run_stage(module: str, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """`python -m module args` in the project root; a failure or a run past `timeout` fails the test with its output.
+    """`python -m guitar_distill.MODULE args` in the project root (MODULE: "dataset", "export.release", ...); a
+    failure or a run past `timeout` fails the test with its output.
 
     A run still going at `timeout` gets SIGABRT, on which Python's faulthandler prints every thread's stack:
     a hung stage fails with where it waits, not only that it waited.
@@ -68,7 +69,7 @@ def run_stage(module: str, *args: str, env: dict | None = None, timeout: int = 6
         **(env or {}),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", module, *args],
+        [sys.executable, "-m", f"guitar_distill.{module}", *args],
         cwd=PROJECT_ROOT,
         env=full_env,
         stdout=subprocess.PIPE,

@@ -200,7 +200,9 @@ def test_edge_predict_module_in_the_project(exported):
     model = bundle(exported) / "model.tflite"
     photo = str(real_photos("SG", 1)[0])
     result = subprocess.run(
-        [sys.executable, "-m", "edge.predict", photo, "--model", str(model)], capture_output=True, text=True
+        [sys.executable, "-m", "guitar_distill.edge.predict", photo, "--model", str(model)],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     as_json = json.loads(predict(exported, photo, "--json", "--model", str(model)).stdout)[0]["top"]

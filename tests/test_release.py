@@ -26,7 +26,9 @@ def test_confused_pairs_are_the_largest_off_diagonal_cells():
 
 def test_committed_card_is_what_the_release_records_render_to():
     card = (MODELS / "MODEL_CARD.md").read_text()
-    assert card == render_model_card(load_records(MODELS)), "models/MODEL_CARD.md drifted: python -m export.model_card"
+    assert card == render_model_card(load_records(MODELS)), (
+        "models/MODEL_CARD.md drifted: python -m guitar_distill.export.model_card"
+    )
     assert (MODELS / "student" / "guitar-student" / "MODEL_CARD.md").read_text() == card
 
 

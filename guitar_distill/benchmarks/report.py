@@ -102,7 +102,7 @@ def provenance(artifacts: Path) -> list[str]:
         what = " (the release's float16 Keras weights)" if imported.parts[:1] == ("models",) else ""
         lines.append(
             f"The teacher was **not** trained in this run: its files were rebuilt from `{imported}`{what} "
-            "by `python -m export.release --import-teacher`; the student was distilled from it here "
+            "by `python -m guitar_distill.export.release --import-teacher`; the student was distilled from it here "
             "through stored logits."
         )
     released = PROJECT_ROOT / "models" / "training"

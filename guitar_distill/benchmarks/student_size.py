@@ -6,7 +6,7 @@ A candidate qualifies with >= 30x fewer parameters than the teacher and int8 lat
 the teacher's fp32 latency. Size and speed do not depend on the weights.
 
 With --distill, each candidate is also distilled with the same budget (the preset's student recipe,
-`--epochs` epochs) from the teacher logits that `python -m distill` stores (the same
+`--epochs` epochs) from the teacher logits that `python -m guitar_distill.distill` stores (the same
 `distill.stored_epochs`, replayed), and its validation and
 test top-1 (Keras, and the int8 file calibrated on training photos) join the table, with an
 accuracy-versus-latency plot. The width is chosen on validation accuracy among qualifying candidates.

@@ -1,4 +1,4 @@
-"""`python -m checks.pi_check` (`make pi-check`): the edge bundle, unchanged, on 64-bit ARM Linux.
+"""`python -m guitar_distill.checks.pi_check` (`make pi-check`): the edge bundle, unchanged, on 64-bit ARM Linux.
 
 A Raspberry Pi 4/5 runs aarch64. Here the bundle's predict.py runs under QEMU user-mode emulation
 with Debian's arm64 Python 3.11 and the aarch64 wheels of ai-edge-litert, numpy and pillow from
@@ -222,7 +222,7 @@ def split_info(artifacts: Path, cfg: dict):
                 str(data),
                 "--no-cache",
             ],
-            "python -m dataset --no-cache",
+            "python -m guitar_distill.dataset --no-cache",
             cwd=PROJECT_ROOT,
         )
     return load_data_info(data)

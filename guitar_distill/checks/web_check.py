@@ -1,4 +1,4 @@
-"""`python -m checks.web_check` (`make web-check`): the bundle's web page in a real browser.
+"""`python -m guitar_distill.checks.web_check` (`make web-check`): the bundle's web page in a real browser.
 
 Debian's headless Chromium, driven by Selenium, loads the page from a local `python -m http.server`
 (the way a Pi serves it to a phone), classifies the golden photos and 50 validation photos through

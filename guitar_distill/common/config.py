@@ -133,18 +133,11 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
 
 
 def command_name() -> str:
-    """How this process was started, for usage lines: `python -m teacher`, `python -m benchmarks.latency`."""
+    """How this process was started, for usage lines: `guitar-distill teacher`, `python -m teacher`."""
     if sys.argv[0].startswith("guitar-distill"):
-        return sys.argv[0]
+        return sys.argv[0]  # guitar_distill/cli.py sets it
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    if spec is not None and spec.name:
-        return f"python -m {spec.name.removesuffix('.__main__')}"
-    path = Path(sys.argv[0])
-    if path.name == "__main__.py":
-        return f"python -m {path.parent.name}"
-    if path.suffix == ".py" and path.parent.parent.name == "guitar_distill":
-        return f"python -m {path.parent.name}.{path.stem}"
-    return path.name
+    return f"python -m {spec.name.removesuffix('.__main__')}" if spec and spec.name else Path(sys.argv[0]).name
 
 
 def stage_parser(description: str, default_preset: str = "full") -> argparse.ArgumentParser:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 MODEL_STAGES = {"teacher": "teacher", "student": "distill"}  # exported model -> the stage that trained it
 STAGE_COMMANDS = {
-    "data": "make data  (python -m dataset)",
+    "data": "make data  (python -m guitar_distill.dataset)",
     "teacher": "make teacher  (python -m teacher)",
-    "baseline": "make baseline  (python -m student)",
-    "distill": "make distill  (python -m distill)",
-    "export": "make export  (python -m export)",
+    "baseline": "make baseline  (python -m guitar_distill.student)",
+    "distill": "make distill  (python -m guitar_distill.distill)",
+    "export": "make export  (python -m guitar_distill.export)",
 }
 
 

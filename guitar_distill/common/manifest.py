@@ -66,6 +66,8 @@ class DataInfo:
 
 def load_data_info(artifacts: Path) -> DataInfo:
     root = Path(artifacts) / "data"
-    summary = read_json(require(root / "summary.json", "data stage summary", "make data  (python -m dataset)"))
+    summary = read_json(
+        require(root / "summary.json", "data stage summary", "make data  (python -m guitar_distill.dataset)")
+    )
     rows = read_manifest(manifest_path(artifacts))
     return DataInfo(root, Path(summary["source"]), summary["classes"], int(summary["image_size"]), rows)

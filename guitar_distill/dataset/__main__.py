@@ -1,4 +1,4 @@
-"""`python -m dataset`: scan, validate, de-duplicate and split a folder of class sub-folders."""
+"""`python -m guitar_distill.dataset`: scan, validate, de-duplicate and split a folder of class sub-folders."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from guitar_distill.dataset.split import split_groups
 
 
 def read_exclusions(path: Path) -> set[str]:
-    """Manifest paths, one a line (# comments): photos a person confirmed mislabelled (python -m dataset.audit)."""
+    """Manifest paths, one a line (# comments): photos a person confirmed mislabelled (guitar-distill audit)."""
     if not Path(path).is_file():
         raise ToolkitError(f"--exclude {path}: no such file")
     lines = (line.split("#", 1)[0].strip() for line in Path(path).read_text().splitlines())
@@ -105,7 +105,7 @@ def main(argv=None):
         "--exclude",
         type=Path,
         metavar="FILE",
-        help="photos to exclude, one manifest path a line (the ones confirmed from python -m dataset.audit)",
+        help="photos to exclude, one manifest path a line (the ones confirmed from guitar-distill audit)",
     )
     args = parser.parse_args(argv)
     cfg = resolve_config(args)

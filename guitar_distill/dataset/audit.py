@@ -1,4 +1,4 @@
-"""`python -m dataset.audit` (make audit): photos of the split whose label looks wrong, by confident learning.
+"""`guitar-distill audit` (make audit): photos of the split whose label looks wrong, by confident learning.
 
 Every photo of the training and validation splits gets out-of-fold probabilities: k NiN students
 trained from labels alone, each on k-1 folds (folds keep duplicate groups together, stratified,

@@ -1,4 +1,4 @@
-"""`python -m distill`: distil the ResNet50 teacher into the NiN student (nin_from_resnet50).
+"""`python -m guitar_distill.distill`: distil the ResNet50 teacher into the NiN student (nin_from_resnet50).
 
 Offline (the cpu and demo presets): the teacher's logits for every training batch are computed once
 and cached (distill/teacher_logits.py); the student trains from them without the teacher in memory.

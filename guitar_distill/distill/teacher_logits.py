@@ -42,7 +42,7 @@ def teacher_file(artifacts: Path, dcfg: dict) -> Path:
     """The preset's teacher file (Keras, TFLite or ONNX), or the teacher stage's model.keras.
 
     In `distill.teacher`, "{artifacts}" stands for this run's artifacts root: the cpu and demo
-    presets read the TFLite teacher that `python -m export.release --import-teacher` rebuilds there
+    presets read the TFLite teacher that `python -m guitar_distill.export.release --import-teacher` rebuilds there
     (XNNPACK computes the stored logits about four times faster than Keras on a CPU).
     """
     if dcfg.get("teacher"):
@@ -55,7 +55,7 @@ def teacher_file(artifacts: Path, dcfg: dict) -> Path:
         return require(
             path,
             "teacher model file (distill.teacher)",
-            "python -m export.release --import-teacher (a TFLite teacher from the release, or from "
+            "python -m guitar_distill.export.release --import-teacher (a TFLite teacher from the release, or from "
             "--teacher-file FILE), or point --set distill.teacher=PATH at a teacher file",
         )
     return require(model_path(artifacts, "teacher", "keras"), "teacher model", STAGE_COMMANDS["teacher"])

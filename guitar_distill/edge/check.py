@@ -9,7 +9,7 @@ was chosen on the validation split with a known share of labels flipped to other
 stated precision of the flags; the checker prints the precision and recall it gave there.
 suspects.csv lists every photo, most suspicious first.
 
-In the project the same file runs as `python -m edge.check DIR`.
+In the project the same file runs as `python -m guitar_distill.edge.check DIR`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ So on first use predict.py times both, keeps the faster, says which and why, and
 in `.fastest.json` beside them, redone when the CPU, the thread count or the files change.
 `--model FILE` forces one.
 
-In the project the same file runs as `python -m edge.predict --model artifacts/edge/guitar-student/model.tflite`.
+In the project the same file runs as `guitar-distill predict --model artifacts/edge/guitar-student/model.tflite`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`python -m export`: teacher and student to ONNX and TFLite, each file checked against Keras."""
+"""`python -m guitar_distill.export`: teacher and student to ONNX and TFLite, each file checked against Keras."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""`python -m export.release`: the released models under models/, and the way back.
+"""`python -m guitar_distill.export.release`: the released models under models/, and the way back.
 
-    python -m export.release --preset cpu     # artifacts -> models/ (after make cpu)
-    python -m export.release --check          # every released file: sha256, and top-1 on the test split
-    python -m export.release --import-teacher # models/ teacher -> TFLite files in artifacts/export
+    python -m guitar_distill.export.release --preset cpu     # artifacts -> models/ (after make cpu)
+    python -m guitar_distill.export.release --check          # every released file: sha256, and top-1 on the test split
+    python -m guitar_distill.export.release --import-teacher # models/ teacher -> TFLite files in artifacts/export
 
 models/ holds the distilled student in full (Keras, int8 TFLite, ONNX, the edge bundle) and the
 teacher as float16 Keras weights (`teacher/keras_fp16/model.keras`, about 48 MB for ResNet50): the
@@ -78,7 +78,7 @@ def release(artifacts: Path, dest: Path, preset: str) -> dict:
                 (tmp / "training" / record).mkdir(parents=True, exist_ok=True)
                 shutil.copy(artifacts / stage / name, tmp / "training" / record / name)
     # The edge bundle with its golden photos (one a class at the model's input side: the self-test's data),
-    # without the web page's runtime and ONNX copy (16 MB: over the release's budget; `python -m export.web`
+    # without the web page's runtime and ONNX copy (16 MB: over the release's budget; `guitar-distill web`
     # puts them back).
     bundle = tmp / "student" / "guitar-student"
 
@@ -171,7 +171,7 @@ def check(dest: Path, artifacts: Path) -> list[dict]:
     if not summary.exists():
         console.print(
             f"sha256 of {len(manifest['files'])} files: ok. For accuracy, make the data stage first: "
-            f"python -m dataset --preset {manifest['preset']}"
+            f"python -m guitar_distill.dataset --preset {manifest['preset']}"
         )
         return results
     from guitar_distill.common.cache import load_split
@@ -185,7 +185,7 @@ def check(dest: Path, artifacts: Path) -> list[dict]:
         if model.size != info.image_size:
             raise ToolkitError(
                 f"{dest / rel} takes {model.size}px photos; the data stage made {info.image_size}px "
-                f"(run python -m dataset --preset {manifest['preset']})"
+                f"(run python -m guitar_distill.dataset --preset {manifest['preset']})"
             )
         top1 = float(np.mean(predict_all(model, images, 64).argmax(1) == labels))
         results.append({"file": rel, "split": split, "photos": len(labels), "top1": top1})
@@ -253,7 +253,8 @@ def import_teacher(source: Path, artifacts: Path) -> list[Path]:
         )
         write_text(out.with_name("labels.txt"), "\n".join(info.classes) + "\n")
         write_text(
-            out.with_name("IMPORTED.txt"), f"rebuilt from {shown} by python -m export.release --import-teacher\n"
+            out.with_name("IMPORTED.txt"),
+            f"rebuilt from {shown} by python -m guitar_distill.export.release --import-teacher\n",
         )
         console.print(f"teacher {fmt}: {out}")
         outs.append(out)

@@ -1,4 +1,4 @@
-"""`python -m export.unfold`: a trainable Keras teacher back from a TFLite teacher file.
+"""`python -m guitar_distill.export.unfold`: a trainable Keras teacher back from a TFLite teacher file.
 
 A TFLite converter folds every batch norm into the convolution before it, so the file keeps one
 kernel and one bias per convolution and no batch-norm statistics: it cannot be trained further.
@@ -10,7 +10,7 @@ convolution's output, gamma = sqrt(a^2 v + eps) / a, beta = m, moving mean a m, 
 a^2 v. So the Keras model answers as the file does, in training mode too, and a fine-tune takes
 steps of the size the recipe's learning rates were chosen for.
 
-    python -m export.unfold models/teacher/tflite_fp16/model.tflite --preset cpu
+    python -m guitar_distill.export.unfold models/teacher/tflite_fp16/model.tflite --preset cpu
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ only the three files the wasm backend loads are copied into the bundle, so the p
 from the internet at run time. Serving it: `python serve.py` in the bundle folder (cross-origin isolated,
 so ONNX Runtime Web may use threads; `python -m http.server` works too, on one thread).
 
-    python -m export.web BUNDLE_DIR --onnx student.onnx   # (re)vendor the page into a bundle
+    python -m guitar_distill.export.web BUNDLE_DIR --onnx student.onnx   # (re)vendor the page into a bundle
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`python -m gpukit.build` (make gpu-kit): everything a GPU machine without TensorFlow or Keras needs.
+"""`python -m guitar_distill.gpukit.build` (make gpu-kit): everything a GPU machine without TensorFlow or Keras needs.
 
 The kit folder (git-ignored, carried to the machine with `carry`):
 
@@ -171,7 +171,7 @@ def main(argv=None):
     )
     console.print(
         f"files: {kit}/ (kit.json, data/, photos/, wheels/); on the GPU machine: "
-        f"python3 -m gpukit.run --kit {kit} --out $OUT"
+        f"python3 -m guitar_distill.gpukit.run --kit {kit} --out $OUT"
     )
 
 

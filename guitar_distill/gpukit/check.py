@@ -1,11 +1,11 @@
-"""`python -m gpukit.check` (make gpu-check): the whole kit on the smoke preset, as the GPU machine runs it.
+"""`guitar-distill gpu-check` (make gpu-check): the whole kit on the smoke preset, as the GPU machine runs it.
 
     1. the smoke preset's data stage, and its kit (wheels for the GPU's Python and this one's)
     2. a fresh venv with only what the GPU machine has that the stages import (GPU_PACKAGES, jax
        for the CPU) and then the kit's wheels; `import tensorflow` must fail there
     3. the runner in that venv, --allow-cpu, into a temporary $OUT
     4. the device's limits: what the kit and this checkout carry, what $OUT would bring back
-    5. `python -m gpukit.receive` here: pieces checked and Keras models rebuilt
+    5. `python -m guitar_distill.gpukit.receive` here: pieces checked and Keras models rebuilt
 
 The venv is kept (--work/venv) and reused while GPU_PACKAGES stay the same.
 """

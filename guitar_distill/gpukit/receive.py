@@ -1,8 +1,8 @@
-"""`python -m gpukit.receive OUT --artifacts artifacts/gpu`: a GPU run's $OUT into the usual artifacts.
+"""`python -m guitar_distill.gpukit.receive OUT --artifacts artifacts/gpu`: a GPU run's $OUT into the usual artifacts.
 
 Checks every piece's sha256 and the joined tar's, unpacks it, and rebuilds each stage's Keras model
 in float32 (`artifacts/<stage>/model.keras`) beside its history, metrics and config, so that
-`python -m export`, the benchmarks and the report run here as after a local run. The data stage's
+`python -m guitar_distill.export`, the benchmarks and the report run here as after a local run. The data stage's
 folder is the one `make gpu-kit` was built from (the same --artifacts root).
 """
 
@@ -29,7 +29,7 @@ def joined_results(out: Path) -> bytes:
     """The results tar, from its pieces, each and the whole checked against results.json."""
     path = Path(out) / "results.json"
     if not path.is_file():
-        raise ReceiveError(f"{path}: missing; is {out} the $OUT of python3 -m gpukit.run?")
+        raise ReceiveError(f"{path}: missing; is {out} the $OUT of python3 -m guitar_distill.gpukit.run?")
     pieces = read_json(path)["pieces"]
     whole = next((p for p in pieces if p.get("whole")), None)
     parts = []

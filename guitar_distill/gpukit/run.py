@@ -1,4 +1,4 @@
-"""`python3 -m gpukit.run --kit KIT --out $OUT`: the write-up's run on a lent GPU machine, one command.
+"""`python3 -m guitar_distill.gpukit.run --kit KIT --out $OUT`: the write-up's run on a lent GPU machine, one command.
 
     1. install the kit's wheels into --site (no index, no network)
     2. check that JAX sees a GPU (--allow-cpu: the proof run here, `make gpu-check`)
@@ -155,7 +155,7 @@ def pack(artifacts: Path, out: Path, env: dict) -> list[dict]:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python3 -m gpukit.run", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python3 -m guitar_distill.gpukit.run", description=__doc__.splitlines()[0])
     parser.add_argument("--kit", type=Path, required=True, help="the folder make gpu-kit wrote")
     parser.add_argument(
         "--out", type=Path, default=Path(os.environ.get("OUT", "gpu-out")), help="where results go (default: $OUT)"

@@ -1,4 +1,4 @@
-"""`python -m student`: the NiN trained from labels alone, the no-distillation baseline (artifacts/baseline/)."""
+"""`guitar-distill baseline` (make baseline): the NiN trained from labels alone, the no-KD baseline."""
 
 from __future__ import annotations
 
