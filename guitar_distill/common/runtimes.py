@@ -46,7 +46,8 @@ class KerasClassifier:
         self.model = load_model_file(path)
         if any(layer.dtype_policy.name == "float16" for layer in self.model.layers):
             self.model = float32_copy(self.model)  # float16 weights (the released teacher): float32 arithmetic
-        self.size = int(self.model.input_shape[1])
+        side = self.model.input_shape[1]
+        self.size = int(side) if side else None  # None: a model that takes any side
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict_on_batch(np.asarray(images, dtype=np.float32)), dtype=np.float32)

@@ -99,8 +99,8 @@ def main(argv=None):
         work / "artifacts",
         *sum((["--set", s] for s in args.overrides), []),
     ]
-    run([*here, "dataset", *common, "--no-cache"], log)
-    run([*here, "gpukit.build", *common, "--kit", work / "kit"], log)
+    run([*here, "guitar_distill.dataset", *common, "--no-cache"], log)
+    run([*here, "guitar_distill.gpukit.build", *common, "--kit", work / "kit"], log)
     python = gpu_like_venv(work / "venv", log)
     blocked = subprocess.run([python, "-c", "import tensorflow"], capture_output=True)
     if blocked.returncode == 0:
@@ -111,7 +111,7 @@ def main(argv=None):
         [
             python,
             "-m",
-            "gpukit.run",
+            "guitar_distill.gpukit.run",
             "--kit",
             work / "kit",
             "--out",
@@ -131,7 +131,7 @@ def main(argv=None):
     problems = out_problems(work / "out")
     if kit_bytes > CARRY_BYTES:
         problems.append(f"the kit is {kit_bytes / 2**20:.1f} MiB, over the {CARRY_BYTES // 2**20} MiB a call carries")
-    run([*here, "gpukit.receive", work / "out", *common], log)
+    run([*here, "guitar_distill.gpukit.receive", work / "out", *common], log)
     if problems:
         raise ToolkitError("gpu-check failed:\n  " + "\n  ".join(problems))
     record = {

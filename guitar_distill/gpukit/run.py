@@ -30,7 +30,11 @@ from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.gpukit.limits import PIECE_BYTES, out_problems
 
 STAGES = ("teacher", "distill", "baseline")  # trained in this order; distill reads the teacher
-STAGE_MODULES = {"teacher": "teacher", "distill": "distill", "baseline": "student"}
+STAGE_MODULES = {
+    "teacher": "guitar_distill.teacher",
+    "distill": "guitar_distill.distill",
+    "baseline": "guitar_distill.student",
+}
 STAGE_TABLES = {"teacher": "teacher", "distill": "student", "baseline": "student"}
 SHARES = {"teacher": 0.7, "distill": 0.5, "baseline": 1.0}  # of the training time left when each starts
 STAGE_OVERHEAD_S = 60  # start-up, compilation and the final evaluation, outside a stage's fit budget
