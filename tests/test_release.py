@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from guitar_distill.common.artifacts import read_json
-from guitar_distill.common.config import PROJECT_ROOT
+from guitar_distill.common.config import MODELS_DIR, PROJECT_ROOT
 from guitar_distill.export.model_card import confused_pairs, load_records, render_model_card
 
-MODELS = PROJECT_ROOT / "models"
+MODELS = MODELS_DIR
 
 
 def test_confused_pairs_are_the_largest_off_diagonal_cells():

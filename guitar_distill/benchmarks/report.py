@@ -8,7 +8,7 @@ from pathlib import Path
 from guitar_distill.benchmarks.hardware import header_markdown
 from guitar_distill.benchmarks.robustness import robustness_table
 from guitar_distill.common.artifacts import read_json, require, write_text
-from guitar_distill.common.config import PROJECT_ROOT, resolve_config, stage_parser
+from guitar_distill.common.config import MODELS_DIR, PROJECT_ROOT, resolve_config, stage_parser
 from guitar_distill.common.errors import run_cli
 from guitar_distill.common.layout import imported_teacher
 from guitar_distill.common.markdown import markdown_table
@@ -105,7 +105,7 @@ def provenance(artifacts: Path) -> list[str]:
             "by `python -m guitar_distill.export.release --import-teacher`; the student was distilled from it here "
             "through stored logits."
         )
-    released = PROJECT_ROOT / "models" / "training"
+    released = MODELS_DIR / "training"
     if not (artifacts / "baseline" / "metrics.json").exists() and (released / "baseline" / "metrics.json").exists():
         base, kd = (read_json(released / name / "metrics.json") for name in ("baseline", "student"))
         lines.append(

@@ -31,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 
 from guitar_distill.checks.debian import apt_install
-from guitar_distill.common.config import PROJECT_ROOT, resolve_config, stage_parser
+from guitar_distill.common.config import MODELS_DIR, PROJECT_ROOT, resolve_config, stage_parser
 from guitar_distill.common.errors import ToolkitError, run_cli
 
 CACHE = Path(os.environ.get("GUITAR_PI_CACHE", Path.home() / ".cache" / "guitar-distill" / "pi-check"))
@@ -293,7 +293,7 @@ def main(argv=None) -> int:
     cfg = resolve_config(args)
     start = time.perf_counter()
     built = args.artifacts / "edge" / "guitar-student"
-    released = PROJECT_ROOT / "models" / "student" / "guitar-student"
+    released = MODELS_DIR / "student" / "guitar-student"
     bundle = args.bundle or (built if built.exists() else released)
     # The fp32 student of the same run as the bundle: the export's, or the released one.
     fp32 = args.fp32 or bundle / "model_fp32.tflite"

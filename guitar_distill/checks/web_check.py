@@ -24,11 +24,11 @@ import numpy as np
 
 from guitar_distill.checks.debian import apt_install
 from guitar_distill.checks.pi_check import bundle_copy, split_info, validation_photos
-from guitar_distill.common.config import PROJECT_ROOT, resolve_config, stage_parser
+from guitar_distill.common.config import MODELS_DIR, resolve_config, stage_parser
 from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.export.web import RUNTIME_FILES, add_web_page
 
-RELEASED = PROJECT_ROOT / "models" / "student"
+RELEASED = MODELS_DIR / "student"
 DEBIAN_PACKAGES = ("chromium", "chromium-driver")
 
 

@@ -54,6 +54,11 @@ def write_text(path: Path, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
+def write_labels(folder: Path, classes: list[str]) -> Path:
+    """labels.txt beside a model: one class a line, in the order of its outputs."""
+    return write_text(Path(folder) / "labels.txt", "\n".join(classes) + "\n")
+
+
 def write_json(path: Path, obj) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 

@@ -25,6 +25,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # guitar_distill/
 # installed copy works in the folder it is run from.
 _CHECKOUT = PACKAGE_ROOT.parent
 PROJECT_ROOT = _CHECKOUT if (_CHECKOUT / "pyproject.toml").exists() else Path.cwd()
+MODELS_DIR = PROJECT_ROOT / "models"  # the release: git-tracked, read by later runs and the demo
 PRESET_DIR = PACKAGE_ROOT / "presets"  # package data: found without the source tree
 DEFAULT_ARTIFACTS = Path(os.environ.get("GUITAR_ARTIFACTS", PROJECT_ROOT / "artifacts"))
 

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from guitar_distill.common.artifacts import read_json, stage_dir, write_json
+from guitar_distill.common.artifacts import read_json, stage_dir, write_json, write_labels
 from guitar_distill.common.errors import ToolkitError
 from guitar_distill.common.manifest import DataInfo, load_data_info
 
@@ -187,7 +187,7 @@ def finish_training(
     import statistics
     import time
 
-    from guitar_distill.common.artifacts import environment_info, write_text
+    from guitar_distill.common.artifacts import environment_info
     from guitar_distill.common.history import best_epoch
     from guitar_distill.common.models import save_model
     from guitar_distill.common.plots import plot_curves
@@ -203,7 +203,7 @@ def finish_training(
     ):
         save_model(model, out / "model.keras")
     if classes:
-        write_text(out / "labels.txt", "\n".join(classes) + "\n")
+        write_labels(out, classes)
     plot_curves(rows, out / "curves.png", title)
     probs = {s: predict_all(model, x) for s, (x, _) in splits.items()}
     results = {s: accuracy(probs[s], y) for s, (_, y) in splits.items()}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from guitar_distill.common.artifacts import stage_dir, write_json, write_text
+from guitar_distill.common.artifacts import stage_dir, write_json, write_labels
 from guitar_distill.common.cache import build_split_cache, cache_is_current
 from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.errors import ToolkitError, run_cli
@@ -122,7 +122,7 @@ def main(argv=None):
     classes, rows, rejections, stats, conflicts = build_manifest(source, cfg, exclude=exclude)
     check_no_straddling(rows)
     write_manifest(manifest_path(args.artifacts), rows)
-    write_text(out / "labels.txt", "\n".join(classes) + "\n")
+    write_labels(out, classes)
     counts = {c: {s: 0 for s in (*SPLITS, "unused", "excluded")} for c in classes}
     for r in rows:
         counts[r.label][r.split] += 1

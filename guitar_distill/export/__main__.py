@@ -15,6 +15,7 @@ from guitar_distill.common.artifacts import (
     stage_dir,
     write_bytes,
     write_json,
+    write_labels,
     write_text,
 )
 from guitar_distill.common.config import resolve_config, stage_parser
@@ -135,7 +136,7 @@ def describe_and_measure(name: str, model, paths: dict[str, Path], source: dict,
             path.with_name("model.json"),
             model_json(path, fmt, info.image_size, info.classes, source, FORMATS[fmt].input_dtype, network_cost(model)),
         )
-        write_text(path.with_name("labels.txt"), "\n".join(info.classes) + "\n")
+        write_labels(path.parent, info.classes)
         results[fmt] = {
             **measure(path, val_x, val_y, keras_probs),
             "file": str(path.relative_to(path.parents[2])),

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 import guitar_distill.edge as edge
-from guitar_distill.common.artifacts import atomic_path, write_json, write_text
+from guitar_distill.common.artifacts import atomic_path, write_json, write_labels, write_text
 from guitar_distill.dataset.split import balanced_subset
 from guitar_distill.edge.images import load_for_model
 from guitar_distill.edge.predict import TFLiteClassifier, classify, golden_answers
@@ -81,7 +81,7 @@ def build_bundle(
     if fp32_file is not None:
         shutil.copy(fp32_file, tmp / "model_fp32.tflite")
         write_json(tmp / "model_fp32.json", {**(fp32_json or {}), "file": "model_fp32.tflite"})
-    write_text(tmp / "labels.txt", "\n".join(labels) + "\n")
+    write_labels(tmp, labels)
     edge_dir = Path(edge.__file__).parent
     shutil.copy(edge_dir / "predict.py", tmp / "predict.py")
     shutil.copy(edge_dir / "images.py", tmp / "images.py")

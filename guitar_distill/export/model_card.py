@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from guitar_distill.common.artifacts import read_json, write_text
-from guitar_distill.common.config import PROJECT_ROOT
+from guitar_distill.common.config import MODELS_DIR
 from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.markdown import markdown_table
 
-MODELS_DIR = PROJECT_ROOT / "models"
 RECORDS = ("data_summary", "accuracy", "robustness", "latency")
 BUNDLE = Path("student") / "guitar-student"
 

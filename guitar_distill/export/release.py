@@ -20,8 +20,8 @@ import shutil
 import time
 from pathlib import Path
 
-from guitar_distill.common.artifacts import read_json, sha256_file, write_json, write_text
-from guitar_distill.common.config import PROJECT_ROOT, project_relative, resolve_config, stage_parser
+from guitar_distill.common.artifacts import read_json, sha256_file, write_json, write_labels, write_text
+from guitar_distill.common.config import MODELS_DIR, PROJECT_ROOT, project_relative, resolve_config, stage_parser
 from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.layout import MODEL_STAGES, evaluation_split, model_path
 from guitar_distill.common.progress import console
@@ -29,7 +29,6 @@ from guitar_distill.common.quiet import quiet_start
 from guitar_distill.export.model_card import RECORDS, write_model_card
 from guitar_distill.export.web import RUNTIME_FILES
 
-MODELS_DIR = PROJECT_ROOT / "models"
 MAX_MB = 60.0
 # The float32 TFLite student ships inside the bundle (model_fp32.tflite), not a second time here.
 RELEASED = {"student": ("keras", "tflite_int8", "tflite_qat_int8", "onnx_fp32", "onnx_int8")}
@@ -152,7 +151,7 @@ def release_teacher(source: Path, metrics: dict, classes: list[str], folder: Pat
             "sha256": sha256_file(path),
         },
     )
-    write_text(folder / "labels.txt", "\n".join(classes) + "\n")
+    write_labels(folder, classes)
     return path
 
 
@@ -251,7 +250,7 @@ def import_teacher(source: Path, artifacts: Path) -> list[Path]:
                 "sha256": sha256_file(out),
             },
         )
-        write_text(out.with_name("labels.txt"), "\n".join(info.classes) + "\n")
+        write_labels(out.parent, info.classes)
         write_text(
             out.with_name("IMPORTED.txt"),
             f"rebuilt from {shown} by python -m guitar_distill.export.release --import-teacher\n",

@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from guitar_distill.common.artifacts import read_json, write_bytes, write_json, write_text
+from guitar_distill.common.artifacts import read_json, write_bytes, write_json, write_labels
 from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.manifest import SPLITS, Row, load_data_info, write_manifest
@@ -139,7 +139,7 @@ def main(argv=None):
     summary = read_json(info.root / "summary.json")
     write_json(kit / "data" / "summary.json", {**summary, "source": "photos"})  # the runner makes it absolute
     write_json(kit / "data" / "config.json", read_json(info.root / "config.json"))
-    write_text(kit / "data" / "labels.txt", "\n".join(info.classes) + "\n")
+    write_labels(kit / "data", info.classes)
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     pythons = tuple(dict.fromkeys(args.pythons or (GPU_PYTHON, here)))
     pins = [] if args.no_wheels else download_wheels(kit / "wheels", pythons)
