@@ -207,3 +207,56 @@ def test_the_teacher_answers_the_students_crops_at_its_own_side(smoke_artifacts,
     same = np.abs(shrunk(at_48[1][0]) - at_32[1][0]).mean()  # the same crops at two sides
     other = np.abs(shrunk(at_48[1][0]) - at_32[0][0]).mean()  # other photos and crops
     assert same < 0.4 * other, (same, other)
+
+
+@pytest.mark.slow
+def test_a_killed_distillation_resumes_to_the_uninterrupted_history(tmp_path, monkeypatch):
+    """Offline distillation (stored teacher outputs, replayed with a period) killed mid-epoch and resumed: the
+    same history as a run never stopped, as for the teacher and the baseline (tests/test_teacher.py)."""
+    from conftest import real_photos
+
+    from guitar_distill.common.augment import AugmentedBatches
+    from guitar_distill.common.config import load_preset
+    from guitar_distill.common.training import fit_recipe
+    from guitar_distill.distill.distiller import compiled_distiller
+    from guitar_distill.edge.images import load_for_model
+
+    images = np.stack([load_for_model(p, 32) for c in ("ES", "SG") for p in real_photos(c, 6)])
+    labels = np.repeat([0, 1], 6)
+    scfg = {**load_preset("full")["student"], "steps_per_epoch": 3, "batch_size": 4, "max_epochs": 4, "seed": 5}
+    dcfg = load_preset("full")["distill"]
+    stored = np.log(np.random.default_rng(0).dirichlet(np.ones(2), (6, 4))).astype(np.float32)  # 2 epochs of targets
+    val = (images[::3], (labels[::3], np.log(np.full((4, 2), 0.5, np.float32))))
+
+    def run(folder, seed=0):
+        keras.utils.set_random_seed(seed)
+        student = build_nin_student(2, 32, (4, 8, 8))
+        distiller = compiled_distiller(student, None, dcfg, scfg, 32)
+        return fit_recipe(
+            distiller,
+            (images, labels),
+            val,
+            scfg,
+            tmp_path / folder,
+            weights_of=student,
+            batch_targets=stored,
+            stream_period=6,
+        )
+
+    straight = run("straight")
+    real_getitem = AugmentedBatches.__getitem__
+
+    def killed(self, i):
+        if self.start_batch + i == 7:  # in the middle of epoch 3, a replayed one
+            raise KeyboardInterrupt("simulated kill")
+        return real_getitem(self, i)
+
+    monkeypatch.setattr(AugmentedBatches, "__getitem__", killed)
+    with pytest.raises(BaseException, match="simulated kill"):
+        run("resumed")
+    monkeypatch.setattr(AugmentedBatches, "__getitem__", real_getitem)
+    resumed = run("resumed", seed=99)
+    assert [r["epoch"] for r in resumed] == [1, 2, 3, 4]
+    for a, b in zip(straight, resumed):
+        for key in ("loss", "val_loss", "val_accuracy"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), (a, b)
