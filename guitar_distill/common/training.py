@@ -58,24 +58,16 @@ def fit_recipe(
     Writes history.csv, best.weights.h5 and backup/ in out_dir.
     """
     out_dir = Path(out_dir)
-    backup_dir = out_dir / "backup"
-    done = completed_epochs(backup_dir)
-    carried = carried_epoch(out_dir)  # a run carried here from another machine (common/carry.py)
-    # A finished run has no backup/ (its resume state is removed at the end): nothing left to train.
-    finished = not done and (out_dir / "metrics.json").exists() and (out_dir / "best.weights.h5").exists()
-    if finished:
-        done = len(read_history(out_dir / "history.csv"))
-    steps = int(cfg["steps_per_epoch"])
-    if carried:
-        resume_carried(model, out_dir, carried * steps)
-        done = carried
+    done, finished = epochs_done(model, out_dir, int(cfg["steps_per_epoch"]))
     rows = [r for r in read_history(out_dir / "history.csv") if r["epoch"] <= done]
+    if finished or done >= int(cfg["max_epochs"]) or _stopped_early(rows, cfg):
+        return rows
     mixing = training_mixing(cfg, int(model.output_shape[-1])) if cfg.get("mix", "none") != "none" else None
     feed = AugmentedBatches(
         *train,
         batch_size=int(cfg["batch_size"]),
         seed=int(cfg["seed"]),
-        start_batch=done * steps,
+        start_batch=done * int(cfg["steps_per_epoch"]),
         batch_targets=batch_targets,
         period=stream_period,
         augment=training_augmentation(cfg),
@@ -87,39 +79,59 @@ def fit_recipe(
     if mixing:  # the loss takes class-probability rows, validation's too
         val_y = np.eye(mixing.num_classes, dtype=np.float32)[val_y]
     if done:
-        print(f"resuming from {backup_dir}: {done} of at most {cfg['max_epochs']} epochs done")
+        print(f"resuming from {out_dir / 'backup'}: {done} of at most {cfg['max_epochs']} epochs done")
+    try:
+        model.fit(
+            fit_input(feed),
+            steps_per_epoch=int(cfg["steps_per_epoch"]),
+            epochs=int(cfg["max_epochs"]),
+            initial_epoch=done,
+            validation_data=(val_x, val_y),
+            batch_size=int(cfg["batch_size"]),
+            callbacks=run_callbacks(cfg, out_dir, rows, done, weights_of),
+            shuffle=False,
+            verbose=int(os.environ.get("KERAS_VERBOSE", 1 if sys.stdout.isatty() else 2)),
+        )
+    except KeyboardInterrupt:
+        raise ToolkitError(
+            f"\ninterrupted: {completed_epochs(out_dir / 'backup')} complete epoch(s) saved in {out_dir / 'backup'} "
+            f"(history.csv and best.weights.h5 beside it); the epoch in progress is lost. Resume with:\n"
+            f"  {command_name()} {' '.join(sys.argv[1:])}".rstrip()
+        ) from None
+    return rows
+
+
+def epochs_done(model: keras.Model, out_dir: Path, steps: int) -> tuple[int, bool]:
+    """(epochs already trained, whether the run is finished): from the backup, a finished run's history, or a
+    run carried here from another machine (whose weights and schedule position then go into `model`)."""
+    done = completed_epochs(out_dir / "backup")
+    # A finished run has no backup/ (its resume state is removed at the end): nothing left to train.
+    if not done and (out_dir / "metrics.json").exists() and (out_dir / "best.weights.h5").exists():
+        return len(read_history(out_dir / "history.csv")), True
+    carried = carried_epoch(out_dir)
+    if carried:
+        resume_carried(model, out_dir, carried * steps)
+        return carried, False
+    return done, False
+
+
+def run_callbacks(cfg: dict, out_dir: Path, rows: list[dict], done: int, weights_of) -> list:
+    """History, the averaged weights, the best snapshot, early stopping, the wall clock, then the backup."""
+    steps = int(cfg["steps_per_epoch"])
     callbacks = [
         ReseedEachStep(int(cfg["seed"])),
         HistoryWriter(out_dir / "history.csv", rows, steps * int(cfg["batch_size"])),
         *([AveragedWeights(resumed=done > 0)] if float(cfg.get("ema_momentum", 0.0)) else []),
         BestSnapshot(out_dir / "best.weights.h5", rows, weights_of=weights_of),
         ResumableEarlyStopping(rows, monitor=MONITOR_STOP, patience=int(cfg["patience"]), verbose=1),
-        # Last, so a step counts as done only once history and best snapshot are written.
-        keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False),
     ]
     if float(cfg["max_minutes"]) > 0:
-        callbacks.insert(-1, WallClockBudget(float(cfg["max_minutes"])))
-    if not finished and done < int(cfg["max_epochs"]) and not _stopped_early(rows, cfg):
-        try:
-            model.fit(
-                fit_input(feed),
-                steps_per_epoch=steps,
-                epochs=int(cfg["max_epochs"]),
-                initial_epoch=done,
-                validation_data=(val_x, val_y),
-                batch_size=int(cfg["batch_size"]),
-                callbacks=callbacks,
-                shuffle=False,
-                verbose=int(os.environ.get("KERAS_VERBOSE", 1 if sys.stdout.isatty() else 2)),
-            )
-        except KeyboardInterrupt:
-            kept = completed_epochs(backup_dir)
-            raise ToolkitError(
-                f"\ninterrupted: {kept} complete epoch(s) saved in {backup_dir} (history.csv and "
-                f"best.weights.h5 beside it); the epoch in progress is lost. Resume with:\n"
-                f"  {command_name()} {' '.join(sys.argv[1:])}".rstrip()
-            ) from None
-    return rows
+        callbacks.append(WallClockBudget(float(cfg["max_minutes"])))
+    # Last, so a step counts as done only once history and best snapshot are written.
+    callbacks.append(
+        keras.callbacks.BackupAndRestore(str(out_dir / "backup"), double_checkpoint=True, delete_checkpoint=False)
+    )
+    return callbacks
 
 
 def _stopped_early(rows: list[dict], cfg: dict) -> bool:
