@@ -20,7 +20,7 @@ import numpy as np
 from guitar_distill.benchmarks.record import write_record
 from guitar_distill.benchmarks.step_profile import op_profile, traced_steps
 from guitar_distill.common.config import resolve_config, stage_parser
-from guitar_distill.common.errors import run_cli
+from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.markdown import markdown_table
 from guitar_distill.common.progress import console, progress_bar
 from guitar_distill.common.quiet import quiet_start
@@ -89,7 +89,7 @@ def profile_tables(name: str, p: dict, top: int = 15) -> str:
     )
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = stage_parser(
         "Training images/s of the recipe on this machine, teacher and student.", default_preset="seed"
     )
@@ -132,129 +132,137 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.profile < 0:
         parser.error("--profile: a number of steps, 0 for none")
-    quiet_start()  # after parsing: --help and argument errors need no TensorFlow
-    import keras
+    return args
 
-    if args.profile and keras.backend.backend() != "tensorflow":
-        raise SystemExit(f"--profile reads TensorFlow's profiler; the backend is {keras.backend.backend()}")
+
+def sample_photos(cfg: dict, source_flag) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """96 photos spread over every class, at the preset's side: (images, labels, classes)."""
+    size = int(cfg["data"]["image_size"])
+    source = resolve_source(cfg["data"]["source"], source_flag)
+    classes = find_classes(source, cfg["data"].get("classes") or None)
+    every = list_files(source, classes)
+    files = every[:: max(1, len(every) // 96)][:96]
+    images = np.stack([load_for_model(source / rel, size) for rel, _ in files])
+    return images, np.array([classes.index(label) for _, label in files]), classes
+
+
+def rate_model(args, name: str, mcfg: dict, build, images, labels, advance, stem: str) -> dict:
+    """One model's rates: bare steps, steps with augmentation, model.fit; then, if asked, a profile."""
     from guitar_distill.common.augment import AugmentedBatches, training_augmentation
     from guitar_distill.common.devices import configure_runtime
     from guitar_distill.common.layers import with_training_layers
     from guitar_distill.common.recipe import recipe_loss, recipe_optimizer
 
-    args.out = args.out or args.artifacts / "bench"
-    start = time.perf_counter()
-    cfg = resolve_config(args)
+    runtime = configure_runtime(mcfg)  # the preset's precision policy (bfloat16 on the cpu preset)
+    model = build()  # the builders' layers are the fast training layers already
+    if args.batch_norm == "keras" or args.strided_pointwise == "keras":
+        model = with_training_layers(
+            model,
+            fused_batch_norm=args.batch_norm == "fused",
+            subsampled_pointwise=args.strided_pointwise == "subsampled",
+        )
+    jit = {"auto": "auto", "on": True, "off": False}[args.jit_compile]
+    model.compile(optimizer=recipe_optimizer(mcfg), loss=recipe_loss(mcfg), jit_compile=jit)
+    feed = AugmentedBatches(
+        images, labels, int(mcfg["batch_size"]), int(mcfg["seed"]), augment=training_augmentation(mcfg)
+    )
+    r = timed_batches(model, feed, args.batches, advance)
+    r["fit_images_per_s"] = timed_fit(model, feed, args.batches, args.fit_feed == "pydataset")
+    advance()
+    r["hours_per_epoch"] = int(mcfg["steps_per_epoch"]) * r["batch_size"] / r["fit_images_per_s"] / 3600
+    r[f"hours_for_{WRITEUP_EPOCHS}_epochs"] = r["hours_per_epoch"] * WRITEUP_EPOCHS
+    r["parameters"] = model.count_params()
+    r["dtype_policy"], r["steps_per_epoch"] = runtime["dtype_policy"], int(mcfg["steps_per_epoch"])
+    r["devices"] = runtime["devices"]
+    if args.profile:
+        trace = args.out / f"{stem}_trace" / name
+        wall = traced_steps(model, feed, args.profile, trace)
+        r["profile"] = {**op_profile(trace, args.profile, wall), "trace": str(trace)}
+        advance(args.profile + 1)
+    return r
+
+
+def rate_table(results: dict) -> str:
+    header = [
+        "model",
+        "parameters",
+        "batch",
+        "precision",
+        "devices",
+        "train step images/s",
+        "with augmentation images/s",
+        "model.fit images/s",
+        "hours per epoch (batches)",
+        f"hours for {WRITEUP_EPOCHS} epochs",
+    ]
+    rows = [
+        [
+            name,
+            f"{r['parameters']:,}",
+            r["batch_size"],
+            r["dtype_policy"],
+            ", ".join(r["devices"]),
+            f"{r['train_step_images_per_s']:.2f}",
+            f"{r['with_augmentation_images_per_s']:.2f}",
+            f"{r['fit_images_per_s']:.2f}",
+            f"{r['hours_per_epoch']:.2f} ({r['steps_per_epoch']})",
+            f"{r[f'hours_for_{WRITEUP_EPOCHS}_epochs']:.1f}",
+        ]
+        for name, r in results.items()
+    ]
+    return markdown_table(header, rows, "lrrllrrrrr")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    quiet_start()  # after parsing: --help and argument errors need no TensorFlow
+    import keras
+
     from guitar_distill.student.model import build_nin_student
     from guitar_distill.teacher.model import build_teacher
 
+    if args.profile and keras.backend.backend() != "tensorflow":
+        raise ToolkitError(f"--profile reads TensorFlow's profiler; the backend is {keras.backend.backend()}")
+    args.out = args.out or args.artifacts / "bench"
+    start, cfg = time.perf_counter(), resolve_config(args)
     size = int(cfg["data"]["image_size"])
-    source = resolve_source(cfg["data"]["source"], args.source)
-    classes = find_classes(source, cfg["data"].get("classes") or None)
-    every = list_files(source, classes)
-    files = every[:: max(1, len(every) // 96)][:96]  # spread over all classes
-    images = np.stack([load_for_model(source / rel, size) for rel, _ in files])
-    labels = np.array([classes.index(label) for _, label in files])
-    results = {}
+    images, labels, classes = sample_photos(cfg, args.source)
+    tcfg, scfg = cfg["teacher"], cfg["student"]
     models = {
-        "teacher": (
-            cfg["teacher"],
-            lambda: build_teacher(len(classes), size, None, head=cfg["teacher"].get("head", "flatten")),
-        ),
-        "student": (
-            cfg["student"],
-            lambda: build_nin_student(
-                len(classes), size, tuple(cfg["student"]["widths"]), float(cfg["student"]["dropout"])
-            ),
-        ),
+        "teacher": (tcfg, lambda: build_teacher(len(classes), size, None, head=tcfg.get("head", "flatten"))),
+        "student": (scfg, lambda: build_nin_student(len(classes), size, tuple(scfg["widths"]), float(scfg["dropout"]))),
     }
     stem = f"train_rate_{cfg['name']}"
     steps = len(args.models) * (args.batches + 2 + (args.profile + 1 if args.profile else 0))
     with progress_bar(steps, f"training rate at {size}px") as advance:
-        for name, (mcfg, build) in ((n, m) for n, m in models.items() if n in args.models):
-            runtime = configure_runtime(mcfg)  # the preset's precision policy (bfloat16 on the cpu preset)
-            model = build()  # the builders' layers are the fast training layers already
-            if args.batch_norm == "keras" or args.strided_pointwise == "keras":
-                model = with_training_layers(
-                    model,
-                    fused_batch_norm=args.batch_norm == "fused",
-                    subsampled_pointwise=args.strided_pointwise == "subsampled",
-                )
-            model.compile(
-                optimizer=recipe_optimizer(mcfg),
-                loss=recipe_loss(mcfg),
-                jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile],
-            )
-            feed = AugmentedBatches(
-                images, labels, int(mcfg["batch_size"]), int(mcfg["seed"]), augment=training_augmentation(mcfg)
-            )
-            r = timed_batches(model, feed, args.batches, advance)
-            r["fit_images_per_s"] = timed_fit(model, feed, args.batches, args.fit_feed == "pydataset")
-            advance()
-            images_per_step = int(mcfg["steps_per_epoch"]) * r["batch_size"]
-            r["hours_per_epoch"] = images_per_step / r["fit_images_per_s"] / 3600
-            r[f"hours_for_{WRITEUP_EPOCHS}_epochs"] = r["hours_per_epoch"] * WRITEUP_EPOCHS
-            r["parameters"] = model.count_params()
-            r["dtype_policy"], r["steps_per_epoch"] = runtime["dtype_policy"], int(mcfg["steps_per_epoch"])
-            r["devices"] = runtime["devices"]
-            if args.profile:
-                trace = args.out / f"{stem}_trace" / name
-                wall = traced_steps(model, feed, args.profile, trace)
-                r["profile"] = {**op_profile(trace, args.profile, wall), "trace": str(trace)}
-                advance(args.profile + 1)
-            results[name] = r
-    table = markdown_table(
-        [
-            "model",
-            "parameters",
-            "batch",
-            "precision",
-            "devices",
-            "train step images/s",
-            "with augmentation images/s",
-            "model.fit images/s",
-            "hours per epoch (batches)",
-            f"hours for {WRITEUP_EPOCHS} epochs",
-        ],
-        [
-            [
-                name,
-                f"{r['parameters']:,}",
-                r["batch_size"],
-                r["dtype_policy"],
-                ", ".join(r["devices"]),
-                f"{r['train_step_images_per_s']:.2f}",
-                f"{r['with_augmentation_images_per_s']:.2f}",
-                f"{r['fit_images_per_s']:.2f}",
-                f"{r['hours_per_epoch']:.2f} ({r['steps_per_epoch']})",
-                f"{r[f'hours_for_{WRITEUP_EPOCHS}_epochs']:.1f}",
-            ]
-            for name, r in results.items()
-        ],
-        "lrrllrrrrr",
-    )
+        results = {
+            name: rate_model(args, name, mcfg, build, images, labels, advance, stem)
+            for name, (mcfg, build) in models.items()
+            if name in args.models
+        }
+    settings = {
+        "preset": cfg["name"],
+        "image_size": size,
+        "timed_batches": args.batches,
+        "photos": len(images),
+        "backend": keras.backend.backend(),
+        **{k: getattr(args, k) for k in ("fit_feed", "jit_compile", "batch_norm", "strided_pointwise")},
+        **{f"{name}_steps_per_epoch": r["steps_per_epoch"] for name, r in results.items()},
+    }
+    title = f"Training rate, {cfg['name']} recipe at {size} px ({keras.backend.backend()} backend)"
+    notes = "".join(profile_tables(name, r["profile"]) for name, r in results.items() if "profile" in r)
+    table = rate_table(results)
     write_record(
         args.out,
         stem,
         "benchmarks.train_rate",
         argv,
-        title=f"Training rate, {cfg['name']} recipe at {size} px ({keras.backend.backend()} backend)",
-        settings={
-            "preset": cfg["name"],
-            "image_size": size,
-            "timed_batches": args.batches,
-            "photos": len(files),
-            "backend": keras.backend.backend(),
-            "fit_feed": args.fit_feed,
-            "jit_compile": args.jit_compile,
-            "batch_norm": args.batch_norm,
-            "strided_pointwise": args.strided_pointwise,
-            **{f"{name}_steps_per_epoch": r["steps_per_epoch"] for name, r in results.items()},
-        },
+        title=title,
+        settings=settings,
         results=results,
         table=table,
         started=start,
-        notes="".join(profile_tables(name, r["profile"]) for name, r in results.items() if "profile" in r),
+        notes=notes,
     )
     console.print(table)
     console.print(f"written: {args.out / stem}.md, {args.out / stem}.json")
