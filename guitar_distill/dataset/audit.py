@@ -152,7 +152,7 @@ def gallery(rows: list[dict], source: Path, path: Path, title: str) -> Path:
     return path
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = stage_parser(
         "Find photos of the split whose label looks wrong (k-fold NiN students + cleanlab).", default_preset="cpu"
     )
@@ -163,62 +163,120 @@ def main(argv=None):
         metavar="SHARE",
         help="flip this share of labels first and measure the audit on them (e.g. 0.05)",
     )
-    args = parser.parse_args(argv)
-    cfg = resolve_config(args)
-    from guitar_distill.common.quiet import quiet_start
+    return parser.parse_args(argv)
 
-    quiet_start()
+
+def audit_photos(info, size: int):
+    """(rows, images) of the train and val splits, and (rows, images) of the excluded photos that decode."""
     from guitar_distill.common.cache import load_split
-    from guitar_distill.common.devices import configure_runtime
-    from guitar_distill.common.manifest import load_data_info
-    from guitar_distill.edge.check import flip_labels
-
-    acfg, scfg = cfg["audit"], {**cfg["student"], "mixed_precision": False}
-    start = time.perf_counter()
-    info = load_data_info(args.artifacts)
-    size, seed = int(acfg["image_size"]), int(acfg["seed"])
-    configure_runtime({**scfg, "seed": seed})
-    rows = [r for s in ("train", "val") for r in info.split_rows(s)]
-    if not rows:
-        raise ToolkitError(f"{args.artifacts}/data: no training or validation photos to audit")
-    images = np.concatenate([np.asarray(load_split(info, s, size)[0]) for s in ("train", "val") if info.split_rows(s)])
-    index = {c: i for i, c in enumerate(info.classes)}
-    labels = np.array([index[r.label] for r in rows])
-    planted = None
-    if args.plant:
-        labels, planted = flip_labels(labels, len(info.classes), args.plant, seed)
-    excluded = [r for r in info.rows if r.split == "excluded"]
     from guitar_distill.edge.images import ImageRejected, load_for_model
 
+    rows = [r for s in ("train", "val") for r in info.split_rows(s)]
+    if not rows:
+        raise ToolkitError(f"{info.root}: no training or validation photos to audit")
+    images = np.concatenate([np.asarray(load_split(info, s, size)[0]) for s in ("train", "val") if info.split_rows(s)])
     extra_rows, extra_images = [], []
-    for r in excluded:
+    for r in (r for r in info.rows if r.split == "excluded"):
         try:
             extra_images.append(load_for_model(info.source / r.path, size))
             extra_rows.append(r)
         except ImageRejected as e:
             console.print(f"skipped {r.path}: {e.reason}")
     extra = np.stack(extra_images) if extra_images else np.zeros((0, size, size, 3), np.uint8)
-    out = stage_dir(args.artifacts, "audit") / (f"planted-{args.plant:g}" if args.plant else "")
-    console.print(
-        f"audit: {len(rows)} photos ({size} px), {acfg['folds']} folds of NiN {scfg['widths']}, "
-        f"{acfg['epochs']} epochs each" + (f", {int(planted.sum())} labels flipped on purpose" if args.plant else "")
-    )
-    probs, extra_probs = out_of_fold(
-        images, labels, [r.group for r in rows], extra, len(info.classes), scfg, acfg, seed, out / "folds"
-    )
-    ranked, scores = label_issues(labels, probs)
-    issue_rows = [
+    return rows, images, extra_rows, extra
+
+
+def issue_table(rows, labels, probs, ranked, scores, classes) -> list[dict]:
+    return [
         {
             "path": rows[i].path,
             "split": rows[i].split,
-            "given": info.classes[labels[i]],
-            "suggested": info.classes[int(np.argmax(probs[i]))],
+            "given": classes[labels[i]],
+            "suggested": classes[int(np.argmax(probs[i]))],
             "score": round(float(scores[i]), 4),
             "p_given": round(float(probs[i, labels[i]]), 4),
             "p_suggested": round(float(probs[i].max()), 4),
         }
         for i in ranked
     ]
+
+
+def excluded_record(extra_rows, labels, probs, extra_probs, classes) -> dict:
+    """How many of the excluded label-conflict photos the audit flags under their class's threshold."""
+    given = np.array([classes.index(r.label) for r in extra_rows])
+    flagged = below_class_thresholds(labels, probs, given, extra_probs)
+    return {
+        "photos": len(extra_rows),
+        "flagged": int(flagged.sum()),
+        "groups": len({r.group for r in extra_rows}),
+        "groups_flagged": len({r.group for r, f in zip(extra_rows, flagged) if f}),
+    }
+
+
+def planted_record(planted: np.ndarray, ranked: np.ndarray, scores: np.ndarray, share: float) -> dict:
+    """The audit measured on labels flipped on purpose: precision and recall of its flags."""
+    found = np.zeros(len(planted), bool)
+    found[ranked] = True
+    hits = int(np.sum(found & planted))
+    top_n = np.argsort(scores, kind="stable")[: int(planted.sum())]
+    return {
+        "share": share,
+        "flipped": int(planted.sum()),
+        "flagged": len(ranked),
+        "precision": hits / max(len(ranked), 1),
+        "recall": hits / max(int(planted.sum()), 1),
+        "precision_at_flipped_count": float(np.mean(planted[top_n])),
+    }
+
+
+def print_summary(record: dict, out: Path) -> None:
+    console.print(
+        f"audit done in {record['seconds']:.0f} s: {record['issues']} label issues among {record['photos']} photos "
+        f"(out-of-fold top-1 {record['out_of_fold_accuracy']:.3f})"
+    )
+    if "excluded" in record:
+        e = record["excluded"]
+        console.print(
+            f"  excluded label conflicts: {e['flagged']} of {e['photos']} photos flagged, "
+            f"{e['groups_flagged']} of {e['groups']} groups"
+        )
+    if "planted" in record:
+        p = record["planted"]
+        console.print(
+            f"  planted: {p['flipped']} flipped; flagged {p['flagged']}: precision {p['precision']:.3f}, "
+            f"recall {p['recall']:.3f}"
+        )
+    console.print(f"files: {out}/label_issues.csv, gallery.png, audit.json")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = resolve_config(args)
+    from guitar_distill.common.quiet import quiet_start
+
+    quiet_start()
+    from guitar_distill.common.devices import configure_runtime
+    from guitar_distill.common.manifest import load_data_info
+    from guitar_distill.edge.check import flip_labels
+
+    acfg, scfg = cfg["audit"], {**cfg["student"], "mixed_precision": False}
+    start, info = time.perf_counter(), load_data_info(args.artifacts)
+    size, seed = int(acfg["image_size"]), int(acfg["seed"])
+    configure_runtime({**scfg, "seed": seed})
+    rows, images, extra_rows, extra = audit_photos(info, size)
+    labels = np.array([info.classes.index(r.label) for r in rows])
+    planted = None
+    if args.plant:
+        labels, planted = flip_labels(labels, len(info.classes), args.plant, seed)
+    out = stage_dir(args.artifacts, "audit") / (f"planted-{args.plant:g}" if args.plant else "")
+    console.print(
+        f"audit: {len(rows)} photos ({size} px), {acfg['folds']} folds of NiN {scfg['widths']}, "
+        f"{acfg['epochs']} epochs each" + (f", {int(planted.sum())} labels flipped on purpose" if args.plant else "")
+    )
+    groups = [r.group for r in rows]
+    probs, extra_probs = out_of_fold(images, labels, groups, extra, len(info.classes), scfg, acfg, seed, out / "folds")
+    ranked, scores = label_issues(labels, probs)
+    issue_rows = issue_table(rows, labels, probs, ranked, scores, info.classes)
     write_issues(out / "label_issues.csv", issue_rows)
     top = issue_rows[: int(acfg["gallery"])]
     if top:
@@ -233,49 +291,12 @@ def main(argv=None):
         "seed": seed,
         "out_of_fold_accuracy": float(np.mean(probs.argmax(1) == labels)),
         "issues": len(issue_rows),
+        **({"excluded": excluded_record(extra_rows, labels, probs, extra_probs, info.classes)} if extra_rows else {}),
+        **({"planted": planted_record(planted, ranked, scores, args.plant)} if planted is not None else {}),
     }
-    if excluded:
-        given = np.array([index[r.label] for r in extra_rows])
-        flagged = below_class_thresholds(labels, probs, given, extra_probs)
-        groups = sorted({r.group for r in extra_rows})
-        record["excluded"] = {
-            "photos": len(extra_rows),
-            "flagged": int(flagged.sum()),
-            "groups": len(groups),
-            "groups_flagged": len({r.group for r, f in zip(extra_rows, flagged) if f}),
-        }
-    if planted is not None:
-        found = np.zeros(len(labels), bool)
-        found[ranked] = True
-        hits = int(np.sum(found & planted))
-        top_n = np.argsort(scores, kind="stable")[: int(planted.sum())]
-        record["planted"] = {
-            "share": args.plant,
-            "flipped": int(planted.sum()),
-            "flagged": len(ranked),
-            "precision": hits / max(len(ranked), 1),
-            "recall": hits / max(int(planted.sum()), 1),
-            "precision_at_flipped_count": float(np.mean(planted[top_n])),
-        }
     record["seconds"] = round(time.perf_counter() - start, 1)
     write_json(out / "audit.json", record)
-    console.print(
-        f"audit done in {record['seconds']:.0f} s: {len(issue_rows)} label issues among {len(rows)} photos "
-        f"(out-of-fold top-1 {record['out_of_fold_accuracy']:.3f})"
-    )
-    if "excluded" in record:
-        e = record["excluded"]
-        console.print(
-            f"  excluded label conflicts: {e['flagged']} of {e['photos']} photos flagged, "
-            f"{e['groups_flagged']} of {e['groups']} groups"
-        )
-    if planted is not None:
-        p = record["planted"]
-        console.print(
-            f"  planted: {p['flipped']} flipped; flagged {p['flagged']}: precision {p['precision']:.3f}, "
-            f"recall {p['recall']:.3f}"
-        )
-    console.print(f"files: {out}/label_issues.csv, gallery.png, audit.json")
+    print_summary(record, out)
 
 
 if __name__ == "__main__":
