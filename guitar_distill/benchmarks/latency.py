@@ -199,7 +199,7 @@ def latency_table(rows: list[dict]) -> str:
     return markdown_table(header, table, "lll" + "r" * 13 + "lrl")
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = stage_parser("Latency of teacher and student in every format and runtime.")
     parser.add_argument("--models", nargs="+", help="teacher, student (default: both)")
     parser.add_argument("--formats", nargs="+", help="keras onnx_fp32 onnx_int8 tflite_fp32 ... (default: all)")
@@ -208,87 +208,40 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, help="timed runs per measurement (default: the preset's)")
     parser.add_argument("--rounds", type=int, help="measurements of each file, in rotation (default: the preset's)")
     parser.add_argument("--out", type=Path, help="folder for latency.json and latency.md (default: ARTIFACTS/bench)")
-    args = parser.parse_args(argv)
-    quiet_start()  # after parsing: --help and argument errors need no TensorFlow
-    cfg = resolve_config(args)
-    bcfg = dict(cfg["bench"], **{k: v for k, v in (("runs", args.runs), ("rounds", args.rounds)) if v})
-    threads = sorted(set(args.threads or [1, all_threads()]))
-    files, missing = find_model_files(args.artifacts, args.models, args.formats)
-    files = [f for f in files if not args.runtimes or f.runtime in args.runtimes]
-    for line in missing:
-        console.print(f"skipped: {line}")
-    if not files:
-        raise ToolkitError(no_exported_files(args.artifacts, cfg["name"]))
-    start = time.perf_counter()
-    hw = hardware_header(threads)
-    costs = model_costs(files)
-    rounds = int(bcfg["rounds"])
-    jobs = [(f, t) for f in files for t in threads]
-    with progress_bar(len(jobs) * rounds, f"latency, {rounds} rounds") as advance:
-        measured = measure_in_rounds(
-            [(f.path, t, int(bcfg["batch"]) if t == threads[-1] else 0) for f, t in jobs], bcfg, rounds, advance
-        )
-    rows = []
-    for (f, t), raw_rounds in zip(jobs, measured):
-        raw = raw_rounds[0]  # cold start, memory and batch throughput: the first round's fresh process
-        stats = median_of_rounds(raw_rounds)
-        cost = costs.get(f.model, {"parameters": 0, "macs": 0})
-        roof = roof_for(f.fmt, f.runtime)
-        achieved = 2 * cost["macs"] / (stats["p50_ms"] / 1000) / 1e9
-        rows.append(
-            {
-                "model": f.model,
-                "fmt": f.fmt,
-                "runtime": f.runtime,
-                "threads": t,
-                "file": str(f.path),
-                **stats,
-                "cold_start_ms": raw["load_ms"] + raw["first_inference_ms"],
-                "load_ms": raw["load_ms"],
-                "first_inference_ms": raw["first_inference_ms"],
-                "peak_rss_mib": raw["peak_rss_mib"],
-                "bare_rss_mib": raw["bare_rss_mib"],
-                "runtime_rss_mib": raw["runtime_rss_mib"],
-                "batch": raw["batch"],
-                "batch_images_per_s": raw["batch_images_per_s"],
-                "input_size": raw["input_size"],
-                "size_mb": f.path.stat().st_size / 1e6,
-                **cost,
-                "achieved_gops": achieved,
-                "roof": roof,
-                "roofline_pct": 100 * achieved / hw["roofs_gops"][roof][str(t)],
-            }
-        )
-    flag_int8(rows)
-    found = speedups(rows)
-    out = args.out or stage_dir(args.artifacts, "bench")
-    result = write_record(
-        out,
-        "latency",
-        "benchmarks.latency",
-        argv,
-        title="Latency",
-        hardware=hw,
-        settings={**bcfg, "threads": threads},
-        results=rows,
-        table=speedup_lines(found) + latency_table(rows),
-        started=start,
-        extra={"missing": missing, "speedups": found},
-    )
-    table = Table(title=f"latency, batch 1 ({hw['cpu']})")
-    for col in (
-        "model",
-        "format",
-        "runtime",
-        "threads",
-        "p50 ms",
-        "p99 ms",
-        "img/s",
-        "peak MiB",
-        "size MB",
-        "% roof",
-        "note",
-    ):
+    return parser.parse_args(argv)
+
+
+def latency_row(f, threads: int, raw_rounds: list[dict], cost: dict, hw: dict) -> dict:
+    """One file at one thread count: the median of its rounds, and the first round's cold start, memory and
+    batch throughput (a fresh process)."""
+    raw = raw_rounds[0]
+    stats = median_of_rounds(raw_rounds)
+    roof = roof_for(f.fmt, f.runtime)
+    achieved = 2 * cost["macs"] / (stats["p50_ms"] / 1000) / 1e9
+    return {
+        "model": f.model,
+        "fmt": f.fmt,
+        "runtime": f.runtime,
+        "threads": threads,
+        "file": str(f.path),
+        **stats,
+        "cold_start_ms": raw["load_ms"] + raw["first_inference_ms"],
+        **{k: raw[k] for k in ("load_ms", "first_inference_ms", "peak_rss_mib", "bare_rss_mib", "runtime_rss_mib")},
+        **{k: raw[k] for k in ("batch", "batch_images_per_s", "input_size")},
+        "size_mb": f.path.stat().st_size / 1e6,
+        **cost,
+        "achieved_gops": achieved,
+        "roof": roof,
+        "roofline_pct": 100 * achieved / hw["roofs_gops"][roof][str(threads)],
+    }
+
+
+CONSOLE_COLUMNS = ("model", "format", "runtime", "threads", "p50 ms", "p99 ms", "img/s", "peak MiB", "size MB")
+
+
+def print_rows(rows: list[dict], cpu: str) -> None:
+    table = Table(title=f"latency, batch 1 ({cpu})")
+    for col in (*CONSOLE_COLUMNS, "% roof", "note"):
         table.add_column(col)
     for r in rows:
         table.add_row(
@@ -305,6 +258,46 @@ def main(argv=None):
             "int8 not faster" if r["int8_not_faster"] else "",
         )
     console.print(table)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    quiet_start()  # after parsing: --help and argument errors need no TensorFlow
+    cfg = resolve_config(args)
+    bcfg = dict(cfg["bench"], **{k: v for k, v in (("runs", args.runs), ("rounds", args.rounds)) if v})
+    threads = sorted(set(args.threads or [1, all_threads()]))
+    files, missing = find_model_files(args.artifacts, args.models, args.formats)
+    files = [f for f in files if not args.runtimes or f.runtime in args.runtimes]
+    for line in missing:
+        console.print(f"skipped: {line}")
+    if not files:
+        raise ToolkitError(no_exported_files(args.artifacts, cfg["name"]))
+    start, hw, costs = time.perf_counter(), hardware_header(threads), model_costs(files)
+    rounds = int(bcfg["rounds"])
+    jobs = [(f, t) for f in files for t in threads]
+    with progress_bar(len(jobs) * rounds, f"latency, {rounds} rounds") as advance:
+        measured = measure_in_rounds(
+            [(f.path, t, int(bcfg["batch"]) if t == threads[-1] else 0) for f, t in jobs], bcfg, rounds, advance
+        )
+    no_cost = {"parameters": 0, "macs": 0}
+    rows = [latency_row(f, t, raw, costs.get(f.model, no_cost), hw) for (f, t), raw in zip(jobs, measured)]
+    flag_int8(rows)
+    found = speedups(rows)
+    out = args.out or stage_dir(args.artifacts, "bench")
+    result = write_record(
+        out,
+        "latency",
+        "benchmarks.latency",
+        argv,
+        title="Latency",
+        hardware=hw,
+        settings={**bcfg, "threads": threads},
+        results=rows,
+        table=speedup_lines(found) + latency_table(rows),
+        started=start,
+        extra={"missing": missing, "speedups": found},
+    )
+    print_rows(rows, hw["cpu"])
     console.print(speedup_lines(found).replace("**", "").strip())
     console.print(
         f"latency done in {result['seconds']:.0f} s: {Path(out) / 'latency.json'}, {Path(out) / 'latency.md'}"
