@@ -125,6 +125,9 @@ def test_a_folder_that_is_not_a_class_is_an_error_naming_it(tmp_path, tiny_bundl
     assert check.main([str(folder), "--model", str(root / "model.tflite"), "--out", str(tmp_path)]) == 1
     assert "sub-folder(s) Stratocastr are not classes of this model" in capsys.readouterr().err
     assert not (tmp_path / "suspects.csv").exists()
+    with pytest.raises(SystemExit) as usage:  # --out names a folder, as everywhere
+        check.main([str(folder), "--model", str(root / "model.tflite"), "--out", str(tmp_path / "mine.csv")])
+    assert usage.value.code == 2 and "a folder (suspects.csv is written in it)" in capsys.readouterr().err
 
 
 def test_an_unreadable_photo_is_reported_and_the_rest_checked(tmp_path, tiny_bundle, capsys):

@@ -156,6 +156,8 @@ def main(argv=None) -> int:
     parser.add_argument("--model", type=Path, help="a .tflite file (default: the faster of the bundle's two)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
+    if args.out.suffix == ".csv":
+        parser.error(f"--out {args.out}: a folder (suspects.csv is written in it), not a file")
     try:
         args.model, meta, classifier, labels = open_model(args.model, args.threads)
         # The calibration is the int8 file's; the float32 file answers the same to within rounding.
