@@ -2,7 +2,9 @@
 
 Two augmentations, chosen by a preset's `augmentation` field: the write-up's ImageDataGenerator
 set ("seed"), and random-resized crop plus horizontal flip ("crop_flip", the small-data recipe of
-fast.ai's Imagewoof runs and of FFCV's ResNet50). Both are numpy and Pillow only, never backend ops:
+fast.ai's Imagewoof runs and of FFCV's ResNet50), the latter with a side and crop range by epoch
+(`phases`). After them, optionally, corruptions (`corrupt`) and MixUp or CutMix (`mix`). All are numpy
+and Pillow only, never backend ops:
 the feed runs in threads beside the training step, and backend ops there compete with the step for
 its devices (under JAX with two devices, they deadlocked its all-reduce). On TensorFlow,
 `common.feed.fit_input` hands the feed's batches to model.fit through tf.data.
