@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from guitar_distill.common.config import PROJECT_ROOT
@@ -38,6 +39,22 @@ def real_photos(label: str, count: int) -> list[Path]:
     if not SHARED_PHOTOS.is_dir():
         pytest.fail(f"the shared photos are missing: {SHARED_PHOTOS}")
     return sorted((SHARED_PHOTOS / label).glob("*.jpg"))[:count]
+
+
+def photo_stack(classes, per_class: int, size: int) -> np.ndarray:
+    """The first `per_class` real photos of each class, decoded for a model at `size` px, class by class
+    (uint8, N x size x size x 3)."""
+    from guitar_distill.edge.images import load_for_model
+
+    return np.stack([load_for_model(p, size) for c in classes for p in real_photos(c, per_class)])
+
+
+def split_images(artifacts: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) of a split of a data stage's run, from its decode cache."""
+    from guitar_distill.common.cache import load_split
+    from guitar_distill.common.manifest import load_data_info
+
+    return load_split(load_data_info(artifacts), split)
 
 
 def copy_photos(dest: Path, classes=SMOKE_CLASSES, per_class=PHOTOS_PER_CLASS) -> Path:

@@ -32,19 +32,25 @@ def test_overrides_parse_values_and_reject_unknown_fields():
         load_preset("smoke"),
         ["teacher.max_epochs=5", "student.widths=[4, 8, 16]", "teacher.weights=none", "teacher.mixed_precision=true"],
     )
-    assert cfg["teacher"]["max_epochs"] == 5 and cfg["student"]["widths"] == [4, 8, 16]
-    assert cfg["teacher"]["weights"] == "none" and cfg["teacher"]["mixed_precision"] is True
+    assert cfg.teacher.max_epochs == 5 and cfg.student.widths == (4, 8, 16)
+    assert cfg.teacher.weights == "none" and cfg.teacher.mixed_precision is True
     with pytest.raises(ToolkitError, match="unknown field 'max_epoch'"):
         apply_overrides(cfg, ["teacher.max_epoch=5"])
-    # Values must have the preset's type, checked before any work starts.
-    assert apply_overrides(cfg, ["teacher.learning_rate=1"])["teacher"]["learning_rate"] == 1.0
-    assert apply_overrides(cfg, ["student.mixed_precision=bfloat16"])["student"]["mixed_precision"] == "bfloat16"
+    # Values must have the field's type, checked before any work starts.
+    assert apply_overrides(cfg, ["teacher.learning_rate=1"]).teacher.learning_rate == 1.0
+    assert apply_overrides(cfg, ["student.mixed_precision=bfloat16"]).student.mixed_precision == "bfloat16"
+    assert apply_overrides(cfg, ['student.corrupt=["blur", "jpeg"]']).student.corrupt == ("blur", "jpeg")
     for bad, expected in (
         ("teacher.max_epochs=abc", "expected int"),
         ("teacher.nesterov=1", "expected bool"),
-        ("student.widths=8", "expected list"),
+        ("student.widths=8", "expected a list"),
+        ("student.widths=[8, 'a']", r"student.widths\[1\]: expected int"),
         ("teacher.learning_rate=fast", "expected float"),
-        ("teacher.mixed_precision=3", "expected bool or str"),
+        ("teacher.mixed_precision=3", "mixed_precision = '3': use one of 'float16'"),
+        ("teacher.optimizer=adam", "use one of 'sgd', 'adamw'"),
+        ("teacher.phases=[{'from_epoch': 1, 'image_size': 32}]", "start at from_epoch = 0"),
+        ("student.phases=[{'from_epoch': 0, 'image_size': 32}]", "student trains and ships at data.image_size"),
+        ("nothing.at_all=1", "unknown field 'nothing'"),
     ):
         with pytest.raises(ToolkitError, match=expected):
             apply_overrides(cfg, [bad])
@@ -52,35 +58,49 @@ def test_overrides_parse_values_and_reject_unknown_fields():
         load_preset("no-such-preset")
 
 
+def test_a_preset_with_a_typo_or_a_wrong_type_fails_naming_the_field(tmp_path):
+    typo = tmp_path / "typo.toml"
+    typo.write_text('base = "smoke"\n[teacher]\nmax_epoch = 3\n')
+    with pytest.raises(ToolkitError, match=r"preset 'typo'.*teacher.*unknown field 'max_epoch'"):
+        load_preset(str(typo))
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text('base = "smoke"\n[student]\nwidths = "wide"\n')
+    with pytest.raises(ToolkitError, match="student.widths: expected a list"):
+        load_preset(str(wrong))
+
+
 def test_presets_inherit_and_state_only_their_changes(tmp_path):
     cpu, full = load_preset("cpu"), load_preset("full")
-    assert cpu["name"] == "cpu" and cpu["data"]["image_size"] == 64 and full["data"]["image_size"] == 224
-    assert cpu["data"]["split"] == full["data"]["split"]  # inherited whole
-    assert cpu["teacher"]["momentum"] == full["teacher"]["momentum"] and cpu["teacher"]["schedule"] == "cosine"
+    assert cpu.name == "cpu" and cpu.data.image_size == 64 and full.data.image_size == 224
+    assert cpu.data.split == full.data.split  # inherited whole
+    assert cpu.teacher.momentum == full.teacher.momentum and cpu.teacher.schedule == "cosine"
     stretch = load_preset("stretch")  # two levels: stretch -> cpu -> full
-    assert (
-        stretch["teacher"]["head"] == "avg"
-        and stretch["teacher"]["batch_size"] == 64
-        and full["teacher"]["head"] == "flatten"
-    )
+    assert stretch.teacher.head == "avg" and stretch.teacher.batch_size == 64 and full.teacher.head == "flatten"
     demo = load_preset("demo")  # three levels: demo -> stretch -> cpu -> full
-    assert (
-        demo["data"]["image_size"] == stretch["data"]["image_size"] == 112
-        and demo["teacher"]["zero_init_residual"] is True
-    )
-    assert (demo["student"]["max_epochs"], stretch["student"]["max_epochs"]) == (18, 30) and demo["distill"][
-        "stored_epochs"
-    ] == 3
-    assert (
-        demo["student"]["widths"] == stretch["student"]["widths"]
-        and demo["distill"]["temperature"] == full["distill"]["temperature"]
-        and demo["export"]["qat_steps_per_epoch"] == 40
-    )
-    assert load_preset("smoke")["data"]["split"] == {"counts": {"train": 6, "val": 2, "test": 2}}  # replaced whole
+    assert demo.data.image_size == stretch.data.image_size == 112 and demo.teacher.zero_init_residual is True
+    assert (demo.student.max_epochs, stretch.student.max_epochs, demo.distill.stored_epochs) == (18, 30, 3)
+    assert demo.student.widths == stretch.student.widths and demo.distill.temperature == full.distill.temperature
+    assert demo.export.qat_steps_per_epoch == 40
+    smoke = load_preset("smoke")
+    assert smoke.data.split.counts == {"train": 6, "val": 2, "test": 2} and smoke.data.split.fractions is None
     loop = tmp_path / "loop.toml"
     loop.write_text(f'base = "{loop}"\n')
     with pytest.raises(ToolkitError, match="loops back"):
         load_preset(str(loop))
+
+
+def test_a_config_round_trips_through_its_json(tmp_path):
+    from guitar_distill.common.config import as_dict, read_config
+
+    for name in ("grow", "smoke"):
+        cfg = load_preset(name)
+        write_json(tmp_path / "config.json", {**as_dict(cfg), "extended": []})
+        assert read_config(tmp_path / "config.json") == cfg
+    # A config written before a field existed reads it as its default.
+    old = as_dict(load_preset("smoke"))
+    del old["teacher"]["ema_momentum"], old["student"]["architecture"]
+    write_json(tmp_path / "config.json", old)
+    assert read_config(tmp_path / "config.json") == load_preset("smoke")
 
 
 def test_precision_policy_falls_back_where_the_cpu_lacks_bfloat16(monkeypatch):
@@ -99,20 +119,22 @@ def test_precision_policy_falls_back_where_the_cpu_lacks_bfloat16(monkeypatch):
 
 
 def test_recipe_schedules_and_label_smoothing():
+    from dataclasses import replace
+
     import numpy as np
 
     from guitar_distill.common.recipe import recipe_loss, recipe_optimizer
 
-    cfg = {
-        **load_preset("full")["teacher"],
-        "learning_rate": 0.1,
-        "decay": 0.0,
-        "steps_per_epoch": 10,
-        "max_epochs": 5,
-        "schedule": "cosine",
-        "warmup_epochs": 1,
-        "weight_decay": 1e-3,
-    }
+    cfg = replace(
+        load_preset("full").teacher,
+        learning_rate=0.1,
+        decay=0.0,
+        steps_per_epoch=10,
+        max_epochs=5,
+        schedule="cosine",
+        warmup_epochs=1,
+        weight_decay=1e-3,
+    )
     opt = recipe_optimizer(cfg)
     schedule = opt._learning_rate
     assert float(schedule(0)) == pytest.approx(0.0, abs=1e-7)  # warmup starts at 0
@@ -120,11 +142,11 @@ def test_recipe_schedules_and_label_smoothing():
     assert float(schedule(30)) == pytest.approx(0.05, rel=1e-4)  # half-way down the cosine
     assert float(schedule(50)) == pytest.approx(0.0, abs=1e-6)  # zero at max_epochs
     assert opt.weight_decay == pytest.approx(1e-3)
-    legacy = recipe_optimizer({**cfg, "schedule": "inverse_time", "decay": 1e-2})._learning_rate
+    legacy = recipe_optimizer(replace(cfg, schedule="inverse_time", decay=1e-2))._learning_rate
     assert float(legacy(100)) == pytest.approx(0.1 / 2)  # lr / (1 + decay * iterations)
     y, p = np.array([0, 1]), np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1]], np.float32)
-    plain = float(recipe_loss({"label_smoothing": 0.0})(y, p))
-    smooth = float(recipe_loss({"label_smoothing": 0.3})(y, p))
+    plain = float(recipe_loss(replace(cfg, label_smoothing=0.0))(y, p))
+    smooth = float(recipe_loss(replace(cfg, label_smoothing=0.3))(y, p))
     targets = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1]])  # 0.3 spread over 3 classes
     assert smooth == pytest.approx(float(np.mean(-(targets * np.log(p)).sum(1))), rel=1e-5)
     assert plain == pytest.approx(float(np.mean(-np.log([0.9, 0.8]))), rel=1e-5)
@@ -175,9 +197,10 @@ def test_distillation_may_grow_the_student_table_it_trains_from(tmp_path, capsys
 
 def test_a_stage_refuses_inputs_made_with_another_preset(tmp_path):
     from guitar_distill.common.artifacts import write_json
+    from guitar_distill.common.config import as_dict
     from guitar_distill.common.stage import check_upstream, prepare_run_dir
 
-    write_json(tmp_path / "data" / "config.json", load_preset("demo"))
+    write_json(tmp_path / "data" / "config.json", as_dict(load_preset("demo")))
     full = load_preset("full")
     with pytest.raises(
         ToolkitError,
@@ -187,5 +210,5 @@ def test_a_stage_refuses_inputs_made_with_another_preset(tmp_path):
         prepare_run_dir(tmp_path, "teacher", full, False, keys=("data", "teacher"), grows="teacher")
     assert not (tmp_path / "teacher" / "config.json").exists()
     demo = load_preset("demo")
-    assert check_upstream(tmp_path, demo, {"data": ("data",)})["data"]["name"] == "demo"
+    check_upstream(tmp_path, demo, {"data": ("data",)})
     prepare_run_dir(tmp_path, "teacher", demo, False, keys=("data", "teacher"), grows="teacher")

@@ -3,21 +3,22 @@
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import real_photos, slow_fixture
+from conftest import photo_stack, slow_fixture
 
 from guitar_distill.common.augment import AugmentedBatches
-from guitar_distill.edge.images import load_for_model
+from guitar_distill.common.config import Phase, apply_overrides, load_preset
+from guitar_distill.common.errors import ToolkitError
 
 FEEDER_CHECK = """
 import numpy as np, keras, sys
 sys.path.insert(0, "tests")
-from conftest import real_photos
+from conftest import photo_stack
 from guitar_distill.common.augment import AugmentedBatches
-from guitar_distill.edge.images import load_for_model
-images = np.stack([load_for_model(p, 48) for p in real_photos("ES", 6)])
+images = photo_stack(["ES"], 6, 48)
 feed = AugmentedBatches(images, np.arange(6), batch_size=4, seed=3)
 x, y = feed[0]
 assert x.shape == (4, 48, 48, 3) and x.dtype == np.float32, x.shape
@@ -29,7 +30,7 @@ print(keras.backend.backend(), float(x.mean()))
 
 @slow_fixture(scope="module")
 def images():
-    return np.stack([load_for_model(p, 48) for p in real_photos("ES", 6)])
+    return photo_stack(["ES"], 6, 48)
 
 
 def test_batches_are_seeded_pure_functions_of_the_index(images):
@@ -74,10 +75,9 @@ def test_feeder_runs_under_backend(backend):
 NO_DEVICE_CHECK = """
 import numpy as np, sys
 sys.path.insert(0, "tests")
-from conftest import real_photos
+from conftest import photo_stack
 from guitar_distill.common.augment import AugmentedBatches, CropFlip, SeedAugmentation
-from guitar_distill.edge.images import load_for_model
-images = np.stack([load_for_model(p, 48) for p in real_photos("ES", 6)])
+images = photo_stack(["ES"], 6, 48)
 for augment in (SeedAugmentation(), CropFlip()):
     AugmentedBatches(images, np.arange(6), batch_size=4, seed=3, augment=augment)[0]
 print("fed without a device")
@@ -142,12 +142,14 @@ def test_a_period_replays_the_stored_batches_in_a_new_order(images):
 def test_phases_crop_each_epoch_at_its_phase_side(images):
     from guitar_distill.common.augment import Phases, training_augmentation
 
-    cfg = {
-        "augmentation": "crop_flip",
-        "crop_scale": [0.35, 1.0],
-        "steps_per_epoch": 2,
-        "phases": [{"from_epoch": 0, "image_size": 24, "crop_scale": [0.5, 1.0]}, {"from_epoch": 2, "image_size": 48}],
-    }
+    cfg = apply_overrides(
+        load_preset("stretch"),
+        [
+            "teacher.steps_per_epoch=2",
+            "teacher.phases=[{'from_epoch': 0, 'image_size': 24, 'crop_scale': [0.5, 1.0]},"
+            " {'from_epoch': 2, 'image_size': 48}]",
+        ],
+    ).teacher
     phases = training_augmentation(cfg)
     assert isinstance(phases, Phases) and phases.last == 48
     feed = AugmentedBatches(images, np.arange(6), batch_size=2, seed=3, augment=phases)
@@ -156,14 +158,14 @@ def test_phases_crop_each_epoch_at_its_phase_side(images):
     resumed = AugmentedBatches(images, np.arange(6), batch_size=2, seed=3, augment=phases, start_batch=3)
     assert np.array_equal(resumed[1][0], feed[4][0])
     for bad, why in (
-        ([{"from_epoch": 1, "image_size": 24}], "from_epoch = 0"),
-        ([{"from_epoch": 0, "image_size": 48}, {"from_epoch": 2, "image_size": 24}], "largest"),
-        ([{"from_epoch": 0, "image_size": 24}, {"from_epoch": 0, "image_size": 48}], "grow"),
+        ([Phase(1, 24)], "from_epoch = 0"),
+        ([Phase(0, 48), Phase(2, 24)], "largest"),
+        ([Phase(0, 24), Phase(0, 48)], "grow"),
     ):
-        with pytest.raises(ValueError, match=why):
-            training_augmentation({**cfg, "phases": bad})
-    with pytest.raises(ValueError, match="crop_flip"):
-        training_augmentation({**cfg, "augmentation": "seed"})
+        with pytest.raises(ToolkitError, match=why):
+            replace(cfg, phases=tuple(bad))
+    with pytest.raises(ToolkitError, match="crop_flip"):
+        replace(cfg, augmentation="seed")
 
 
 @pytest.mark.parametrize("kind", ["mixup", "cutmix"])
@@ -204,13 +206,12 @@ def test_training_corruption_damages_its_share_of_crops_seeded(images):
     assert np.array_equal(
         AugmentedBatches(images, np.arange(6), batch_size=6, seed=3, augment=False, corruption=never)[0][0], clean
     )
-    some = training_corruption(
-        {"corrupt": ["gaussian_noise", "blur"], "corrupt_probability": 0.5, "corrupt_severity": [1, 3]}
-    )
+    student = load_preset("full").student
+    some = training_corruption(replace(student, corrupt=("gaussian_noise", "blur"), corrupt_probability=0.5))
     batch = images[:6].astype(np.float32)
     first, again = some(batch, seed=9), some(batch, seed=9)
     assert np.array_equal(first, again) and 0 < np.any(first != batch, axis=(1, 2, 3)).sum() < 6
-    assert training_corruption({"corrupt": []}) is None
+    assert training_corruption(student) is None
     with pytest.raises(ValueError, match="fog"):
         TrainingCorruption(["fog"], 0.5)
     with pytest.raises(ValueError, match="corrupt_severity"):

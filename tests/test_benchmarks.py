@@ -1,6 +1,7 @@
 """Benchmark harness logic on known numbers and on the smoke models (no timings asserted)."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from guitar_distill.benchmarks.accuracy import classification_metrics, expected_
 from guitar_distill.benchmarks.latency import flag_int8, latency_table, median_of_rounds, speedups, summarize
 from guitar_distill.benchmarks.models import find_model_files
 from guitar_distill.benchmarks.report import side_by_side, side_by_side_table
+from guitar_distill.common.corruptions import CORRUPTIONS
 
 
 def test_percentiles_on_known_samples():
@@ -145,6 +147,23 @@ def test_benchmarks_on_smoke_models(exported, tmp_path):
     assert (smoke_artifacts / "bench" / "confusion" / "student_keras.png").exists()
 
 
+@smoke_models
+def test_robustness_sweeps_every_corruption_for_this_runs_models_and_one_given(exported, tmp_path):
+    """The sweep on a few test photos: the run's models and a model file given by name (a student trained
+    another way), on the same photos and corruptions."""
+    other = tmp_path / "other.tflite"
+    shutil.copy(exported / "export" / "student" / "tflite_int8" / "model.tflite", other)
+    common = ("--preset", "smoke", "--artifacts", str(exported), "--limit", "3")
+    run_stage("benchmarks.robustness", *common, "--model", f"other={other}")
+    record = json.loads((exported / "bench" / "robustness.json").read_text())
+    results = record["results"]
+    assert set(results) == {"teacher/keras", "student/keras", "student/tflite_int8", "other"}
+    assert results["other"] == results["student/tflite_int8"]  # the same file, the same photos and seeds
+    assert set(results["other"]) == {"clean", *CORRUPTIONS} and record["settings"]["images"] == 3
+    with pytest.raises(AssertionError, match="expected NAME=FILE"):
+        run_stage("benchmarks.robustness", *common, "--model", "other=nope.tflite")
+
+
 @pytest.mark.slow
 def test_student_size_benchmark_runs_and_applies_the_rule(tmp_path):
     run_stage(
@@ -156,6 +175,7 @@ def test_student_size_benchmark_runs_and_applies_the_rule(tmp_path):
         "--candidates",
         "8,8,8",
         "4,8,16",
+        "mobilenet_v3_small:0.25",
         "--repeats",
         "1",
         "--out",
@@ -163,13 +183,14 @@ def test_student_size_benchmark_runs_and_applies_the_rule(tmp_path):
     )
     result = json.loads((tmp_path / "student_size.json").read_text())
     teacher, *students = result["results"]
-    assert teacher["model"] == "resnet50_teacher" and len(students) == 2
+    assert teacher["model"] == "resnet50_teacher" and len(students) == 3
     for s in students:
         assert s["param_ratio"] == pytest.approx(teacher["parameters"] / s["parameters"])
         assert s["qualifies"] == (s["param_ratio"] >= 30 and s["latency_ratio"] >= 30)
         assert s["size_mb"] < teacher["size_mb"]
     assert students[0]["parameters"] != students[1]["parameters"]
-    assert "| nin_student | [4, 8, 16] |" in (tmp_path / "student_size.md").read_text()
+    table = (tmp_path / "student_size.md").read_text()
+    assert "| nin_student | [4, 8, 16] |" in table and "| mobilenet_v3_small_student | alpha 0.25 |" in table
 
 
 def test_train_rate_benchmark(photo_source, tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import real_photos, smoke_models
+from conftest import real_photos, smoke_models, split_images
 from PIL import Image
 
 from guitar_distill.common.config import PROJECT_ROOT
@@ -222,15 +222,23 @@ def test_selftest_in_a_minimal_environment(exported, tmp_path, edge_python):
     assert "failed" in result.stdout and " 0 failed" in result.stdout
 
 
-@smoke_models
-def test_release_check_and_import_of_the_teacher(exported, tmp_path):
-    """models/ is made from the artifacts, verified by sha256, evaluated, and its teacher imported back."""
+def release_args(artifacts: Path, dest: Path) -> tuple[str, ...]:
+    return ("--preset", "smoke", "--artifacts", str(artifacts), "--dest", str(dest))
+
+
+@pytest.fixture(scope="module")
+def released(exported, tmp_path_factory) -> Path:
+    """models/ made from the smoke run's artifacts, once for the tests below."""
     from conftest import run_stage
 
-    dest = tmp_path / "models"
-    common = ("--preset", "smoke", "--artifacts", str(exported), "--dest", str(dest))
-    run_stage("export.release", *common)
-    release = json.loads((dest / "RELEASE.json").read_text())
+    dest = tmp_path_factory.mktemp("release") / "models"
+    run_stage("export.release", *release_args(exported, dest))
+    return dest
+
+
+@smoke_models
+def test_the_release_holds_the_models_their_records_and_the_card(exported, released):
+    release = json.loads((released / "RELEASE.json").read_text())
     assert set(release["files"]) == {
         "student/keras/model.keras",
         "student/tflite_int8/model.tflite",
@@ -241,61 +249,62 @@ def test_release_check_and_import_of_the_teacher(exported, tmp_path):
         "student/guitar-student/model.tflite",
         "student/guitar-student/model_fp32.tflite",
     }
-    assert (dest / "MODEL_CARD.md").read_text() == (dest / "student" / "guitar-student" / "MODEL_CARD.md").read_text()
+    bundle_card = released / "student" / "guitar-student" / "MODEL_CARD.md"
+    assert (released / "MODEL_CARD.md").read_text() == bundle_card.read_text()
     assert release["labels"] == ["ES", "FlyingV", "Telecaster"]
     # the records name the photo folder relative to the project, as presets do: the same on every machine
-    source = json.loads((dest / "records" / "data_summary.json").read_text())["source"]
-    assert (
-        not Path(source).is_absolute()
-        and (PROJECT_ROOT / source).resolve()
-        == Path(json.loads((exported / "data" / "summary.json").read_text())["source"]).resolve()
-    )
-    assert not list(dest.rglob("*.jpg")), "photos of the data set must stay out of models/"
-    assert (dest / "training" / "teacher" / "history.csv").exists()
+    source = json.loads((released / "records" / "data_summary.json").read_text())["source"]
+    original = json.loads((exported / "data" / "summary.json").read_text())["source"]
+    assert not Path(source).is_absolute() and (PROJECT_ROOT / source).resolve() == Path(original).resolve()
+    assert not list(released.rglob("*.jpg")), "photos of the data set must stay out of models/"
+    assert (released / "training" / "teacher" / "history.csv").exists()
 
-    # --check measures every file on the test split: the same figures as the export's own files
-    check = run_stage("export.release", *common, "--check").stdout
+
+@smoke_models
+def test_release_check_measures_every_file_and_catches_a_changed_one(exported, released, tmp_path):
+    from conftest import run_stage
+
+    dest = shutil.copytree(released, tmp_path / "models")
+    check = run_stage("export.release", *release_args(exported, dest), "--check").stdout
     assert check.count("top-1") == 8 and "sha256" not in check.lower().replace("sha256 mismatch", "")
-    # a changed file is caught
     with open(dest / "student" / "onnx_fp32" / "model.onnx", "ab") as f:
         f.write(b"\0")
     with pytest.raises(AssertionError, match="sha256 mismatch in .*student/onnx_fp32/model.onnx"):
-        run_stage("export.release", *common, "--check")
+        run_stage("export.release", *release_args(exported, dest), "--check")
 
-    # the released bundle carries its golden photos (PNG, at the input side) and passes its self-test
-    golden = dest / "student" / "guitar-student" / "golden"
+
+@smoke_models
+def test_the_released_bundle_carries_its_golden_photos_and_passes_its_selftest(released):
+    golden = released / "student" / "guitar-student" / "golden"
     assert {Image.open(p).size for p in golden.glob("*.png")} == {(32, 32)} and len(list(golden.glob("*.png"))) == 2
     selftest = subprocess.run(
         [sys.executable, str(golden.parent / "predict.py"), "--selftest"], capture_output=True, text=True
     )
     assert selftest.returncode == 0 and "2 passed, 0 failed" in selftest.stdout, selftest.stdout + selftest.stderr
 
-    artifacts = tmp_path / "artifacts"
-    shutil.copytree(exported / "data", artifacts / "data")
-    # The released teacher is float16 Keras weights a later run can train from, half the size of float32
-    released = dest / "teacher" / "keras_fp16" / "model.keras"
-    teacher_json = json.loads(released.with_name("model.json").read_text())
-    assert teacher_json["weights_dtype"] == "float16" and teacher_json["head"] == "flatten"
-    keras_bytes = (exported / "teacher" / "model.keras").stat().st_size
-    assert released.stat().st_size < 0.6 * keras_bytes
-    # ... and its TFLite files are rebuilt from it, answering as the trained teacher does
-    run_stage(
-        "export.release", "--preset", "smoke", "--artifacts", str(artifacts), "--dest", str(dest), "--import-teacher"
-    )
-    from guitar_distill.common.cache import load_split
-    from guitar_distill.common.manifest import load_data_info
+
+@smoke_models
+def test_the_released_teacher_is_float16_and_its_tflite_files_rebuild_from_it(exported, released, tmp_path):
+    """Half the size of float32 Keras weights, and the TFLite files rebuilt from it answer as the trained
+    teacher's do; Grad-CAM in such a run (no teacher/model.keras) takes the Keras file they came from."""
+    from conftest import run_stage
+
     from guitar_distill.common.runtimes import open_classifier
 
-    images, _ = load_split(load_data_info(exported), "val")
+    teacher = released / "teacher" / "keras_fp16" / "model.keras"
+    teacher_json = json.loads(teacher.with_name("model.json").read_text())
+    assert teacher_json["weights_dtype"] == "float16" and teacher_json["head"] == "flatten"
+    assert teacher.stat().st_size < 0.6 * (exported / "teacher" / "model.keras").stat().st_size
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(exported / "data", artifacts / "data")
+    run_stage("export.release", *release_args(artifacts, released), "--import-teacher")
+    images, _ = split_images(exported, "val")
     trained = open_classifier(exported / "export" / "teacher" / "tflite_fp32" / "model.tflite").predict(images)
     for fmt in ("tflite_fp32", "tflite_fp16"):
         imported = artifacts / "export" / "teacher" / fmt
-        assert (imported / "IMPORTED.txt").exists() and json.loads((imported / "model.json").read_text())[
-            "format"
-        ] == fmt
+        assert (imported / "IMPORTED.txt").exists()
+        assert json.loads((imported / "model.json").read_text())["format"] == fmt
         np.testing.assert_allclose(open_classifier(imported / "model.tflite").predict(images), trained, atol=5e-3)
-
-    # Grad-CAM in such a run (no teacher/model.keras) takes the Keras file the teacher was rebuilt from
     shutil.copytree(exported / "distill", artifacts / "distill")
     gradcam = run_stage("benchmarks.gradcam", "--preset", "smoke", "--artifacts", str(artifacts), "--per-class", "1")
     assert "the Keras file this run's teacher files were rebuilt from" in " ".join(gradcam.stdout.split())

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import run_stage
+from conftest import run_stage, split_images
 
 from guitar_distill.gpukit.limits import BACK_FILE_BYTES, out_problems
 from guitar_distill.gpukit.receive import ReceiveError, joined_results
@@ -71,12 +71,10 @@ def test_the_runner_trains_every_stage_without_tensorflow_and_what_comes_back_re
     assert all(m["backend"] == "jax" and len(m["devices"]) == 2 for m in metrics.values())
     assert "val_agreement_with_teacher" in metrics["distill"]
     # Known answer: each JAX-trained float32 file, loaded here under TensorFlow, scores what the run recorded.
-    from guitar_distill.common.cache import load_split  # TensorFlow only here, not at collection
-    from guitar_distill.common.manifest import load_data_info
     from guitar_distill.common.models import load_model_file
     from guitar_distill.common.runtimes import accuracy, predict_all
 
-    x, y = load_split(load_data_info(gpu_artifacts), "val")
+    x, y = split_images(gpu_artifacts, "val")
     for stage, record in results["stages"].items():
         probs = predict_all(load_model_file(gpu_artifacts / stage / "model.keras"), x)
         assert record["val_accuracy"] == pytest.approx(accuracy(probs, y)), stage

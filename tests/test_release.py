@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from guitar_distill.common.artifacts import read_json
-from guitar_distill.common.config import MODELS_DIR, PROJECT_ROOT
+from guitar_distill.common.config import MODELS_DIR, PROJECT_ROOT, preset_from_dict
 from guitar_distill.export.model_card import confused_pairs, load_records, render_model_card
 
 MODELS = MODELS_DIR
@@ -72,12 +72,14 @@ def synthetic_records():
         "train_seconds": 120.0,
         "environment": {"processor": "Test CPU", "cpu_count": 2, "simd": ["avx2"], "versions": {"keras": "3"}},
     }
-    config = {
-        "data": {"image_size": 80},
-        "distill": {"temperature": 4.0, "hard_weight": 0.5, "soft_weight": 0.5},
-        "student": {"widths": [8, 16, 32], "optimizer": "adamw", "schedule": "cosine"},
-        "teacher": {"optimizer": "sgd", "schedule": "cosine", "learning_rate": 0.003, "head": "avg"},
-    }
+    config = preset_from_dict(
+        {
+            "name": "test",
+            "data": {"image_size": 80},
+            "student": {"widths": [8, 16, 32], "optimizer": "adamw", "schedule": "cosine"},
+            "teacher": {"schedule": "cosine", "learning_rate": 0.003, "head": "avg"},
+        }
+    )
     confusion = [[3, 1, 0], [0, 1, 3], [0, 0, 4]]
     return {
         "labels": classes,

@@ -1,12 +1,13 @@
 """Student builder parity across Keras 3 and tf_keras, the distillation loss, smoke distillation."""
 
 import json
+from dataclasses import replace
 
 import keras
 import numpy as np
 import pytest
 import tf_keras
-from conftest import smoke_models
+from conftest import photo_stack, smoke_models, split_images
 
 from guitar_distill.distill.distiller import distillation_loss
 from guitar_distill.student.model import build_nin_student
@@ -78,12 +79,10 @@ def test_smoke_distillation_on_real_photos(smoke_artifacts):
     metrics = json.loads((smoke_artifacts / "distill" / "metrics.json").read_text())
     assert metrics["model"] == "nin_from_resnet50" and metrics["epochs_run"] == 2
     # Known answers: every figure recomputed from the saved models on the saved test split.
-    from guitar_distill.common.cache import load_split
-    from guitar_distill.common.manifest import load_data_info
     from guitar_distill.common.models import load_model_file
     from guitar_distill.common.runtimes import predict_all
 
-    x, y = load_split(load_data_info(smoke_artifacts), "test")
+    x, y = split_images(smoke_artifacts, "test")
     student = predict_all(load_model_file(smoke_artifacts / "distill" / "model.keras"), x).argmax(1)
     teacher = predict_all(load_model_file(smoke_artifacts / "teacher" / "model.keras"), x).argmax(1)
     assert metrics["test_accuracy"] == pytest.approx(np.mean(student == y))
@@ -128,8 +127,6 @@ def test_offline_distillation_stores_the_teachers_answers_for_the_stream(smoke_a
     from conftest import run_stage
 
     from guitar_distill.common.augment import AugmentedBatches
-    from guitar_distill.common.cache import load_split
-    from guitar_distill.common.manifest import load_data_info
     from guitar_distill.common.runtimes import open_classifier
     from guitar_distill.distill.teacher_logits import log_probabilities
 
@@ -143,8 +140,7 @@ def test_offline_distillation_stores_the_teachers_answers_for_the_stream(smoke_a
 
     folder = artifacts / "data" / "cache" / "teacher_logits"
     stream = np.load(folder / "stream.npy")
-    info = load_data_info(artifacts)
-    feed = AugmentedBatches(*load_split(info, "train"), batch_size=8, seed=1337)
+    feed = AugmentedBatches(*split_images(artifacts, "train"), batch_size=8, seed=1337)
     teacher = open_classifier(artifacts / "teacher" / "model.keras")
     for g in (0, 3):
         np.testing.assert_allclose(stream[g], log_probabilities(teacher.predict(feed[g][0])), atol=1e-4)
@@ -160,7 +156,7 @@ def test_offline_distillation_stores_the_teachers_answers_for_the_stream(smoke_a
 
 
 def test_distillation_warns_when_the_teacher_is_not_clearly_above_the_baseline():
-    from guitar_distill.distill.__main__ import teacher_against_baseline
+    from guitar_distill.distill.run import teacher_against_baseline
 
     line, warns = teacher_against_baseline(0.641, {"val_accuracy": 0.692})
     assert warns and line.startswith("WARNING: teacher val 0.641 against the no-KD baseline's 0.692 (-0.051)")
@@ -188,11 +184,11 @@ def test_the_teacher_answers_the_students_crops_at_its_own_side(smoke_artifacts,
     teacher = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
     teacher.save(tmp_path / "teacher.keras")
     cfg = apply_overrides(load_preset("smoke"), ["student.augmentation=crop_flip", "distill.teacher_size=48"])
-    scfg, dcfg = cfg["student"], {**cfg["distill"], "stored_epochs": 1}
+    scfg, dcfg = cfg.student, replace(cfg.distill, stored_epochs=1)
     info = load_data_info(smoke_artifacts)
     stored, period = stored_stream(info, load_splits(info), tmp_path / "teacher.keras", scfg, dcfg)
     assert period == 2 and stored.stream.shape == (2, 8, 3)  # one epoch of two batches, replayed
-    seed, augment = int(scfg["seed"]), training_augmentation(scfg)
+    seed, augment = scfg.seed, training_augmentation(scfg)
     at_48 = AugmentedBatches(*load_split(info, "train", 48), batch_size=8, seed=seed, augment=augment)
     at_32 = AugmentedBatches(*load_split(info, "train", 32), batch_size=8, seed=seed, augment=augment)
     np.testing.assert_allclose(stored.stream[1], log_probabilities(teacher.predict_on_batch(at_48[1][0])), atol=1e-5)
@@ -213,18 +209,16 @@ def test_the_teacher_answers_the_students_crops_at_its_own_side(smoke_artifacts,
 def test_a_killed_distillation_resumes_to_the_uninterrupted_history(tmp_path, monkeypatch):
     """Offline distillation (stored teacher outputs, replayed with a period) killed mid-epoch and resumed: the
     same history as a run never stopped, as for the teacher and the baseline (tests/test_teacher.py)."""
-    from conftest import real_photos
 
     from guitar_distill.common.augment import AugmentedBatches
     from guitar_distill.common.config import load_preset
     from guitar_distill.common.training import fit_recipe
     from guitar_distill.distill.distiller import compiled_distiller
-    from guitar_distill.edge.images import load_for_model
 
-    images = np.stack([load_for_model(p, 32) for c in ("ES", "SG") for p in real_photos(c, 6)])
+    images = photo_stack(["ES", "SG"], 6, 32)
     labels = np.repeat([0, 1], 6)
-    scfg = {**load_preset("full")["student"], "steps_per_epoch": 3, "batch_size": 4, "max_epochs": 4, "seed": 5}
-    dcfg = load_preset("full")["distill"]
+    scfg = replace(load_preset("full").student, steps_per_epoch=3, batch_size=4, max_epochs=4, seed=5)
+    dcfg = load_preset("full").distill
     stored = np.log(np.random.default_rng(0).dirichlet(np.ones(2), (6, 4))).astype(np.float32)  # 2 epochs of targets
     val = (images[::3], (labels[::3], np.log(np.full((4, 2), 0.5, np.float32))))
 

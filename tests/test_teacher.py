@@ -1,9 +1,11 @@
 """The teacher builder and the shared recipe loop (early stopping, best snapshot, resume)."""
 
+from dataclasses import replace
+
 import keras
 import numpy as np
 import pytest
-from conftest import real_photos, slow_fixture
+from conftest import photo_stack, slow_fixture
 
 from guitar_distill.common.callbacks import BestSnapshot, ResumableEarlyStopping
 from guitar_distill.common.config import load_preset
@@ -11,7 +13,6 @@ from guitar_distill.common.errors import ToolkitError
 from guitar_distill.common.history import best_epoch, read_history
 from guitar_distill.common.recipe import recipe_optimizer
 from guitar_distill.common.training import fit_recipe
-from guitar_distill.edge.images import load_for_model
 from guitar_distill.teacher.model import LAST_CONV_LAYER, build_teacher
 
 SIZE = 32
@@ -19,7 +20,7 @@ SIZE = 32
 
 @slow_fixture(scope="module")
 def photos():
-    x = np.stack([load_for_model(p, SIZE) for c in ("ES", "SG") for p in real_photos(c, 8)])
+    x = photo_stack(["ES", "SG"], 8, SIZE)
     return x.astype(np.float32), np.repeat([0, 1], 8)
 
 
@@ -66,7 +67,7 @@ def test_training_on_real_photos_lowers_the_loss(photos):
     keras.utils.set_random_seed(0)
     model = build_teacher(2, SIZE)
     # The recipe's optimiser at a tenth of its rate: from scratch on one batch, 0.01 oscillates.
-    cfg = {**load_preset("full")["teacher"], "learning_rate": 0.001}
+    cfg = replace(load_preset("full").teacher, learning_rate=0.001)
     model.compile(optimizer=recipe_optimizer(cfg), loss="sparse_categorical_crossentropy")
     x, y = photos
     losses = [float(model.train_on_batch(x, y)) for _ in range(12)]
@@ -108,22 +109,15 @@ def _student(seed=0, cfg=None):
     return model
 
 
-# The full preset's student table (every recipe field has its default there, and only there), made small.
-CFG = {
-    **load_preset("full")["student"],
-    "learning_rate": 0.01,
-    "steps_per_epoch": 3,
-    "batch_size": 4,
-    "max_epochs": 4,
-    "seed": 11,
-}
+# The default student recipe, made small.
+CFG = replace(load_preset("full").student, learning_rate=0.01, steps_per_epoch=3, batch_size=4, max_epochs=4, seed=11)
 
 
 @pytest.mark.parametrize("ema_momentum", [0.0, 0.9], ids=["plain", "averaged"])
 def test_resume_after_a_kill_mid_run_matches_an_uninterrupted_run(tmp_path, photos, monkeypatch, ema_momentum):
     """With an average of the weights (ema_momentum), the backup holds both weight sets and the resumed run
     still reproduces the uninterrupted history, validation (of the average) included."""
-    cfg = {**CFG, "ema_momentum": ema_momentum}
+    cfg = replace(CFG, ema_momentum=ema_momentum)
     train = (photos[0].astype(np.uint8), photos[1])
     val = (photos[0][::2].astype(np.uint8), photos[1][::2])
     straight = fit_recipe(_student(cfg=cfg), train, val, cfg, tmp_path / "straight")
@@ -333,7 +327,7 @@ def test_the_best_snapshot_of_an_averaged_run_is_the_average(tmp_path, photos):
     start = _student().get_weights()
     plain = _student()
     fit_recipe(plain, train, val, CFG, tmp_path / "plain")
-    cfg = {**CFG, "ema_momentum": 0.999999}
+    cfg = replace(CFG, ema_momentum=0.999999)
     averaged = _student(cfg=cfg)
     fit_recipe(averaged, train, val, cfg, tmp_path / "averaged")
     best = _student(seed=5)
@@ -384,11 +378,11 @@ def test_a_run_carried_to_another_folder_goes_on_from_its_epoch(tmp_path, photos
     elsewhere, trains epochs 3 and 4 of the same schedule from the carried weights."""
     from guitar_distill.common import carry
 
-    cfg = {**CFG, "ema_momentum": 0.9}
+    cfg = replace(CFG, ema_momentum=0.9)
     train = (photos[0].astype(np.uint8), photos[1])
     val = (photos[0][::2].astype(np.uint8), photos[1][::2])
     first = _student(cfg=cfg)
-    fit_recipe(first, train, val, {**cfg, "max_epochs": 2}, tmp_path / "here")
+    fit_recipe(first, train, val, replace(cfg, max_epochs=2), tmp_path / "here")
     (tmp_path / "here" / "config.json").write_text("{}")  # the stage writes it; here any file travels
     record = carry.save_carry(tmp_path / "here", tmp_path / "git")
     assert record["epoch"] == 2 and (tmp_path / "git" / carry.WEIGHTS).stat().st_size > 0
@@ -406,7 +400,7 @@ def test_a_run_carried_to_another_folder_goes_on_from_its_epoch(tmp_path, photos
 
     monkeypatch.setattr("guitar_distill.common.training.resume_carried", spy)
     rows = fit_recipe(_student(seed=99, cfg=cfg), train, val, cfg, tmp_path / "there")
-    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and seen["iterations"] == 2 * CFG["steps_per_epoch"]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and seen["iterations"] == 2 * CFG.steps_per_epoch
     # the carried weights are the run's (float16-rounded), not the fresh model's
     for carried, trained in zip(seen["weights"], first.get_weights()):
         np.testing.assert_allclose(carried, trained, rtol=2e-3, atol=1e-4)

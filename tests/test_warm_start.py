@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from conftest import smoke_models
+from conftest import smoke_models, split_images
 
 from guitar_distill.common.augment import CropFlip, training_augmentation
 from guitar_distill.common.layout import model_path
@@ -71,13 +71,11 @@ def test_mismatched_teachers_are_refused_with_the_reason(saved_flatten_teacher, 
 
 @smoke_models
 def test_unfolded_tflite_teacher_answers_as_the_file_and_trains_like_it(exported):
-    from guitar_distill.common.cache import load_split
-    from guitar_distill.common.manifest import load_data_info
     from guitar_distill.common.runtimes import open_classifier
     from guitar_distill.export.unfold import unfolded_teacher
 
     tflite = model_path(exported, "teacher", "tflite_fp32")
-    images, _ = load_split(load_data_info(exported), "train")
+    images, _ = split_images(exported, "train")
     model = unfolded_teacher(tflite, np.asarray(images))
     x = np.asarray(images, dtype=np.float32)
     expected = open_classifier(tflite).predict(x)
@@ -111,8 +109,13 @@ def test_crop_flip_is_seeded_and_a_whole_photo_crop_is_the_photo_or_its_mirror()
 
 
 def test_augmentation_names_are_checked():
-    assert isinstance(training_augmentation({"augmentation": "crop_flip", "crop_scale": [0.5, 1.0]}), CropFlip)
-    with pytest.raises(ValueError, match="'rotate'"):
-        training_augmentation({"augmentation": "rotate"})
+    from guitar_distill.common.config import apply_overrides, load_preset
+    from guitar_distill.common.errors import ToolkitError
+
+    cfg = load_preset("smoke")
+    flips = apply_overrides(cfg, ["student.augmentation=crop_flip", "student.crop_scale=[0.5, 1.0]"]).student
+    assert isinstance(training_augmentation(flips), CropFlip) and training_augmentation(flips).scale == (0.5, 1.0)
+    with pytest.raises(ToolkitError, match="augmentation = 'rotate': use one of 'seed', 'crop_flip'"):
+        apply_overrides(cfg, ["student.augmentation=rotate"])
     with pytest.raises(ValueError, match="crop scale"):
         CropFlip(scale=(0.0, 1.0))

@@ -106,6 +106,46 @@ def plot_gallery(paths, labels, preds, probs, classes, title: str, path: Path, l
     save_figure(fig, path, dpi=80)
 
 
+def score_files(files, images, labels, classes: list[str], advance=lambda: None) -> tuple[dict, dict, str | None]:
+    """(metrics, probabilities, the agreement reference) of each file on these photos, keyed model/format.
+    Agreement is with the first teacher file (its Keras model where there is one)."""
+    results, probs, reference = {}, {}, None
+    for f in files:
+        key = f"{f.model}/{f.fmt}"
+        probs[key] = predict_all(open_classifier(f.path), images)
+        if f.model == "teacher" and reference is None:
+            reference = key
+        results[key] = {
+            **classification_metrics(probs[key], labels, classes),
+            "agreement_with_teacher": (
+                float(np.mean(probs[key].argmax(1) == probs[reference].argmax(1))) if reference else None
+            ),
+        }
+        advance()
+    return results, probs, reference
+
+
+def accuracy_table(results: dict) -> str:
+    def agreement(m):
+        return f"{m['agreement_with_teacher']:.4f}" if m["agreement_with_teacher"] is not None else "-"
+
+    rows = [
+        [*key.split("/"), f"{m['top1']:.4f}", f"{m['top3']:.4f}", f"{m['ece']:.4f}", agreement(m)]
+        for key, m in results.items()
+    ]
+    return markdown_table(["model", "format", "top-1", "top-3", "ECE", "agreement with teacher"], rows, "llrrrr")
+
+
+def plot_results(results: dict, probs: dict, info, split: str, paths: list[Path], labels, out: Path) -> None:
+    """A confusion matrix for every file, and the misclassified photos of the Keras and int8 files."""
+    for key, m in results.items():
+        model, fmt = key.split("/")
+        plot_confusion(m["confusion"], info.classes, f"{key} on {split}", out / "confusion" / f"{model}_{fmt}.png")
+        if fmt in ("keras", "tflite_int8"):
+            gallery = out / "misclassified" / f"{model}_{fmt}.png"
+            plot_gallery(paths, labels, probs[key].argmax(1), probs[key], info.classes, key, gallery)
+
+
 def main(argv=None):
     parser = stage_parser("Accuracy of every model and format on the test split.")
     parser.add_argument("--models", nargs="+")
@@ -117,48 +157,14 @@ def main(argv=None):
     info = load_data_info(args.artifacts)
     split = evaluation_split(info)
     images, labels = load_split(info, split)
-    paths = [info.source / r.path for r in info.split_rows(split)]
     files, missing = find_model_files(args.artifacts, args.models, args.formats)
     for line in missing:
         console.print(f"skipped: {line}")
     out = stage_dir(args.artifacts, "bench")
-    results, teacher_pred, reference = {}, None, None
     with progress_bar(len(files), f"accuracy on {len(labels)} {split} photos") as advance:
-        for f in files:
-            probs = predict_all(open_classifier(f.path), images)
-            metrics = classification_metrics(probs, labels, info.classes)
-            if f.model == "teacher" and teacher_pred is None:  # its Keras model, else its first file (the demo's)
-                teacher_pred, reference = probs.argmax(1), f.fmt
-            metrics["agreement_with_teacher"] = (
-                float(np.mean(probs.argmax(1) == teacher_pred)) if teacher_pred is not None else None
-            )
-            key = f"{f.model}/{f.fmt}"
-            results[key] = metrics
-            plot_confusion(
-                metrics["confusion"], info.classes, f"{key} on {split}", out / "confusion" / f"{f.model}_{f.fmt}.png"
-            )
-            if f.fmt in ("keras", "tflite_int8"):
-                plot_gallery(
-                    paths,
-                    labels,
-                    probs.argmax(1),
-                    probs,
-                    info.classes,
-                    key,
-                    out / "misclassified" / f"{f.model}_{f.fmt}.png",
-                )
-            advance()
-    rows = [
-        [
-            *key.split("/"),
-            f"{m['top1']:.4f}",
-            f"{m['top3']:.4f}",
-            f"{m['ece']:.4f}",
-            f"{m['agreement_with_teacher']:.4f}" if m["agreement_with_teacher"] is not None else "-",
-        ]
-        for key, m in results.items()
-    ]
-    table = markdown_table(["model", "format", "top-1", "top-3", "ECE", "agreement with teacher"], rows, "llrrrr")
+        results, probs, reference = score_files(files, images, labels, info.classes, advance)
+    plot_results(results, probs, info, split, [info.source / r.path for r in info.split_rows(split)], labels, out)
+    table = accuracy_table(results)
     write_record(
         out,
         "accuracy",
@@ -170,7 +176,7 @@ def main(argv=None):
             "images": int(len(labels)),
             "models": args.models or "all",
             "formats": args.formats or "all",
-            "agreement_reference": f"teacher/{reference}" if reference else None,
+            "agreement_reference": reference,
         },
         results=results,
         table=table,

@@ -127,72 +127,90 @@ def gradcam_grid(photos, labels, classes, teacher, student, corruption, severity
     return records
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = stage_parser("Grad-CAM grids for teacher and student, and their agreement.")
     parser.add_argument("photos", nargs="*", type=Path, help="photos to explain (default: test photos)")
     parser.add_argument("--per-class", type=int, default=2, help="test photos per class when none are given")
     parser.add_argument("--corrupt", choices=sorted(CORRUPTIONS), help="also show the maps after this corruption")
     parser.add_argument("--severity", type=int, default=3)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def gradcam_teacher(artifacts: Path, info):
+    """The teacher stage's Keras model, or the released Keras teacher this run's teacher files came from."""
+    from guitar_distill.common.models import load_stage_model
+
+    imported = imported_teacher(artifacts)
+    if not imported or (artifacts / "teacher" / "model.keras").exists():
+        return load_stage_model(artifacts, "teacher", "make teacher")
+    from guitar_distill.export.release import released_teacher
+
+    console.print(f"teacher: {imported}, the Keras file this run's teacher files were rebuilt from")
+    return released_teacher(resolve_project_path(imported), len(info.classes), info.image_size)
+
+
+def photos_to_explain(args, info) -> tuple[list[Path], list[int], list[str]]:
+    """(photos, labels, group names): the given photos, or `--per-class` of each class from the evaluation split."""
+    if args.photos:
+        return args.photos, [0] * len(args.photos), ["given"] * len(args.photos)  # unknown: shown as class 0
+    split = evaluation_split(info)
+    rows = [r for c in info.classes for r in [r for r in info.split_rows(split) if r.label == c][: args.per_class]]
+    return [info.source / r.path for r in rows], [info.classes.index(r.label) for r in rows], [r.label for r in rows]
+
+
+def agreement(records: list[dict], names: list[str], corrupt: str | None) -> tuple[dict, dict]:
+    """(overall, per group) mean correlation and top-20 % IoU of the teacher's and the student's maps."""
+    keys = ("correlation", "iou_top20")
+    per_class = {}
+    for name, rec in zip(names, records):
+        per_class.setdefault(name, []).append(rec["photo"])
+    summary = {c: {k: float(np.mean([r[k] for r in rs])) for k in keys} for c, rs in per_class.items()}
+    overall = {k: float(np.mean([r["photo"][k] for r in records])) for k in keys}
+    if corrupt:
+        overall.update({f"{corrupt}_{k}": float(np.mean([r[corrupt][k] for r in records])) for k in keys})
+    return overall, summary
+
+
+def main(argv=None):
+    args = parse_args(argv)
     quiet_start()  # after parsing: --help and argument errors need no TensorFlow
     cfg = resolve_config(args)
     start = time.perf_counter()
     info = load_data_info(args.artifacts)
     from guitar_distill.common.models import load_stage_model
 
-    imported = imported_teacher(args.artifacts)
-    if imported and not (args.artifacts / "teacher" / "model.keras").exists():
-        # the demo's or a stretch's teacher is the release's: Grad-CAM needs its Keras weights
-        from guitar_distill.export.release import released_teacher
-
-        teacher = released_teacher(resolve_project_path(imported), len(info.classes), info.image_size)
-        console.print(f"teacher: {imported}, the Keras file this run's teacher files were rebuilt from")
-    else:
-        teacher = load_stage_model(args.artifacts, "teacher", "make teacher")
-    student = load_stage_model(args.artifacts, "distill", "make distill")
-    if args.photos:
-        photos, labels = args.photos, [0] * len(args.photos)  # label unknown: shown as the first class
-        names = ["given"] * len(photos)
-    else:
-        split = evaluation_split(info)
-        rows = [r for c in info.classes for r in [r for r in info.split_rows(split) if r.label == c][: args.per_class]]
-        photos = [info.source / r.path for r in rows]
-        labels = [info.classes.index(r.label) for r in rows]
-        names = [r.label for r in rows]
+    teacher, student = (
+        gradcam_teacher(args.artifacts, info),
+        load_stage_model(args.artifacts, "distill", "make distill"),
+    )
+    photos, labels, names = photos_to_explain(args, info)
     out = stage_dir(args.artifacts, "bench") / "gradcam"
-    records = []
-    chunk = 6  # photos per grid image
+    suffix = f"_{args.corrupt}" if args.corrupt else ""
+    records, chunk = [], 6  # photos per grid image
     with progress_bar(len(photos), "grad-cam") as advance:
         for n, i in enumerate(range(0, len(photos), chunk)):
+            part = slice(i, i + chunk)
+            grid = out / f"grid_{n:02d}{suffix}.png"
             records += gradcam_grid(
-                photos[i : i + chunk],
-                labels[i : i + chunk],
+                photos[part],
+                labels[part],
                 info.classes,
                 teacher,
                 student,
                 args.corrupt,
                 args.severity,
-                int(cfg["data"]["seed"]),
-                out / f"grid_{n:02d}{'_' + args.corrupt if args.corrupt else ''}.png",
+                cfg.data.seed,
+                grid,
             )
-            advance(len(photos[i : i + chunk]))
-    per_class = {}
-    for name, rec in zip(names, records):
-        per_class.setdefault(name, []).append(rec["photo"])
-    summary = {
-        c: {k: float(np.mean([r[k] for r in rs])) for k in ("correlation", "iou_top20")} for c, rs in per_class.items()
-    }
-    overall = {k: float(np.mean([r["photo"][k] for r in records])) for k in ("correlation", "iou_top20")}
-    if args.corrupt:
-        overall[f"{args.corrupt}_correlation"] = float(np.mean([r[args.corrupt]["correlation"] for r in records]))
-        overall[f"{args.corrupt}_iou_top20"] = float(np.mean([r[args.corrupt]["iou_top20"] for r in records]))
+            advance(len(photos[part]))
+    overall, summary = agreement(records, names, args.corrupt)
     table = markdown_table(
         ["class", "correlation", "IoU top-20 %"],
         [[c, f"{v['correlation']:.3f}", f"{v['iou_top20']:.3f}"] for c, v in summary.items()],
     )
     write_record(
         out,
-        f"agreement{'_' + args.corrupt if args.corrupt else ''}",
+        f"agreement{suffix}",
         "benchmarks.gradcam",
         argv,
         title=f"Grad-CAM agreement, teacher vs student ({len(records)} photos)",

@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from guitar_distill.benchmarks.models import find_model_files
 from guitar_distill.benchmarks.peaks import roof_for
 from guitar_distill.benchmarks.record import write_record
 from guitar_distill.common.artifacts import stage_dir
-from guitar_distill.common.config import resolve_config, stage_parser
+from guitar_distill.common.config import Bench, as_dict, resolve_config, stage_parser
 from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.layout import no_exported_files
 from guitar_distill.common.markdown import markdown_table
@@ -67,13 +68,13 @@ def model_costs(files) -> dict:
     return costs
 
 
-def run_worker(path: Path, threads: int, cfg: dict, batch: int) -> dict:
+def run_worker(path: Path, threads: int, cfg: Bench, batch: int) -> dict:
     spec = {
         "path": str(path),
         "threads": threads,
-        "runs": int(cfg["runs"]),
-        "warmup": int(cfg["warmup"]),
-        "max_seconds": float(cfg["max_seconds"]),
+        "runs": cfg.runs,
+        "warmup": cfg.warmup,
+        "max_seconds": cfg.max_seconds,
         "batch": batch,
     }
     out = subprocess.run(
@@ -87,7 +88,7 @@ def run_worker(path: Path, threads: int, cfg: dict, batch: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure_in_rounds(jobs: list[tuple[Path, int, int]], cfg: dict, rounds: int, advance) -> list[list[dict]]:
+def measure_in_rounds(jobs: list[tuple[Path, int, int]], cfg: Bench, rounds: int, advance) -> list[list[dict]]:
     """Each (path, threads, batch) job measured `rounds` times in rotation; batch throughput in round one."""
     measured = [[] for _ in jobs]
     for r in range(rounds):
@@ -264,20 +265,20 @@ def main(argv=None):
     args = parse_args(argv)
     quiet_start()  # after parsing: --help and argument errors need no TensorFlow
     cfg = resolve_config(args)
-    bcfg = dict(cfg["bench"], **{k: v for k, v in (("runs", args.runs), ("rounds", args.rounds)) if v})
+    bcfg = replace(cfg.bench, **{k: v for k, v in (("runs", args.runs), ("rounds", args.rounds)) if v})
     threads = sorted(set(args.threads or [1, all_threads()]))
     files, missing = find_model_files(args.artifacts, args.models, args.formats)
     files = [f for f in files if not args.runtimes or f.runtime in args.runtimes]
     for line in missing:
         console.print(f"skipped: {line}")
     if not files:
-        raise ToolkitError(no_exported_files(args.artifacts, cfg["name"]))
+        raise ToolkitError(no_exported_files(args.artifacts, cfg.name))
     start, hw, costs = time.perf_counter(), hardware_header(threads), model_costs(files)
-    rounds = int(bcfg["rounds"])
+    rounds = bcfg.rounds
     jobs = [(f, t) for f in files for t in threads]
     with progress_bar(len(jobs) * rounds, f"latency, {rounds} rounds") as advance:
         measured = measure_in_rounds(
-            [(f.path, t, int(bcfg["batch"]) if t == threads[-1] else 0) for f, t in jobs], bcfg, rounds, advance
+            [(f.path, t, bcfg.batch if t == threads[-1] else 0) for f, t in jobs], bcfg, rounds, advance
         )
     no_cost = {"parameters": 0, "macs": 0}
     rows = [latency_row(f, t, raw, costs.get(f.model, no_cost), hw) for (f, t), raw in zip(jobs, measured)]
@@ -291,7 +292,7 @@ def main(argv=None):
         argv,
         title="Latency",
         hardware=hw,
-        settings={**bcfg, "threads": threads},
+        settings={**as_dict(bcfg), "threads": threads},
         results=rows,
         table=speedup_lines(found) + latency_table(rows),
         started=start,

@@ -146,41 +146,77 @@ def publish_stage_benchmarks(bench: Path, reports: Path) -> list[tuple[str, str]
     ]
 
 
+FIGURES = (
+    ("confusion", ("teacher_keras.png", "student_keras.png", "student_tflite_int8.png")),
+    ("misclassified", ("student_tflite_int8.png",)),
+)
+
+
+def copy_figures(artifacts: Path, bench: Path, figures: Path) -> list[str]:
+    """The confusion matrices, misclassified grids and training curves copied into reports/figures."""
+    sources = {f"{sub}_{name}": bench / sub / name for sub, names in FIGURES for name in names}
+    sources.update({f"curves_{stage}.png": artifacts / stage / "curves.png" for stage in ("teacher", "distill")})
+    copied = [name for name, path in sources.items() if path.exists()]
+    for name in copied:
+        shutil.copy(sources[name], figures / name)
+    return copied
+
+
+def robustness_section(bench: Path, figures: Path) -> list[str]:
+    if not (bench / "robustness.json").exists():
+        return []
+    shutil.copy(bench / "robustness.png", figures / "robustness.png")
+    rob = read_json(bench / "robustness.json")
+    return [
+        f"## Robustness ({rob['settings']['images']} {rob['settings']['split']} photos)\n",
+        robustness_table(rob["results"]),
+        f"Command: `{rob['command']}`\n",
+        "![robustness](figures/robustness.png)\n",
+    ]
+
+
+def gradcam_section(bench: Path, figures: Path) -> list[str]:
+    grids = sorted((bench / "gradcam").glob("grid_00*.png"))
+    for grid in grids:
+        shutil.copy(grid, figures / f"gradcam_{grid.name}")
+    agreement = sorted((bench / "gradcam").glob("agreement*.json"))
+    if not agreement:
+        return []
+    cam = read_json(agreement[-1])
+    o = cam["results"]["overall"]
+    after = [(k[: -len("_correlation")], v) for k, v in o.items() if k.endswith("_correlation") and k != "correlation"]
+    per_class = [
+        [c, f"{v['correlation']:.3f}", f"{v['iou_top20']:.3f}"] for c, v in cam["results"]["per_class"].items()
+    ]
+    return [
+        f"## Where they look: Grad-CAM, teacher vs student ({len(cam['results']['photos'])} photos)\n",
+        f"Command: `{cam['command']}`\n",
+        f"Mean agreement of the two maps: correlation {o['correlation']:.3f}, IoU of the top-20 % "
+        f"region {o['iou_top20']:.3f}.",
+        *(f"After {name}: correlation {v:.3f}." for name, v in after),
+        "",
+        markdown_table(["class", "correlation", "IoU top-20 %"], per_class).rstrip("\n"),
+        "",
+        *(f"![grad-cam](figures/gradcam_{g.name})" for g in grids),
+        "",
+    ]
+
+
 def main(argv=None):
     parser = stage_parser("Write reports/README.md from the latency and accuracy benchmarks.")
     parser.add_argument("--reports", type=Path, default=PROJECT_ROOT / "reports")
     args = parser.parse_args(argv)
     cfg = resolve_config(args)
-    bench = args.artifacts / "bench"
+    bench, reports = args.artifacts / "bench", args.reports
     latency = read_json(require(bench / "latency.json", "latency results", "python -m benchmarks.latency"))
     accuracy = read_json(require(bench / "accuracy.json", "accuracy results", "python -m benchmarks.accuracy"))
-    reports = args.reports
-    (reports / "figures").mkdir(parents=True, exist_ok=True)
-    rows = side_by_side(latency, accuracy)
-    threads = latency["settings"]["threads"]
-    plot_accuracy_vs_latency(rows, threads[0], reports / "figures" / "accuracy_vs_latency.png")
-    copied = []
-    for sub, names in (
-        ("confusion", ("teacher_keras.png", "student_keras.png", "student_tflite_int8.png")),
-        ("misclassified", ("student_tflite_int8.png",)),
-    ):
-        for name in names:
-            if (bench / sub / name).exists():
-                shutil.copy(bench / sub / name, reports / "figures" / f"{sub}_{name}")
-                copied.append(f"{sub}_{name}")
-    for stage in ("teacher", "distill"):
-        if (args.artifacts / stage / "curves.png").exists():
-            shutil.copy(args.artifacts / stage / "curves.png", reports / "figures" / f"curves_{stage}.png")
-            copied.append(f"curves_{stage}.png")
-    robustness = bench / "robustness.json"
-    if robustness.exists():
-        shutil.copy(bench / "robustness.png", reports / "figures" / "robustness.png")
-    grids = sorted((bench / "gradcam").glob("grid_00*.png"))
-    for grid in grids:
-        shutil.copy(grid, reports / "figures" / f"gradcam_{grid.name}")
-    parity = args.artifacts / "export" / "parity.md"
+    figures = reports / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    rows, threads = side_by_side(latency, accuracy), latency["settings"]["threads"]
+    plot_accuracy_vs_latency(rows, threads[0], figures / "accuracy_vs_latency.png")
+    copied = copy_figures(args.artifacts, bench, figures)
     text = [
-        f"# guitar-distill: side-by-side report ({cfg['name']} preset)\n",
+        f"# guitar-distill: side-by-side report ({cfg.name} preset)\n",
         *provenance(args.artifacts),
         f"Hardware:\n\n{header_markdown(latency['hardware'])}",
         f"Accuracy on the {accuracy['settings']['split']} split ({accuracy['settings']['images']} photos); "
@@ -191,45 +227,14 @@ def main(argv=None):
         "## Commands\n",
         f"- `{latency['command']}` ({latency['seconds']:.0f} s)",
         f"- `{accuracy['command']}`",
-        f"- `python -m benchmarks.report --preset {cfg['name']}`\n",
+        f"- `python -m benchmarks.report --preset {cfg.name}`\n",
+        *robustness_section(bench, figures),
+        *gradcam_section(bench, figures),
     ]
-    if robustness.exists():
-        rob = read_json(robustness)
-        text += [
-            f"## Robustness ({rob['settings']['images']} {rob['settings']['split']} photos)\n",
-            robustness_table(rob["results"]),
-            f"Command: `{rob['command']}`\n",
-            "![robustness](figures/robustness.png)\n",
-        ]
-    agreement = sorted((bench / "gradcam").glob("agreement*.json"))
-    if agreement:
-        cam = read_json(agreement[-1])
-        o = cam["results"]["overall"]
-        lines = [
-            f"## Where they look: Grad-CAM, teacher vs student ({len(cam['results']['photos'])} photos)\n",
-            f"Command: `{cam['command']}`\n",
-            f"Mean agreement of the two maps: correlation {o['correlation']:.3f}, IoU of the top-20 % "
-            f"region {o['iou_top20']:.3f}.",
-        ]
-        lines += [
-            f"After {k[: -len('_correlation')]}: correlation {v:.3f}."
-            for k, v in o.items()
-            if k.endswith("_correlation") and k != "correlation"
-        ]
-        lines += [
-            "",
-            markdown_table(
-                ["class", "correlation", "IoU top-20 %"],
-                [
-                    [c, f"{v['correlation']:.3f}", f"{v['iou_top20']:.3f}"]
-                    for c, v in cam["results"]["per_class"].items()
-                ],
-            ).rstrip("\n"),
-        ]
-        text += lines + [""] + [f"![grad-cam](figures/gradcam_{g.name})" for g in grids] + [""]
     published = publish_stage_benchmarks(bench, reports)
     if published:
         text += ["## Stage benchmarks\n"] + [f"- [{title}]({name})" for name, title in published] + [""]
+    parity = args.artifacts / "export" / "parity.md"
     if parity.exists():
         text += ["## Export parity (validation split)\n", parity.read_text()]
     text += ["## Figures\n"] + [f"![{name}](figures/{name})" for name in copied]
@@ -237,7 +242,7 @@ def main(argv=None):
     write_text(reports / "latency.md", (bench / "latency.md").read_text())
     write_text(reports / "accuracy.md", (bench / "accuracy.md").read_text())
     console.print(side_by_side_table(rows, threads))
-    console.print(f"report: {reports / 'README.md'} with {len(copied) + 1} figures in {reports / 'figures'}")
+    console.print(f"report: {reports / 'README.md'} with {len(copied) + 1} figures in {figures}")
 
 
 if __name__ == "__main__":

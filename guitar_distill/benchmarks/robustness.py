@@ -8,6 +8,7 @@ the photos at the model's input size, each photo with its own seed.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -63,33 +64,43 @@ def plot_robustness(results: dict, path) -> None:
     save_figure(fig, path)
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = stage_parser("Accuracy against corruption severity for teacher, student and int8 student.")
     parser.add_argument(
         "--limit",
         type=int,
         help="about N test photos, the same number from each class (default: the preset's; 0 = all)",
     )
-    args = parser.parse_args(argv)
-    quiet_start()  # after parsing: --help and argument errors need no TensorFlow
-    cfg = resolve_config(args)
-    limit = args.limit if args.limit is not None else int(cfg["bench"]["robustness_limit"])
-    start = time.perf_counter()
-    info = load_data_info(args.artifacts)
-    split = evaluation_split(info)
-    images, labels = load_split(info, split)
-    if limit:  # a seeded, class-balanced sample: the split's own order is by class
-        keep = balanced_subset(labels, max(1, limit // len(info.classes)), seed=int(cfg["data"]["seed"]))
-        images, labels = np.asarray(images[keep]), labels[keep]
-    files, missing = find_model_files(args.artifacts)
-    chosen = [f for f in files if (f.model, f.fmt) in MODELS]
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="also this model file (.keras, .tflite, .onnx) under NAME, e.g. released=models/student/tflite_int8/"
+        "model.tflite: a student trained another way, on the same photos and corruptions (repeatable)",
+    )
+    return parser.parse_args(argv)
+
+
+def models_to_test(artifacts: Path, extra: list[str], preset: str) -> dict:
+    """{row name: classifier}: this run's teacher, student and int8 student, and each NAME=FILE given."""
+    files, _ = find_model_files(artifacts)
+    chosen = {f"{f.model}/{f.fmt}": f.path for f in files if (f.model, f.fmt) in MODELS}
     for model, fmt in MODELS:
-        if not any((f.model, f.fmt) == (model, fmt) for f in chosen):
+        if f"{model}/{fmt}" not in chosen:
             console.print(f"skipped: {model}/{fmt} not found")
+    for item in extra:
+        name, sep, path = item.partition("=")
+        if not sep or not Path(path).is_file():
+            raise ToolkitError(f"--model {item}: expected NAME=FILE with an existing model file")
+        chosen[name] = Path(path)
     if not chosen:
-        raise ToolkitError(no_exported_files(args.artifacts, cfg["name"]))
-    classifiers = {f"{f.model}/{f.fmt}": open_classifier(f.path) for f in chosen}
-    seed = int(cfg["data"]["seed"])
+        raise ToolkitError(no_exported_files(artifacts, preset))
+    return {name: open_classifier(path) for name, path in chosen.items()}
+
+
+def sweep(classifiers: dict, images, labels, seed: int, split: str) -> dict:
+    """Every model's top-1 on the clean photos and under every corruption at every severity."""
     results = {k: {"clean": float(np.mean(predict_all(c, images).argmax(1) == labels))} for k, c in classifiers.items()}
     with progress_bar(len(CORRUPTIONS) * len(SEVERITIES), f"robustness on {len(labels)} {split} photos") as advance:
         for name in CORRUPTIONS:
@@ -99,6 +110,24 @@ def main(argv=None):
                     acc = float(np.mean(predict_all(classifier, batch).argmax(1) == labels))
                     results[key].setdefault(name, {})[str(severity)] = acc
                 advance()
+    return results
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    quiet_start()  # after parsing: --help and argument errors need no TensorFlow
+    cfg = resolve_config(args)
+    limit = args.limit if args.limit is not None else cfg.bench.robustness_limit
+    start = time.perf_counter()
+    info = load_data_info(args.artifacts)
+    split = evaluation_split(info)
+    images, labels = load_split(info, split)
+    if limit:  # a seeded, class-balanced sample: the split's own order is by class
+        keep = balanced_subset(labels, max(1, limit // len(info.classes)), seed=cfg.data.seed)
+        images, labels = np.asarray(images[keep]), labels[keep]
+    classifiers = models_to_test(args.artifacts, args.model, cfg.name)
+    seed = cfg.data.seed
+    results = sweep(classifiers, images, labels, seed, split)
     out = stage_dir(args.artifacts, "bench")
     table = robustness_table(results)
     write_record(
@@ -111,7 +140,7 @@ def main(argv=None):
         results=results,
         table=table,
         started=start,
-        extra={"split": split, "images": int(len(labels))},
+        extra={"split": split, "images": int(len(labels)), "models": args.model},
     )
     plot_robustness(results, out / "robustness.png")
     console.print(table)

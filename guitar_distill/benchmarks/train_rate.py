@@ -19,7 +19,7 @@ import numpy as np
 
 from guitar_distill.benchmarks.record import write_record
 from guitar_distill.benchmarks.step_profile import op_profile, traced_steps
-from guitar_distill.common.config import resolve_config, stage_parser
+from guitar_distill.common.config import Preset, Recipe, resolve_config, stage_parser
 from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.markdown import markdown_table
 from guitar_distill.common.progress import console, progress_bar
@@ -135,18 +135,18 @@ def parse_args(argv=None):
     return args
 
 
-def sample_photos(cfg: dict, source_flag) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def sample_photos(cfg: Preset, source_flag) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """96 photos spread over every class, at the preset's side: (images, labels, classes)."""
-    size = int(cfg["data"]["image_size"])
-    source = resolve_source(cfg["data"]["source"], source_flag)
-    classes = find_classes(source, cfg["data"].get("classes") or None)
+    size = cfg.data.image_size
+    source = resolve_source(cfg.data.source, source_flag)
+    classes = find_classes(source, list(cfg.data.classes) or None)
     every = list_files(source, classes)
     files = every[:: max(1, len(every) // 96)][:96]
     images = np.stack([load_for_model(source / rel, size) for rel, _ in files])
     return images, np.array([classes.index(label) for _, label in files]), classes
 
 
-def rate_model(args, name: str, mcfg: dict, build, images, labels, advance, stem: str) -> dict:
+def rate_model(args, name: str, mcfg: Recipe, build, images, labels, advance, stem: str) -> dict:
     """One model's rates: bare steps, steps with augmentation, model.fit; then, if asked, a profile."""
     from guitar_distill.common.augment import AugmentedBatches, training_augmentation
     from guitar_distill.common.devices import configure_runtime
@@ -163,16 +163,14 @@ def rate_model(args, name: str, mcfg: dict, build, images, labels, advance, stem
         )
     jit = {"auto": "auto", "on": True, "off": False}[args.jit_compile]
     model.compile(optimizer=recipe_optimizer(mcfg), loss=recipe_loss(mcfg), jit_compile=jit)
-    feed = AugmentedBatches(
-        images, labels, int(mcfg["batch_size"]), int(mcfg["seed"]), augment=training_augmentation(mcfg)
-    )
+    feed = AugmentedBatches(images, labels, mcfg.batch_size, mcfg.seed, augment=training_augmentation(mcfg))
     r = timed_batches(model, feed, args.batches, advance)
     r["fit_images_per_s"] = timed_fit(model, feed, args.batches, args.fit_feed == "pydataset")
     advance()
-    r["hours_per_epoch"] = int(mcfg["steps_per_epoch"]) * r["batch_size"] / r["fit_images_per_s"] / 3600
+    r["hours_per_epoch"] = mcfg.steps_per_epoch * r["batch_size"] / r["fit_images_per_s"] / 3600
     r[f"hours_for_{WRITEUP_EPOCHS}_epochs"] = r["hours_per_epoch"] * WRITEUP_EPOCHS
     r["parameters"] = model.count_params()
-    r["dtype_policy"], r["steps_per_epoch"] = runtime["dtype_policy"], int(mcfg["steps_per_epoch"])
+    r["dtype_policy"], r["steps_per_epoch"] = runtime["dtype_policy"], mcfg.steps_per_epoch
     r["devices"] = runtime["devices"]
     if args.profile:
         trace = args.out / f"{stem}_trace" / name
@@ -225,14 +223,14 @@ def main(argv=None):
         raise ToolkitError(f"--profile reads TensorFlow's profiler; the backend is {keras.backend.backend()}")
     args.out = args.out or args.artifacts / "bench"
     start, cfg = time.perf_counter(), resolve_config(args)
-    size = int(cfg["data"]["image_size"])
+    size = cfg.data.image_size
     images, labels, classes = sample_photos(cfg, args.source)
-    tcfg, scfg = cfg["teacher"], cfg["student"]
+    tcfg, scfg = cfg.teacher, cfg.student
     models = {
-        "teacher": (tcfg, lambda: build_teacher(len(classes), size, None, head=tcfg.get("head", "flatten"))),
-        "student": (scfg, lambda: build_nin_student(len(classes), size, tuple(scfg["widths"]), float(scfg["dropout"]))),
+        "teacher": (tcfg, lambda: build_teacher(len(classes), size, None, head=tcfg.head)),
+        "student": (scfg, lambda: build_nin_student(len(classes), size, scfg.widths, scfg.dropout)),
     }
-    stem = f"train_rate_{cfg['name']}"
+    stem = f"train_rate_{cfg.name}"
     steps = len(args.models) * (args.batches + 2 + (args.profile + 1 if args.profile else 0))
     with progress_bar(steps, f"training rate at {size}px") as advance:
         results = {
@@ -241,7 +239,7 @@ def main(argv=None):
             if name in args.models
         }
     settings = {
-        "preset": cfg["name"],
+        "preset": cfg.name,
         "image_size": size,
         "timed_batches": args.batches,
         "photos": len(images),
@@ -249,7 +247,7 @@ def main(argv=None):
         **{k: getattr(args, k) for k in ("fit_feed", "jit_compile", "batch_norm", "strided_pointwise")},
         **{f"{name}_steps_per_epoch": r["steps_per_epoch"] for name, r in results.items()},
     }
-    title = f"Training rate, {cfg['name']} recipe at {size} px ({keras.backend.backend()} backend)"
+    title = f"Training rate, {cfg.name} recipe at {size} px ({keras.backend.backend()} backend)"
     notes = "".join(profile_tables(name, r["profile"]) for name, r in results.items() if "profile" in r)
     table = rate_table(results)
     write_record(

@@ -31,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 
 from guitar_distill.checks.debian import apt_install
-from guitar_distill.common.config import MODELS_DIR, PROJECT_ROOT, resolve_config, stage_parser
+from guitar_distill.common.config import MODELS_DIR, PROJECT_ROOT, Preset, resolve_config, stage_parser
 from guitar_distill.common.errors import ToolkitError, run_cli
 
 CACHE = Path(os.environ.get("GUITAR_PI_CACHE", Path.home() / ".cache" / "guitar-distill" / "pi-check"))
@@ -202,22 +202,22 @@ def bundle_copy(bundle: Path, tmp: Path) -> Path:
     return copy
 
 
-def split_info(artifacts: Path, cfg: dict):
+def split_info(artifacts: Path, cfg: Preset):
     """The data stage's record in `artifacts`, else the preset's split made (manifest only) in the cache."""
     from guitar_distill.common.manifest import load_data_info
 
     if (Path(artifacts) / "data" / "summary.json").exists():
         return load_data_info(artifacts)
-    data = CACHE / "data" / cfg["name"]
+    data = CACHE / "data" / cfg.name
     if not (data / "data" / "summary.json").exists():
-        print(f"making the {cfg['name']} preset's split (manifest only) in {data}")
+        print(f"making the {cfg.name} preset's split (manifest only) in {data}")
         run(
             [
                 sys.executable,
                 "-m",
                 "guitar_distill.dataset",
                 "--preset",
-                cfg["name"],
+                cfg.name,
                 "--artifacts",
                 str(data),
                 "--no-cache",
@@ -281,7 +281,7 @@ def compare(x86: dict, arm: dict, tolerance: float) -> dict:
     }
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None):
     parser = stage_parser("Run the edge bundle on aarch64 under QEMU and compare with x86.", default_preset="cpu")
     parser.add_argument("--bundle", type=Path, help="default: ARTIFACTS/edge/guitar-student, else the released one")
     parser.add_argument("--fp32", type=Path, help="the fp32 student .tflite (default: next to the bundle's source)")
@@ -289,59 +289,63 @@ def main(argv=None) -> int:
         "--photos", type=int, default=50, help="validation photos besides the golden ones (%(default)s)"
     )
     parser.add_argument("--out", type=Path, help="record folder (default: ARTIFACTS/bench)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def selftests_on_arm(arm, copy: Path) -> dict:
+    """The exit code of the bundle's self-test on aarch64, for each of its model files."""
+    selftests = {}
+    for kind, model in (("int8", copy / "model.tflite"), ("fp32", copy / "model_fp32.tflite")):
+        if model.exists():  # both of the bundle's files pass their own golden answers
+            command = arm([str(copy / "predict.py"), "--selftest", "--model", str(model)])
+            run = subprocess.run(command, capture_output=True, text=True, cwd=copy)
+            selftests[kind] = run.returncode
+            print(f"aarch64 selftest, {model.name} (exit {run.returncode}):\n{run.stdout.strip()}")
+    return selftests
+
+
+def compare_on_both(arm, copy: Path, fp32: Path, photos: list[Path]) -> dict:
+    """For the int8 and the fp32 file: the same photos on x86 and on aarch64, compared."""
+    results = {}
+    classes = len((copy / "labels.txt").read_text().split())
+    for kind, model in (("int8", copy / "model.tflite"), ("fp32", fp32)):
+        common = [str(copy / "predict.py"), "--model", str(model), "--labels", str(copy / "labels.txt")]
+        common += ["--json", "--top-k", str(classes), *map(str, photos)]
+        r = results[kind] = compare(
+            predictions([sys.executable, *common], copy), predictions(arm(common), copy), TOLERANCE[kind]
+        )
+        print(
+            f"{kind} ({model.name} from {model.parent}): {r['photos']} photos, top-1 flips {r['top1_flips']}, "
+            f"max probability difference {r['max_prob_diff']:.5f} (tolerance {r['tolerance']:.5f}): "
+            f"{'ok' if r['passed'] else 'FAILED'}"
+        )
+    return results
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     cfg = resolve_config(args)
     start = time.perf_counter()
     built = args.artifacts / "edge" / "guitar-student"
-    released = MODELS_DIR / "student" / "guitar-student"
-    bundle = args.bundle or (built if built.exists() else released)
+    bundle = (args.bundle or (built if built.exists() else MODELS_DIR / "student" / "guitar-student")).resolve()
     # The fp32 student of the same run as the bundle: the export's, or the released one.
-    fp32 = args.fp32 or bundle / "model_fp32.tflite"
-    bundle, fp32 = bundle.resolve(), fp32.resolve()  # the commands run inside a copy of the bundle
+    fp32 = (args.fp32 or bundle / "model_fp32.tflite").resolve()  # the commands run inside a copy of the bundle
     if not fp32.exists():
         raise ToolkitError(
             f"{fp32}: no fp32 student .tflite: run `make export` (or `make release`), or pass --fp32 FILE"
         )
     qemu, sysroot, site = ensure_qemu(), ensure_sysroot(), ensure_site()
     print(f"ready in {time.perf_counter() - start:.0f} s (cache: {CACHE})")
+
+    def arm(command):
+        return arm_command(qemu, sysroot, site, command)
+
     with tempfile.TemporaryDirectory() as tmp:
-        info = split_info(args.artifacts, cfg)
         copy = bundle_copy(bundle, Path(tmp))
-        golden = sorted((copy / "golden").glob("*.png"))
-        photos = golden + validation_photos(info, args.photos, int(cfg["data"]["seed"]))
-        selftests = {}
-        for kind, model in (("int8", copy / "model.tflite"), ("fp32", copy / "model_fp32.tflite")):
-            if model.exists():  # both of the bundle's files pass their own golden answers
-                run = subprocess.run(
-                    arm_command(qemu, sysroot, site, [str(copy / "predict.py"), "--selftest", "--model", str(model)]),
-                    capture_output=True,
-                    text=True,
-                    cwd=copy,
-                )
-                selftests[kind] = run.returncode
-                print(f"aarch64 selftest, {model.name} (exit {run.returncode}):\n{run.stdout.strip()}")
-        results = {}
-        for kind, model in (("int8", copy / "model.tflite"), ("fp32", fp32)):
-            common = [
-                str(copy / "predict.py"),
-                "--model",
-                str(model),
-                "--labels",
-                str(copy / "labels.txt"),
-                "--json",
-                "--top-k",
-                str(len((copy / "labels.txt").read_text().split())),
-                *map(str, photos),
-            ]
-            x86 = predictions([sys.executable, *common], copy)
-            arm = predictions(arm_command(qemu, sysroot, site, common), copy)
-            results[kind] = compare(x86, arm, TOLERANCE[kind])
-            r = results[kind]
-            print(
-                f"{kind} ({model.name} from {model.parent}): {r['photos']} photos, top-1 flips {r['top1_flips']}, "
-                f"max probability difference {r['max_prob_diff']:.5f} (tolerance {r['tolerance']:.5f}): "
-                f"{'ok' if r['passed'] else 'FAILED'}"
-            )
+        photos = sorted((copy / "golden").glob("*.png"))
+        photos += validation_photos(split_info(args.artifacts, cfg), args.photos, cfg.data.seed)
+        selftests = selftests_on_arm(arm, copy)
+        results = compare_on_both(arm, copy, fp32, photos)
     passed = selftests and not any(selftests.values()) and all(r["passed"] for r in results.values())
     record = {
         "bundle": str(bundle),

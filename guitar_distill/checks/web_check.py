@@ -125,88 +125,103 @@ def python_answers(onnx_file: Path, photos: list[Path], size: int) -> np.ndarray
     return np.concatenate([session.predict(load_for_model(p, size)[None]) for p in photos])
 
 
-def check(bundle: Path, onnx_file: Path, photos_count: int, info, seed: int, screenshot: Path | None) -> dict:
+def build_site(site: Path, bundle: Path, onnx_file: Path, photos: list[Path]) -> tuple[Path, list[Path]]:
+    """The served folder: the page with its runtime and model, the page as shipped (neither), a page with a
+    broken model, the photos, and two bad inputs. Returns (the page's folder, the served photos)."""
     from PIL import Image
 
+    page = bundle_copy(bundle, site)
+    shipped = shutil.copytree(page, site / "shipped")  # as released: no runtime, no model.onnx
+    for name in (*RUNTIME_FILES, "model.onnx"):
+        (shipped / name).unlink(missing_ok=True)
+    meta = json.loads((page / "model.json").read_text())
+    add_web_page(page, onnx_file, meta["classes"], int(meta["input"]["shape"][1]))
+    (site / "photos").mkdir()
+    served = [site / "photos" / f"{i:03d}_{p.parent.name}_{p.name}" for i, p in enumerate(photos)]
+    for photo, target in zip(photos, served):
+        shutil.copy(photo, target)
+    # Bad input: not an image, too many pixels (a 7000 x 6000 PNG is 42 MP, over the 40 MP limit),
+    # and a site whose model file is broken.
+    (site / "notes.txt").write_text("not a photo\n")
+    Image.new("RGB", (7000, 6000), (90, 120, 150)).save(site / "huge.png", optimize=False, compress_level=1)
+    broken = shutil.copytree(page, site / "broken")
+    (broken / "model.onnx").write_bytes(b"this is not an ONNX model")
+    return page, served
+
+
+def classify_on_page(chrome, served: list[Path], reference, classes: list[str]) -> list[dict]:
+    """Each served photo through the page, against the Python answer for the same file."""
+    rows = []
+    for path, ref in zip(served, reference):
+        got = chrome.execute_async_script(CLASSIFY, f"/photos/{path.name}")
+        if "error" in got:
+            raise ToolkitError(f"the page could not classify {path.name}: {got['error']}")
+        probs = dict(got["top"])
+        rows.append(
+            {
+                "photo": path.name,
+                "page_top1": got["top"][0][0],
+                "python_top1": classes[int(ref.argmax())],
+                "max_prob_diff": float(max(abs(probs[c] - float(ref[k])) for k, c in enumerate(classes))),
+                "inference_ms": got["ms"],
+            }
+        )
+    return rows
+
+
+def save_screenshot(chrome, served: list[Path], rows: list[dict], photos: list[Path], screenshot: Path) -> None:
+    """The page showing the first photo it gets right (the true class is in the photo's path)."""
+    truth = [p.name.split("_")[0] if p.parent.name == "golden" else p.parent.name for p in photos]
+    shown = next((path for path, row, label in zip(served, rows, truth) if row["page_top1"] == label), served[0])
+    upload(chrome, shown)
+    deadline = time.time() + 60
+    while page_status(chrome)[0].startswith("Reading") and time.time() < deadline:
+        time.sleep(0.2)
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    chrome.save_screenshot(str(screenshot))
+
+
+def bad_input_messages(chrome, base: str, site: Path) -> dict:
+    """What the page shows for each bad input, and whether it shows it as an error."""
+    bad = {}
+    for name, path in (("not an image", site / "notes.txt"), ("too many pixels", site / "huge.png")):
+        upload(chrome, path)
+        bad[name] = page_status(chrome, wait_for_error=True)
+    for name, folder in (("model fails to load", "broken"), ("runtime and model left out", "shipped")):
+        open_page(chrome, f"{base}/{folder}/index.html")
+        bad[name] = page_status(chrome, wait_for_error=True)
+    return {k: {"text": t, "shown_as_error": e} for k, (t, e) in bad.items()}
+
+
+def check(bundle: Path, onnx_file: Path, photos_count: int, info, seed: int, screenshot: Path | None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         site = Path(tmp)
-        page = bundle_copy(bundle, site)
-        shipped = shutil.copytree(page, site / "shipped")  # as released: no runtime, no model.onnx
-        for name in (*RUNTIME_FILES, "model.onnx"):
-            (shipped / name).unlink(missing_ok=True)
+        photos = sorted((bundle / "golden").glob("*.png")) + validation_photos(info, photos_count, seed)
+        page, served = build_site(site, bundle, onnx_file, photos)
         meta = json.loads((page / "model.json").read_text())
         size, classes = int(meta["input"]["shape"][1]), meta["classes"]
-        add_web_page(page, onnx_file, classes, size)
-        served_model = onnx_file.name
-        photos = sorted((page / "golden").glob("*.png")) + validation_photos(info, photos_count, seed)
-        (site / "photos").mkdir()
-        served = []
-        for i, photo in enumerate(photos):
-            target = site / "photos" / f"{i:03d}_{photo.parent.name}_{photo.name}"
-            shutil.copy(photo, target)
-            served.append(target)
-        # Bad input: not an image, too many pixels (a 7000 x 6000 PNG is 42 MP, over the 40 MP limit),
-        # and a site whose model file is broken.
-        (site / "notes.txt").write_text("not a photo\n")
-        Image.new("RGB", (7000, 6000), (90, 120, 150)).save(site / "huge.png", optimize=False, compress_level=1)
-        broken = site / "broken"
-        shutil.copytree(page, broken)
-        (broken / "model.onnx").write_bytes(b"this is not an ONNX model")
-
         reference = python_answers(onnx_file, served, size)
         native_ms = native_latency(page / "model.tflite", served, size)
         with local_server(site, page / "serve.py") as base, headless_chromium() as chrome:
             if not open_page(chrome, f"{base}/{page.name}/index.html"):
                 raise ToolkitError(f"the page did not load its model: {page_status(chrome)[0]}")
             threads = chrome.execute_script("return ort.env.wasm.numThreads")
-            rows, started = [], time.perf_counter()
-            for path, ref in zip(served, reference):
-                got = chrome.execute_async_script(CLASSIFY, f"/photos/{path.name}")
-                if "error" in got:
-                    raise ToolkitError(f"the page could not classify {path.name}: {got['error']}")
-                probs = dict(got["top"])
-                rows.append(
-                    {
-                        "photo": path.name,
-                        "page_top1": got["top"][0][0],
-                        "python_top1": classes[int(ref.argmax())],
-                        "max_prob_diff": float(max(abs(probs[c] - float(ref[k])) for k, c in enumerate(classes))),
-                        "inference_ms": got["ms"],
-                    }
-                )
+            started = time.perf_counter()
+            rows = classify_on_page(chrome, served, reference, classes)
             page_seconds = time.perf_counter() - started
-            bad = {}
-            for name, path in (("not an image", site / "notes.txt"), ("too many pixels", site / "huge.png")):
-                upload(chrome, path)
-                bad[name] = page_status(chrome, wait_for_error=True)
-            if screenshot:  # the first photo the page gets right (its true class is in its path)
-                truth = [
-                    photo.name.split("_")[0] if photo.parent.name == "golden" else photo.parent.name for photo in photos
-                ]
-                shown = next(
-                    (path for path, row, label in zip(served, rows, truth) if row["page_top1"] == label), served[0]
-                )
-                upload(chrome, shown)
-                deadline = time.time() + 60
-                while page_status(chrome)[0].startswith("Reading") and time.time() < deadline:
-                    time.sleep(0.2)
-                screenshot.parent.mkdir(parents=True, exist_ok=True)
-                chrome.save_screenshot(str(screenshot))
-            open_page(chrome, f"{base}/broken/index.html")
-            bad["model fails to load"] = page_status(chrome, wait_for_error=True)
-            open_page(chrome, f"{base}/{shipped.name}/index.html")
-            bad["runtime and model left out"] = page_status(chrome, wait_for_error=True)
-    agreement = float(np.mean([r["page_top1"] == r["python_top1"] for r in rows]))
+            if screenshot:
+                save_screenshot(chrome, served, rows, photos, screenshot)
+            bad = bad_input_messages(chrome, base, site)
     return {
         "photos": len(rows),
-        "agreement": agreement,
+        "agreement": float(np.mean([r["page_top1"] == r["python_top1"] for r in rows])),
         "max_prob_diff": max(r["max_prob_diff"] for r in rows),
         "median_inference_ms": float(np.median([r["inference_ms"] for r in rows])),
         "page_threads": threads,
         "native_median_ms": native_ms,
-        "model": served_model,
+        "model": onnx_file.name,
         "page_seconds": page_seconds,
-        "bad_input": {k: {"text": t, "shown_as_error": e} for k, (t, e) in bad.items()},
+        "bad_input": bad,
         "rows": rows,
     }
 
@@ -234,7 +249,7 @@ def main(argv=None) -> int:
         args.onnx.resolve(),
         args.photos,
         split_info(args.artifacts, cfg),
-        int(cfg["data"]["seed"]),
+        cfg.data.seed,
         args.screenshot,
     )
     bad_ok = all(v["shown_as_error"] for v in result["bad_input"].values())

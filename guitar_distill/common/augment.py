@@ -16,6 +16,7 @@ import keras
 import numpy as np
 from PIL import Image
 
+from guitar_distill.common.config import Phase, Recipe
 from guitar_distill.common.corruptions import CORRUPTIONS
 
 
@@ -130,23 +131,13 @@ class Phases:
 
     Training from small crops first and larger ones later (fast.ai's DAWNBench runs, FFCV's ResNet50)
     spends the early epochs cheaply; the photos come from a cache at the largest size and each crop
-    is resized to its phase's side. The first phase starts at epoch 0; a phase's `crop_scale` may be
-    left out (the table's).
+    is resized to its phase's side. The first phase starts at epoch 0 and the last is the largest (checked
+    where the config is loaded); a phase's `crop_scale` may be left out (the recipe's).
     """
 
-    def __init__(self, phases: list[dict], steps_per_epoch: int, crop_scale=(0.35, 1.0)):
-        if not phases or phases[0].get("from_epoch") != 0:
-            raise ValueError(f"phases {phases}: the first must start at from_epoch = 0")
-        starts = [int(p["from_epoch"]) for p in phases]
-        if starts != sorted(set(starts)):
-            raise ValueError(f"phases {phases}: from_epoch must grow from one phase to the next")
-        self.starts, self.steps = starts, int(steps_per_epoch)
-        self.crops = [CropFlip(tuple(p.get("crop_scale", crop_scale)), size=int(p["image_size"])) for p in phases]
-        if self.last < max(c.size for c in self.crops):
-            raise ValueError(
-                f"phases {phases}: the last phase's image_size must be the largest (crops come from "
-                f"photos at that size, and the teacher is validated and kept there)"
-            )
+    def __init__(self, phases: tuple[Phase, ...], steps_per_epoch: int, crop_scale=(0.35, 1.0)):
+        self.starts, self.steps = [p.from_epoch for p in phases], int(steps_per_epoch)
+        self.crops = [CropFlip(p.crop_scale or crop_scale, size=p.image_size) for p in phases]
 
     @property
     def last(self) -> int:
@@ -198,11 +189,11 @@ class TrainingCorruption:
         return {"names": self.names, "probability": self.probability, "severities": list(self.severities)}
 
 
-def training_corruption(cfg: dict) -> TrainingCorruption | None:
-    """A stage table's `corrupt` list with `corrupt_probability` and `corrupt_severity`, or None."""
-    if not cfg.get("corrupt"):
+def training_corruption(recipe: Recipe) -> TrainingCorruption | None:
+    """A recipe's `corrupt` list with `corrupt_probability` and `corrupt_severity`, or None."""
+    if not recipe.corrupt:
         return None
-    return TrainingCorruption(cfg["corrupt"], float(cfg["corrupt_probability"]), tuple(cfg["corrupt_severity"]))
+    return TrainingCorruption(list(recipe.corrupt), recipe.corrupt_probability, recipe.corrupt_severity)
 
 
 class BatchMixing:
@@ -248,34 +239,24 @@ class BatchMixing:
         return {"kind": self.kind, "alpha": self.alpha, "from_batch": self.from_batch}
 
 
-def training_mixing(cfg: dict, num_classes: int) -> BatchMixing | None:
-    """A stage table's `mix` ("none", "mixup", "cutmix") from epoch `mix_from_epoch`, or None."""
-    kind = cfg.get("mix", "none")
-    if kind == "none":
+def training_mixing(recipe: Recipe, num_classes: int) -> BatchMixing | None:
+    """A recipe's `mix` ("none", "mixup", "cutmix") from epoch `mix_from_epoch`, or None."""
+    if recipe.mix == "none":
         return None
-    from_batch = int(cfg["mix_from_epoch"]) * int(cfg["steps_per_epoch"])
-    return BatchMixing(kind, float(cfg["mix_alpha"]), num_classes, from_batch)
+    return BatchMixing(recipe.mix, recipe.mix_alpha, num_classes, recipe.mix_from_epoch * recipe.steps_per_epoch)
 
 
-def training_phases(cfg: dict) -> Phases | None:
-    """A stage table's progressive-resizing phases, or None when it trains at one size."""
-    augmentation = training_augmentation(cfg)
-    return augmentation if isinstance(augmentation, Phases) else None
+def training_phases(recipe: Recipe) -> Phases | None:
+    """A recipe's progressive-resizing phases, or None when it trains at one size."""
+    return Phases(recipe.phases, recipe.steps_per_epoch, recipe.crop_scale) if recipe.phases else None
 
 
-def training_augmentation(cfg: dict):
-    """The augmentation a stage's table asks for: `augmentation` "seed" (the write-up's) or "crop_flip"
-    with `crop_scale`, or with `phases` the crops of each phase (Phases)."""
-    name = cfg["augmentation"]
-    if cfg.get("phases"):
-        if name != "crop_flip":
-            raise ValueError(f'phases crop and resize: they need augmentation "crop_flip", not {name!r}')
-        return Phases(cfg["phases"], int(cfg["steps_per_epoch"]), tuple(cfg["crop_scale"]))
-    if name == "seed":
-        return SeedAugmentation()
-    if name == "crop_flip":
-        return CropFlip(tuple(cfg["crop_scale"]))
-    raise ValueError(f'augmentation {name!r}: use "seed" (the write-up\'s affine set) or "crop_flip"')
+def training_augmentation(recipe: Recipe):
+    """The augmentation a recipe asks for: `augmentation` "seed" (the write-up's) or "crop_flip" with
+    `crop_scale`, or with `phases` the crops of each phase (Phases)."""
+    return training_phases(recipe) or (
+        SeedAugmentation() if recipe.augmentation == "seed" else CropFlip(recipe.crop_scale)
+    )
 
 
 class AugmentedBatches(keras.utils.PyDataset):

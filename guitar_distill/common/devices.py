@@ -6,6 +6,7 @@ from pathlib import Path
 
 import keras
 
+from guitar_distill.common.config import Recipe
 from guitar_distill.common.errors import ToolkitError
 
 
@@ -32,19 +33,19 @@ def precision_policy(setting, accelerators: bool) -> tuple[str, str]:
     raise ToolkitError(f'mixed_precision {setting!r}: use false, "float16" or "bfloat16"')
 
 
-def configure_runtime(cfg: dict) -> dict:
+def configure_runtime(recipe: Recipe) -> dict:
     """Precision policy and data parallelism; call before building the model."""
     backend = keras.backend.backend()
-    keras.utils.set_random_seed(int(cfg["seed"]))
+    keras.utils.set_random_seed(recipe.seed)
     devices = keras.distribution.list_devices() if backend == "jax" else []
     accelerators = any("cpu" not in str(d).lower() for d in devices)
     if backend == "tensorflow":
         import tensorflow as tf
 
         accelerators = bool(tf.config.list_physical_devices("GPU"))
-    policy, why = precision_policy(cfg.get("mixed_precision"), accelerators)
+    policy, why = precision_policy(recipe.mixed_precision, accelerators)
     keras.mixed_precision.set_global_policy(policy)
-    if policy != "float32" or cfg.get("mixed_precision"):
+    if policy != "float32" or recipe.mixed_precision:
         print(f"precision: {policy} ({why})")
     info = {
         "backend": backend,
@@ -53,7 +54,7 @@ def configure_runtime(cfg: dict) -> dict:
         "devices": [str(d) for d in devices] or ["cpu"],
     }
     if len(devices) > 1:
-        if int(cfg["batch_size"]) % len(devices):
-            raise ToolkitError(f"batch_size {cfg['batch_size']} is not divisible by the {len(devices)} devices")
+        if recipe.batch_size % len(devices):
+            raise ToolkitError(f"batch_size {recipe.batch_size} is not divisible by the {len(devices)} devices")
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
     return info

@@ -22,13 +22,15 @@ def feed_workers() -> dict:
     return {"workers": workers, "use_multiprocessing": False, "max_queue_size": 2 * workers}
 
 
-def fit_input(feed: AugmentedBatches):
+def fit_input(feed: AugmentedBatches, length: int | None = None):
     """What model.fit reads: on TensorFlow, a tf.data pipeline over the feed's batches; else the feed.
 
     Keras hands a PyDataset to TensorFlow through `Dataset.from_generator`, and on 2 CPU cores that
     halved the NiN's training rate or worse (about 62 against 125-160 images/s with the same batches;
     reports/cpu_recipe.md). Mapping batch indices through `tf.numpy_function` reads the very same
-    batches, in order (global batch `start_batch + i` is still `feed[i]`), without that cost.
+    batches, in order (global batch `start_batch + i` is still `feed[i]`), without that cost. With `length`,
+    the pipeline ends after that many batches (the fit's), so that its prefetch never reads past a stream of
+    stored targets.
     """
     if keras.backend.backend() != "tensorflow":
         return feed
@@ -51,7 +53,7 @@ def fit_input(feed: AugmentedBatches):
         x, *y = (tf.ensure_shape(a, shape) for a, (shape, _) in zip(arrays, specs))
         return (x, y[0]) if len(y) == 1 else (x, tuple(y))
 
-    indices = tf.data.Dataset.range(2**62)  # endless, like the feed; fit's steps_per_epoch cuts it
+    indices = tf.data.Dataset.range(length or 2**62)  # else endless, like the feed; fit's steps_per_epoch cuts it
     batches = indices.map(
         lambda i: tf.numpy_function(load, [i], [tf.as_dtype(d) for _, d in specs]),
         num_parallel_calls=1,

@@ -75,12 +75,10 @@ class SubsampledPointwiseConv2D(keras.layers.Conv2D):
     """A strided 1x1 convolution whose training step keeps every s-th pixel, then convolves at stride 1.
 
     The output is the same: a 1x1 kernel at stride s reads only those pixels. oneDNN's bfloat16
-    kernels ran the strided form of ResNet50's two stage-5 entry convolutions (1024 -> 2048 and
-    1024 -> 512 channels, 7x7 -> 4x4 at 112 px) at 9-17 GFLOP/s, 488 ms of a 1.7 s training step;
-    subsampled first, 115 ms (reports/cpu_recipe.md, commit 99ab545). The subsampling is a 1x1 average
-    pool, which oneDNN runs and differentiates cheaply (a strided slice's gradient, in Eigen, cost
-    most of what it saved). Inference and other backends take Conv2D's own path, so exported files
-    keep the strided convolution.
+    kernels run the strided form slowly on an odd map (ResNet50's stage-5 entry at 112 px reads 7x7)
+    and the stride-1 form fast (reports/cpu_recipe.md has the timings). The subsampling is a 1x1 average
+    pool, which oneDNN runs and differentiates cheaply (a strided slice's gradient, in Eigen, does not).
+    Inference and other backends take Conv2D's own path, so exported files keep the strided convolution.
     """
 
     def __init__(self, *args, **kwargs):

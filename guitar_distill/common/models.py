@@ -16,11 +16,12 @@ from guitar_distill.common.layers import (
 def logits_model(model: keras.Model) -> keras.Model:
     """The same network ending before its softmax.
 
-    Students end in a Softmax layer, so this is a view sharing every weight. The teacher ends in
-    Dense(softmax), as the write-up built it; its view ends in a linear copy of that Dense.
+    Students end in a Softmax layer (or Activation("softmax")), so this is a view sharing every weight.
+    The teacher ends in Dense(softmax), as the write-up built it; its view ends in a linear copy of it.
     """
     last = model.layers[-1]
-    if isinstance(last, keras.layers.Softmax):
+    softmax_activation = isinstance(last, keras.layers.Activation) and last.get_config()["activation"] == "softmax"
+    if isinstance(last, keras.layers.Softmax) or softmax_activation:
         return keras.Model(model.inputs, last.input, name=f"{model.name}_logits")
     if isinstance(last, keras.layers.Dense) and last.get_config()["activation"] == "softmax":
         linear = keras.layers.Dense.from_config({**last.get_config(), "activation": "linear", "name": "logits"})
@@ -28,6 +29,33 @@ def logits_model(model: keras.Model) -> keras.Model:
         linear.set_weights(last.get_weights())
         return keras.Model(model.inputs, outputs, name=f"{model.name}_logits")
     raise ValueError(f"{model.name}: last layer {last.name} is not a softmax")
+
+
+def check_classifier(model, where: str, num_classes: int | None = None, input_size: int | None = None):
+    """`model` if it keeps the toolkit's contract: one RGB image input (any side, or `input_size`), class
+    probabilities out of a final softmax (for `num_classes`); otherwise an error saying what is wrong."""
+    from guitar_distill.common.errors import ToolkitError
+
+    if not isinstance(model, keras.Model):
+        raise ToolkitError(f"{where}: expected a Keras model, got {type(model).__name__}")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        counts = f"{len(model.inputs)} and {len(model.outputs)}"
+        raise ToolkitError(f"{where}: a classifier takes one input and gives one output, not {counts}")
+    shape, out = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
+    side_ok = input_size is None or shape[1] in (None, input_size)
+    if len(shape) != 4 or shape[-1] != 3 or shape[1] != shape[2] or not side_ok:
+        wanted = f"(None, {input_size}, {input_size}, 3)" if input_size else "(None, side, side, 3)"
+        raise ToolkitError(f"{where}: input shape {shape}, expected RGB images {wanted}")
+    if len(out) != 2 or (num_classes and out[-1] != num_classes):
+        raise ToolkitError(f"{where}: output shape {out}, expected (None, {num_classes or 'classes'}) probabilities")
+    try:
+        logits_model(model)
+    except ValueError:
+        raise ToolkitError(
+            f"{where}: the last layer ({model.layers[-1].name}) is not a softmax; the toolkit distils, exports and "
+            f"scores class probabilities, so end the model in keras.layers.Softmax or activation='softmax'"
+        ) from None
+    return model
 
 
 def load_model_file(path: Path) -> keras.Model:

@@ -4,71 +4,58 @@ from __future__ import annotations
 
 import keras
 
-from guitar_distill.common.errors import ToolkitError
+from guitar_distill.common.config import Recipe
 
 
-def recipe_optimizer(cfg: dict) -> keras.optimizers.Optimizer:
-    """The preset's optimiser and learning-rate schedule.
+def recipe_schedule(recipe: Recipe) -> keras.optimizers.schedules.LearningRateSchedule:
+    """schedule "inverse_time" (the write-up's legacy Keras `decay`: lr / (1 + decay * iterations)) or
+    "cosine" (linear warmup over `warmup_epochs`, then cosine to zero at `max_epochs`)."""
+    lr = recipe.learning_rate
+    if recipe.schedule == "inverse_time":
+        return keras.optimizers.schedules.InverseTimeDecay(
+            initial_learning_rate=lr, decay_steps=1, decay_rate=recipe.decay
+        )
+    warmup = int(round(recipe.warmup_epochs * recipe.steps_per_epoch))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else lr,
+        decay_steps=max(recipe.max_epochs * recipe.steps_per_epoch - warmup, 1),
+        warmup_target=lr if warmup else None,
+        warmup_steps=warmup,
+    )
 
-    optimizer "sgd" (momentum, Nesterov) or "adamw"; schedule "inverse_time" (the write-up's legacy
-    Keras `decay`: lr / (1 + decay * iterations)) or "cosine" (linear warmup over `warmup_epochs`,
-    then cosine to zero at `max_epochs`). Weight decay is decoupled and spares BN and biases.
-    A non-zero `ema_momentum` keeps an exponential moving average of the weights in the optimiser
-    (Keras' `use_ema`); fit_recipe validates and keeps the average (AveragedWeights).
+
+def recipe_optimizer(recipe: Recipe, schedule=None) -> keras.optimizers.Optimizer:
+    """The preset's optimiser on `recipe_schedule` (or `schedule`): "sgd" (momentum, Nesterov) or "adamw".
+
+    Weight decay is decoupled and spares BN and biases. A non-zero `ema_momentum` keeps an exponential
+    moving average of the weights in the optimiser (Keras' `use_ema`); fit_recipe validates and keeps
+    the average (AveragedWeights).
     """
-    lr = float(cfg["learning_rate"])
-    schedule_name = cfg["schedule"]
-    if schedule_name == "inverse_time":
-        schedule = keras.optimizers.schedules.InverseTimeDecay(
-            initial_learning_rate=lr, decay_steps=1, decay_rate=float(cfg["decay"])
-        )
-    elif schedule_name == "cosine":
-        steps = int(cfg["steps_per_epoch"])
-        warmup = int(round(float(cfg["warmup_epochs"]) * steps))
-        total = int(cfg["max_epochs"]) * steps
-        schedule = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=0.0 if warmup else lr,
-            decay_steps=max(total - warmup, 1),
-            warmup_target=lr if warmup else None,
-            warmup_steps=warmup,
-        )
+    common = {"learning_rate": schedule or recipe_schedule(recipe), "weight_decay": recipe.weight_decay or None}
+    if recipe.ema_momentum:
+        common.update(use_ema=True, ema_momentum=recipe.ema_momentum)
+    if recipe.optimizer == "sgd":
+        opt = keras.optimizers.SGD(momentum=recipe.momentum, nesterov=recipe.nesterov, **common)
     else:
-        raise ToolkitError(f"unknown schedule {schedule_name!r} (inverse_time or cosine)")
-    weight_decay = float(cfg["weight_decay"]) or None
-    ema = float(cfg.get("ema_momentum", 0.0))
-    averaging = {"use_ema": True, "ema_momentum": ema} if ema else {}
-    name = cfg["optimizer"]
-    if name == "sgd":
-        opt = keras.optimizers.SGD(
-            learning_rate=schedule,
-            momentum=float(cfg["momentum"]),
-            nesterov=bool(cfg["nesterov"]),
-            weight_decay=weight_decay,
-            **averaging,
-        )
-    elif name == "adamw":
-        opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay or 0.0, **averaging)
-    else:
-        raise ToolkitError(f"unknown optimizer {name!r} (sgd or adamw)")
-    if weight_decay:
+        opt = keras.optimizers.AdamW(**{**common, "weight_decay": recipe.weight_decay})
+    if recipe.weight_decay:
         opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return opt
 
 
-def recipe_loss(cfg: dict) -> keras.losses.Loss:
+def recipe_loss(recipe: Recipe) -> keras.losses.Loss:
     """Sparse cross-entropy on probabilities, with the preset's label smoothing; on class-probability targets
     when the recipe mixes photos (`mix`: their targets are mixed rows, and so are validation's one-hot rows)."""
-    smoothing = float(cfg["label_smoothing"])
-    if cfg.get("mix", "none") != "none":
-        return keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
-    if not smoothing:
+    if recipe.mix != "none":
+        return keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
+    if not recipe.label_smoothing:
         return keras.losses.SparseCategoricalCrossentropy()
-    return SmoothedSparseCrossentropy(smoothing)
+    return SmoothedSparseCrossentropy(recipe.label_smoothing)
 
 
-def compile_recipe(model: keras.Model, cfg: dict) -> keras.Model:
+def compile_recipe(model: keras.Model, recipe: Recipe) -> keras.Model:
     """Compile `model` with the recipe's optimiser and loss, tracking top-1 accuracy."""
-    model.compile(optimizer=recipe_optimizer(cfg), loss=recipe_loss(cfg), metrics=["accuracy"])
+    model.compile(optimizer=recipe_optimizer(recipe), loss=recipe_loss(recipe), metrics=["accuracy"])
     return model
 
 

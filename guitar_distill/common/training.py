@@ -33,7 +33,7 @@ from guitar_distill.common.callbacks import (
     early_stopping_state,
 )
 from guitar_distill.common.carry import carried_epoch, resume_carried
-from guitar_distill.common.config import command_name
+from guitar_distill.common.config import Recipe, command_name
 from guitar_distill.common.errors import ToolkitError
 from guitar_distill.common.feed import feed_workers, fit_input
 from guitar_distill.common.history import MONITOR_STOP, read_history
@@ -43,7 +43,7 @@ def fit_recipe(
     model: keras.Model,
     train: tuple,
     val: tuple,
-    cfg: dict,
+    recipe: Recipe,
     out_dir: Path,
     weights_of: keras.Model | None = None,
     batch_targets=None,
@@ -58,37 +58,37 @@ def fit_recipe(
     Writes history.csv, best.weights.h5 and backup/ in out_dir.
     """
     out_dir = Path(out_dir)
-    done, finished = epochs_done(model, out_dir, int(cfg["steps_per_epoch"]))
+    done, finished = epochs_done(model, out_dir, recipe.steps_per_epoch)
     rows = [r for r in read_history(out_dir / "history.csv") if r["epoch"] <= done]
-    if finished or done >= int(cfg["max_epochs"]) or _stopped_early(rows, cfg):
+    if finished or done >= recipe.max_epochs or early_stopping_state(rows)[1] >= recipe.patience:
         return rows
-    mixing = training_mixing(cfg, int(model.output_shape[-1])) if cfg.get("mix", "none") != "none" else None
+    mixing = training_mixing(recipe, int(model.output_shape[-1])) if recipe.mix != "none" else None
     feed = AugmentedBatches(
         *train,
-        batch_size=int(cfg["batch_size"]),
-        seed=int(cfg["seed"]),
-        start_batch=done * int(cfg["steps_per_epoch"]),
+        batch_size=recipe.batch_size,
+        seed=recipe.seed,
+        start_batch=done * recipe.steps_per_epoch,
         batch_targets=batch_targets,
         period=stream_period,
-        augment=training_augmentation(cfg),
+        augment=training_augmentation(recipe),
         mixing=mixing,
-        corruption=training_corruption(cfg),
+        corruption=training_corruption(recipe),
         **feed_workers(),
     )
     val_x, val_y = np.asarray(val[0], dtype=np.float32), val[1]
     if mixing:  # the loss takes class-probability rows, validation's too
         val_y = np.eye(mixing.num_classes, dtype=np.float32)[val_y]
     if done:
-        print(f"resuming from {out_dir / 'backup'}: {done} of at most {cfg['max_epochs']} epochs done")
+        print(f"resuming from {out_dir / 'backup'}: {done} of at most {recipe.max_epochs} epochs done")
     try:
         model.fit(
-            fit_input(feed),
-            steps_per_epoch=int(cfg["steps_per_epoch"]),
-            epochs=int(cfg["max_epochs"]),
+            fit_input(feed, (recipe.max_epochs - done) * recipe.steps_per_epoch),
+            steps_per_epoch=recipe.steps_per_epoch,
+            epochs=recipe.max_epochs,
             initial_epoch=done,
             validation_data=(val_x, val_y),
-            batch_size=int(cfg["batch_size"]),
-            callbacks=run_callbacks(cfg, out_dir, rows, done, weights_of),
+            batch_size=recipe.batch_size,
+            callbacks=run_callbacks(recipe, out_dir, rows, done, weights_of),
             shuffle=False,
             verbose=int(os.environ.get("KERAS_VERBOSE", 1 if sys.stdout.isatty() else 2)),
         )
@@ -115,25 +115,19 @@ def epochs_done(model: keras.Model, out_dir: Path, steps: int) -> tuple[int, boo
     return done, False
 
 
-def run_callbacks(cfg: dict, out_dir: Path, rows: list[dict], done: int, weights_of) -> list:
+def run_callbacks(recipe: Recipe, out_dir: Path, rows: list[dict], done: int, weights_of) -> list:
     """History, the averaged weights, the best snapshot, early stopping, the wall clock, then the backup."""
-    steps = int(cfg["steps_per_epoch"])
     callbacks = [
-        ReseedEachStep(int(cfg["seed"])),
-        HistoryWriter(out_dir / "history.csv", rows, steps * int(cfg["batch_size"])),
-        *([AveragedWeights(resumed=done > 0)] if float(cfg.get("ema_momentum", 0.0)) else []),
+        ReseedEachStep(recipe.seed),
+        HistoryWriter(out_dir / "history.csv", rows, recipe.steps_per_epoch * recipe.batch_size),
+        *([AveragedWeights(resumed=done > 0)] if recipe.ema_momentum else []),
         BestSnapshot(out_dir / "best.weights.h5", rows, weights_of=weights_of),
-        ResumableEarlyStopping(rows, monitor=MONITOR_STOP, patience=int(cfg["patience"]), verbose=1),
+        ResumableEarlyStopping(rows, monitor=MONITOR_STOP, patience=recipe.patience, verbose=1),
     ]
-    if float(cfg["max_minutes"]) > 0:
-        callbacks.append(WallClockBudget(float(cfg["max_minutes"])))
+    if recipe.max_minutes > 0:
+        callbacks.append(WallClockBudget(recipe.max_minutes))
     # Last, so a step counts as done only once history and best snapshot are written.
     callbacks.append(
         keras.callbacks.BackupAndRestore(str(out_dir / "backup"), double_checkpoint=True, delete_checkpoint=False)
     )
     return callbacks
-
-
-def _stopped_early(rows: list[dict], cfg: dict) -> bool:
-    """Whether the recorded history already triggered early stopping (a finished run re-invoked)."""
-    return early_stopping_state(rows)[1] >= int(cfg["patience"])

@@ -23,14 +23,16 @@ from __future__ import annotations
 import csv
 import io
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from guitar_distill.common.artifacts import atomic_path, stage_dir, write_json, write_text
-from guitar_distill.common.config import resolve_config, stage_parser
+from guitar_distill.common.config import Audit, Student, resolve_config, stage_parser
 from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.progress import console
+from guitar_distill.student.architectures import student_name
 
 
 def fold_assignment(labels: np.ndarray, groups: list[str], folds: int, seed: int) -> np.ndarray:
@@ -44,38 +46,39 @@ def fold_assignment(labels: np.ndarray, groups: list[str], folds: int, seed: int
     return assignment
 
 
-def fold_recipe(scfg: dict, acfg: dict, photos: int) -> dict:
-    """The student table for one fold: the audit's epochs over that many photos."""
-    batch = int(scfg["batch_size"])
-    return {
-        **scfg,
-        "max_epochs": int(acfg["epochs"]),
-        "steps_per_epoch": max(photos // batch, 1),
-        "warmup_epochs": min(float(scfg["warmup_epochs"]), 1.0),
-    }
+def fold_recipe(scfg: Student, acfg: Audit, photos: int) -> Student:
+    """The student recipe for one fold: the audit's epochs over that many photos, in float32 (small photos)."""
+    return replace(
+        scfg,
+        max_epochs=acfg.epochs,
+        steps_per_epoch=max(photos // scfg.batch_size, 1),
+        warmup_epochs=min(scfg.warmup_epochs, 1.0),
+        mixed_precision=False,
+    )
 
 
-def train_fold(images, labels, held_out, extra, num_classes: int, scfg: dict, acfg: dict, seed: int):
-    """(probabilities on the held-out photos, on `extra`) of a NiN trained on the rest, from labels."""
+def train_fold(images, labels, held_out, extra, num_classes: int, scfg: Student, acfg: Audit, seed: int):
+    """(probabilities on the held-out photos, on `extra`) of the student trained on the rest, from labels.
+
+    No validation split and no best snapshot: an epoch chosen by the held-out labels would be chosen by
+    the very labels under suspicion."""
     import keras
 
     from guitar_distill.common.augment import AugmentedBatches, training_augmentation
     from guitar_distill.common.feed import fit_input
     from guitar_distill.common.recipe import compile_recipe
     from guitar_distill.common.runtimes import predict_all
-    from guitar_distill.student.model import build_nin_student
+    from guitar_distill.student.architectures import build_student
 
     train = ~held_out
     cfg = fold_recipe(scfg, acfg, int(train.sum()))
     keras.utils.set_random_seed(seed)
-    model = build_nin_student(num_classes, images.shape[1], tuple(scfg["widths"]), float(scfg["dropout"]))
+    model = build_student(cfg, num_classes, images.shape[1])
     compile_recipe(model, cfg)
     feed = AugmentedBatches(
-        images[train], labels[train], batch_size=int(cfg["batch_size"]), seed=seed, augment=training_augmentation(cfg)
+        images[train], labels[train], batch_size=cfg.batch_size, seed=seed, augment=training_augmentation(cfg)
     )
-    model.fit(
-        fit_input(feed), steps_per_epoch=cfg["steps_per_epoch"], epochs=cfg["max_epochs"], shuffle=False, verbose=2
-    )
+    model.fit(fit_input(feed), steps_per_epoch=cfg.steps_per_epoch, epochs=cfg.max_epochs, shuffle=False, verbose=2)
     return predict_all(model, images[held_out]), (
         predict_all(model, extra) if len(extra) else np.zeros((0, num_classes), np.float32)
     )
@@ -83,10 +86,10 @@ def train_fold(images, labels, held_out, extra, num_classes: int, scfg: dict, ac
 
 def out_of_fold(images, labels, groups, extra, num_classes, scfg, acfg, seed, folder: Path):
     """Out-of-fold probabilities of every photo, and the folds' mean on `extra`; finished folds are kept."""
-    folds = fold_assignment(labels, groups, int(acfg["folds"]), seed)
+    folds = fold_assignment(labels, groups, acfg.folds, seed)
     probs = np.zeros((len(labels), num_classes), np.float32)
     extra_probs = np.zeros((len(extra), num_classes), np.float32)
-    for k in range(int(acfg["folds"])):
+    for k in range(acfg.folds):
         path = folder / f"fold{k}.npz"
         key = np.asarray(folds == k)
         if path.exists() and np.array_equal(np.load(path)["held_out"], key):
@@ -94,13 +97,13 @@ def out_of_fold(images, labels, groups, extra, num_classes, scfg, acfg, seed, fo
             held, ext = saved["probs"], saved["extra"]
         else:
             console.print(
-                f"fold {k + 1} of {acfg['folds']}: {int((~key).sum())} photos to train on, {int(key.sum())} held out"
+                f"fold {k + 1} of {acfg.folds}: {int((~key).sum())} photos to train on, {int(key.sum())} held out"
             )
             held, ext = train_fold(images, labels, key, extra, num_classes, scfg, acfg, seed + k)
             with atomic_path(path) as tmp:
                 np.savez(tmp, held_out=key, probs=held, extra=ext)
         probs[key] = held
-        extra_probs += ext / int(acfg["folds"])
+        extra_probs += ext / acfg.folds
     return probs, extra_probs
 
 
@@ -259,10 +262,10 @@ def main(argv=None):
     from guitar_distill.common.manifest import load_data_info
     from guitar_distill.edge.check import flip_labels
 
-    acfg, scfg = cfg["audit"], {**cfg["student"], "mixed_precision": False}
+    acfg, scfg = cfg.audit, cfg.student
     start, info = time.perf_counter(), load_data_info(args.artifacts)
-    size, seed = int(acfg["image_size"]), int(acfg["seed"])
-    configure_runtime({**scfg, "seed": seed})
+    size, seed = acfg.image_size, acfg.seed
+    configure_runtime(replace(scfg, seed=seed, mixed_precision=False))
     rows, images, extra_rows, extra = audit_photos(info, size)
     labels = np.array([info.classes.index(r.label) for r in rows])
     planted = None
@@ -270,24 +273,24 @@ def main(argv=None):
         labels, planted = flip_labels(labels, len(info.classes), args.plant, seed)
     out = stage_dir(args.artifacts, "audit") / (f"planted-{args.plant:g}" if args.plant else "")
     console.print(
-        f"audit: {len(rows)} photos ({size} px), {acfg['folds']} folds of NiN {scfg['widths']}, "
-        f"{acfg['epochs']} epochs each" + (f", {int(planted.sum())} labels flipped on purpose" if args.plant else "")
+        f"audit: {len(rows)} photos ({size} px), {acfg.folds} folds of {student_name(scfg)}, "
+        f"{acfg.epochs} epochs each" + (f", {int(planted.sum())} labels flipped on purpose" if args.plant else "")
     )
     groups = [r.group for r in rows]
     probs, extra_probs = out_of_fold(images, labels, groups, extra, len(info.classes), scfg, acfg, seed, out / "folds")
     ranked, scores = label_issues(labels, probs)
     issue_rows = issue_table(rows, labels, probs, ranked, scores, info.classes)
     write_issues(out / "label_issues.csv", issue_rows)
-    top = issue_rows[: int(acfg["gallery"])]
+    top = issue_rows[: acfg.gallery]
     if top:
-        gallery(top, info.source, out / "gallery.png", f"top {len(top)} of {len(issue_rows)} suspects ({cfg['name']})")
+        gallery(top, info.source, out / "gallery.png", f"top {len(top)} of {len(issue_rows)} suspects ({cfg.name})")
     record = {
-        "preset": cfg["name"],
+        "preset": cfg.name,
         "photos": len(rows),
         "image_size": size,
-        "folds": int(acfg["folds"]),
-        "epochs": int(acfg["epochs"]),
-        "widths": list(scfg["widths"]),
+        "folds": acfg.folds,
+        "epochs": acfg.epochs,
+        "widths": list(scfg.widths),
         "seed": seed,
         "out_of_fold_accuracy": float(np.mean(probs.argmax(1) == labels)),
         "issues": len(issue_rows),

@@ -114,3 +114,15 @@ def scan(source: Path, classes: list[str], progress=None, workers: int | None = 
     photos = [r for r in results if isinstance(r, Photo)]
     rejections = [r for r in results if isinstance(r, Rejection)]
     return photos, rejections
+
+
+def source_title(source: Path) -> str:
+    """What the photos are, as the data says it: the first heading of the folder's SOURCE.md or README.md,
+    else the folder's name."""
+    for name in ("SOURCE.md", "README.md"):
+        path = Path(source) / name
+        if path.is_file():
+            heading = next((line[2:].strip() for line in path.read_text().splitlines() if line.startswith("# ")), "")
+            if heading:
+                return heading
+    return Path(source).name.replace("_", " ").replace("-", " ").strip().capitalize()

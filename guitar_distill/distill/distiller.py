@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from guitar_distill.common.config import Distill, Student
 from guitar_distill.common.models import logits_model
 
 
@@ -13,14 +14,17 @@ def distillation_loss(
 ):
     """hard_weight * CE(labels, student) + soft_weight * T^2 * KL(softmax(t/T) || softmax(s/T)), batch mean.
 
-    The T^2 factor keeps the soft term's gradients on the scale of the hard term's as T grows.
+    The soft term is Keras' own (`keras.distillation.LogitsDistillation`, whose KL carries the T^2 factor
+    that keeps its gradients on the scale of the hard term's as T grows); what Keras' Distiller lacks, and
+    this class adds, is a teacher whose outputs were stored, and independent hard and soft weights.
     """
+    student_logits = ops.cast(student_logits, "float32")
     hard = ops.mean(keras.losses.sparse_categorical_crossentropy(labels, student_logits, from_logits=True))
-    t = ops.cast(temperature, student_logits.dtype)
-    teacher_log_p = ops.log_softmax(ops.cast(teacher_logits, student_logits.dtype) / t, axis=-1)
-    student_log_p = ops.log_softmax(student_logits / t, axis=-1)
-    kl = ops.sum(ops.exp(teacher_log_p) * (teacher_log_p - student_log_p), axis=-1)
-    return hard_weight * hard + soft_weight * t * t * ops.mean(kl)
+    # A KLDivergence instance, not the default "kl_divergence": Keras softmaxes the scaled logits (and applies
+    # T^2) only for an instance; given the name, it takes the KL of the raw logits.
+    kl = keras.distillation.LogitsDistillation(temperature=float(temperature), loss=keras.losses.KLDivergence())
+    soft = kl.compute_loss(ops.cast(teacher_logits, "float32"), student_logits)
+    return hard_weight * hard + soft_weight * soft
 
 
 class Distiller(keras.Model):
@@ -73,17 +77,15 @@ class Distiller(keras.Model):
 def compiled_distiller(
     student: keras.Model,
     teacher: keras.Model | None,
-    dcfg: dict,
-    scfg: dict,
+    dcfg: Distill,
+    scfg: Student,
     image_size: int,
     name: str = "nin_from_resnet50",
 ) -> Distiller:
     """The preset's distiller (its `distill` table) around `student`, compiled with the student recipe and built."""
     from guitar_distill.common.recipe import recipe_optimizer
 
-    distiller = Distiller(
-        student, teacher, float(dcfg["temperature"]), float(dcfg["hard_weight"]), float(dcfg["soft_weight"]), name=name
-    )
+    distiller = Distiller(student, teacher, dcfg.temperature, dcfg.hard_weight, dcfg.soft_weight, name=name)
     distiller.compile(optimizer=recipe_optimizer(scfg), metrics=["accuracy"])
     distiller.build((None, image_size, image_size, 3))
     return distiller

@@ -24,7 +24,7 @@ import numpy as np
 from guitar_distill.common.artifacts import atomic_path, read_json, require, sha256_file, write_json
 from guitar_distill.common.augment import AugmentedBatches
 from guitar_distill.common.cache import cache_paths
-from guitar_distill.common.config import resolve_project_path
+from guitar_distill.common.config import Distill, Student, resolve_project_path
 from guitar_distill.common.layout import STAGE_COMMANDS, model_path
 from guitar_distill.common.progress import console, progress_bar
 
@@ -38,15 +38,15 @@ class TeacherLogits:
     folder: Path
 
 
-def teacher_file(artifacts: Path, dcfg: dict) -> Path:
+def teacher_file(artifacts: Path, dcfg: Distill) -> Path:
     """The preset's teacher file (Keras, TFLite or ONNX), or the teacher stage's model.keras.
 
     In `distill.teacher`, "{artifacts}" stands for this run's artifacts root: the cpu and demo
     presets read the TFLite teacher that `python -m guitar_distill.export.release --import-teacher` rebuilds there
     (XNNPACK computes the stored logits about four times faster than Keras on a CPU).
     """
-    if dcfg.get("teacher"):
-        named = str(dcfg["teacher"])
+    if dcfg.teacher:
+        named = dcfg.teacher
         path = (
             Path(named.replace("{artifacts}", str(artifacts)))
             if "{artifacts}" in named
@@ -106,17 +106,7 @@ def cached_teacher_logits(
     folder = info.root / "cache" / "teacher_logits"
     size = size or info.image_size
     key = stream_key(info, Path(teacher_path), batch_size, seed, tuple(splits), augment, size)
-    key_path, stream_path = folder / "key.json", folder / "stream.npy"
-    have = 0
-    if key_path.exists() and stream_path.exists():
-        saved = read_json(key_path)
-        # The teacher is known by its sha256; the path it was read from (relative or not) is only a note.
-        if {k: v for k, v in saved.items() if k not in ("batches", "teacher")} == {
-            k: v for k, v in key.items() if k != "teacher"
-        }:
-            have = int(saved["batches"])
-        else:
-            console.print(f"teacher logits in {folder} were made for another teacher or stream: rebuilding")
+    have = batches_stored(folder, key)
     if have < num_batches or not all((folder / f"{s}.npy").exists() for s in splits):
         if have == 0 and folder.exists():
             shutil.rmtree(folder)
@@ -127,28 +117,49 @@ def cached_teacher_logits(
             f"of the training stream (batch {batch_size}, seed {seed})"
         )
         feed = AugmentedBatches(*train, batch_size=batch_size, seed=seed, augment=augment)
-        old = np.load(stream_path, mmap_mode="r") if have else None
-        with atomic_path(stream_path) as tmp:
-            out = np.lib.format.open_memmap(
-                tmp, mode="w+", dtype=np.float32, shape=(max(have, num_batches), batch_size, len(info.classes))
-            )
-            if have:
-                out[:have] = old[:have]
-            with progress_bar(num_batches - have, "teacher logits for the training stream") as advance:
-                for g in range(have, num_batches):
-                    out[g] = log_probabilities(teacher.predict(feed[g][0]))
-                    advance()
-            out.flush()
-            del out, old
+        extend_stream(folder / "stream.npy", teacher, feed, have, num_batches, len(info.classes))
         for split, images in splits.items():
             with atomic_path(folder / f"{split}.npy") as tmp:
                 np.save(tmp, log_probabilities(predict_all(teacher, images, batch_size)))
-        write_json(key_path, {**key, "batches": max(have, num_batches)})
-    return TeacherLogits(np.load(stream_path, mmap_mode="r"), {s: np.load(folder / f"{s}.npy") for s in splits}, folder)
+        write_json(folder / "key.json", {**key, "batches": max(have, num_batches)})
+    stream = np.load(folder / "stream.npy", mmap_mode="r")
+    return TeacherLogits(stream, {s: np.load(folder / f"{s}.npy") for s in splits}, folder)
 
 
-def stored_stream(info, splits: dict, teacher_path: Path, scfg: dict, dcfg: dict) -> tuple[TeacherLogits, int | None]:
-    """The stored logits a student run of `scfg["max_epochs"]` epochs trains from, and the replay period.
+def batches_stored(folder: Path, key: dict) -> int:
+    """How many stream batches the store holds for this teacher and stream (0 when it holds another's).
+    The teacher is known by its sha256; the path it was read from (relative or not) is only a note."""
+    if not (folder / "key.json").exists() or not (folder / "stream.npy").exists():
+        return 0
+    saved = read_json(folder / "key.json")
+    if {k: v for k, v in saved.items() if k not in ("batches", "teacher")} == {
+        k: v for k, v in key.items() if k != "teacher"
+    }:
+        return int(saved["batches"])
+    console.print(f"teacher logits in {folder} were made for another teacher or stream: rebuilding")
+    return 0
+
+
+def extend_stream(path: Path, teacher, feed, have: int, num_batches: int, num_classes: int) -> None:
+    """The stored stream grown from `have` to `num_batches` batches, written atomically."""
+    old = np.load(path, mmap_mode="r") if have else None
+    with atomic_path(path) as tmp:
+        shape = (max(have, num_batches), feed.batch_size, num_classes)
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        if have:
+            out[:have] = old[:have]
+        with progress_bar(num_batches - have, "teacher logits for the training stream") as advance:
+            for g in range(have, num_batches):
+                out[g] = log_probabilities(teacher.predict(feed[g][0]))
+                advance()
+        out.flush()
+        del out, old
+
+
+def stored_stream(
+    info, splits: dict, teacher_path: Path, scfg: Student, dcfg: Distill
+) -> tuple[TeacherLogits, int | None]:
+    """The stored logits a student run of `scfg.max_epochs` epochs trains from, and the replay period.
 
     With `distill.teacher_size`, the teacher answers each crop cut from the photos decoded at that side,
     the side it tests best at, while the student trains on the same crops at the data's side.
@@ -160,18 +171,18 @@ def stored_stream(info, splits: dict, teacher_path: Path, scfg: dict, dcfg: dict
     from guitar_distill.common.augment import training_augmentation
     from guitar_distill.common.cache import load_split
 
-    size = int(dcfg["teacher_size"]) or info.image_size
+    size = dcfg.teacher_size or info.image_size
     if size != info.image_size:  # the students' crops, seen by the teacher at its own side (FKD)
         splits = {s: load_split(info, s, size) for s in splits}
-    epochs = int(scfg["max_epochs"])
-    stored_epochs = min(int(dcfg["stored_epochs"]) or epochs, epochs)
-    batches = stored_epochs * int(scfg["steps_per_epoch"])
+    epochs = scfg.max_epochs
+    stored_epochs = min(dcfg.stored_epochs or epochs, epochs)
+    batches = stored_epochs * scfg.steps_per_epoch
     stored = cached_teacher_logits(
         info,
         splits["train"],
         teacher_path,
-        int(scfg["batch_size"]),
-        int(scfg["seed"]),
+        scfg.batch_size,
+        scfg.seed,
         batches,
         {s: x for s, (x, _) in splits.items()},
         training_augmentation(scfg),

@@ -11,40 +11,17 @@ import numpy as np
 from guitar_distill.common.artifacts import (
     read_json,
     require,
-    sha256_file,
     stage_dir,
     write_bytes,
     write_json,
-    write_labels,
     write_text,
 )
-from guitar_distill.common.config import resolve_config, stage_parser
+from guitar_distill.common.config import Preset, as_dict, read_config, resolve_config, stage_parser
 from guitar_distill.common.errors import run_cli
-from guitar_distill.common.layout import FORMATS, MODEL_STAGES, STAGE_COMMANDS, TFLITE_PRECISIONS, model_path
+from guitar_distill.common.layout import MODEL_STAGES, STAGE_COMMANDS, model_path
 from guitar_distill.common.quiet import quiet_start
 from guitar_distill.common.stage import check_upstream
-
-
-def model_json(
-    path: Path, fmt: str, size: int, classes: list[str], source: dict, input_dtype: str, network: dict
-) -> dict:
-    return {
-        "file": path.name,
-        "format": fmt,
-        "input": {
-            "shape": [None if fmt.startswith("onnx") else 1, size, size, 3],
-            "dtype": input_dtype,
-            "range": [0, 255],
-            "layout": "NHWC, RGB",
-        },
-        "output": {"shape": [None, len(classes)], "meaning": "class probabilities in labels.txt order"},
-        "classes": classes,
-        "preprocessing": "inside the graph: feed RGB pixels 0..255 resized (squashed) to the input size; "
-        "no mean subtraction or scaling by the caller",
-        "network": network,
-        "source_run": source,
-        "sha256": sha256_file(path),
-    }
+from guitar_distill.export.files import POST_TRAINING, convert_model, describe_and_measure, gate_all
 
 
 def web_format(results: dict, min_agreement: float) -> str:
@@ -71,32 +48,14 @@ def bundle_choice(candidates: dict[str, dict], min_agreement: float) -> str:
     return fmt
 
 
-def distill_config(artifacts: Path) -> dict:
+def distill_config(artifacts: Path) -> Preset:
     """The config the distilled student was trained with (artifacts/distill/config.json)."""
-    return read_json(
+    return read_config(
         require(Path(artifacts) / "distill" / "config.json", "the distill run's config", STAGE_COMMANDS["distill"])
     )
 
 
-def convert(model, name: str, artifacts: Path, ecfg: dict, calibration) -> dict[str, Path]:
-    """The model as ONNX fp32 and int8 and as TFLite in every post-training precision; {format: path}."""
-    from guitar_distill.common.progress import console
-    from guitar_distill.export.convert import export_onnx, export_saved_model, onnx_int8, tflite_from_saved_model
-
-    console.print(f"[{name}] SavedModel, then ONNX and TFLite ({len(calibration)} calibration photos)")
-    saved = export_saved_model(model, artifacts / "export" / "saved_model" / name)
-    paths = {"onnx_fp32": export_onnx(model, model_path(artifacts, name, "onnx_fp32"), int(ecfg["onnx_opset"]))}
-    paths["onnx_int8"] = onnx_int8(paths["onnx_fp32"], model_path(artifacts, name, "onnx_int8"), calibration)
-    for precision in TFLITE_PRECISIONS:
-        fmt = f"tflite_{precision}"
-        console.print(f"[{name}] {fmt}")
-        paths[fmt] = write_bytes(
-            model_path(artifacts, name, fmt), tflite_from_saved_model(saved, precision, calibration)
-        )
-    return paths
-
-
-def student_qat(model, artifacts: Path, cfg: dict, info, train_x) -> Path:
+def student_qat(model, artifacts: Path, cfg: Preset, info, train_x) -> Path:
     """The quantisation-aware int8 student, trained against the teacher's soft targets: the distill
     stage's stored answers when it ran offline, else its teacher file's, in that file's runtime."""
     from guitar_distill.common.progress import console
@@ -107,103 +66,47 @@ def student_qat(model, artifacts: Path, cfg: dict, info, train_x) -> Path:
     console.print("[student] quantisation-aware training against the teacher's soft targets")
     soft = stored_split_probabilities(info, "train")
     if soft is None or len(soft) != len(train_x):
-        soft = predict_all(open_classifier(teacher_file(artifacts, cfg["distill"])), train_x, 64)
+        soft = predict_all(open_classifier(teacher_file(artifacts, cfg.distill)), train_x, 64)
     # The QAT twin follows the distill run's own student table, whatever the current preset says.
     return write_bytes(
         model_path(artifacts, "student", "tflite_qat_int8"),
         qat_tflite(
             model,
-            distill_config(artifacts)["student"],
+            distill_config(artifacts).student,
             np.asarray(train_x),
             soft,
-            cfg["export"],
-            int(cfg["data"]["seed"]),
+            cfg.export,
+            cfg.data.seed,
         ),
     )
 
 
-def describe_and_measure(name: str, model, paths: dict[str, Path], source: dict, info, val_x, val_y) -> dict:
-    """model.json and labels.txt beside every file, and each file against the Keras model on validation."""
-    from guitar_distill.common.models import network_cost
-    from guitar_distill.common.progress import console
-    from guitar_distill.common.runtimes import predict_all
-    from guitar_distill.export.parity import measure
-
-    keras_probs = predict_all(model, val_x)
-    results = {}
-    for fmt, path in paths.items():
-        write_json(
-            path.with_name("model.json"),
-            model_json(path, fmt, info.image_size, info.classes, source, FORMATS[fmt].input_dtype, network_cost(model)),
-        )
-        write_labels(path.parent, info.classes)
-        results[fmt] = {
-            **measure(path, val_x, val_y, keras_probs),
-            "file": str(path.relative_to(path.parents[2])),
-            "bytes": path.stat().st_size,
-        }
-        console.print(
-            f"[{name}] {fmt}: agreement {results[fmt]['agreement']:.4f}, "
-            f"accuracy change {results[fmt]['accuracy_change']:+.4f}"
-        )
-    return results
-
-
-def gate_all(results: dict, files: dict, ecfg: dict) -> None:
-    """Quantised files must agree with Keras often enough; float32 files must give nearly its probabilities."""
-    from guitar_distill.export.parity import gate
-
-    for (name, fmt), r in results.items():
-        if FORMATS[fmt].quantised:
-            gate(f"{name}/{fmt}", files[(name, fmt)], r, float(ecfg["quantised_min_agreement"]))
-        else:
-            gate(
-                f"{name}/{fmt}",
-                files[(name, fmt)],
-                r,
-                float(ecfg["parity_min_agreement"]),
-                float(ecfg["parity_max_prob_diff"]),
-            )
-
-
-def student_bundle(results: dict, files: dict, artifacts: Path, cfg: dict, info, val_x, val_y) -> Path:
+def student_bundle(results: dict, files: dict, artifacts: Path, cfg: Preset, info, val) -> Path:
     """The edge bundle: the int8 file bundle_choice picks, the float32 one, the label check's threshold."""
     from guitar_distill.common.progress import console
-    from guitar_distill.edge.check import choose_threshold
-    from guitar_distill.edge.predict import TFLiteClassifier
-    from guitar_distill.export.bundle import build_bundle, golden_photos
+    from guitar_distill.export.bundle import edge_bundle, stage_text
+    from guitar_distill.student.architectures import student_name
 
-    ecfg = cfg["export"]
-    best_fmt = bundle_choice(
-        {f: results[("student", f)] for f in ("tflite_qat_int8", "tflite_int8")}, float(ecfg["bundle_min_agreement"])
-    )
-    chosen = files[("student", best_fmt)]
-    meta = read_json(chosen.with_name("model.json"))
-    meta["validation"] = results[("student", best_fmt)]
-    # The listing checker's threshold (edge/check.py), chosen with a known share of validation labels flipped.
-    classifier = TFLiteClassifier(chosen)
-    probs = np.concatenate([classifier.predict(val_x[i : i + 256]) for i in range(0, len(val_x), 256)])
-    meta["label_check"] = choose_threshold(
-        probs,
-        val_y,
-        float(ecfg["label_check_flip_share"]),
-        float(ecfg["label_check_precision"]),
-        int(cfg["data"]["seed"]),
-    )
-    fp32 = files[("student", "tflite_fp32")]
-    bundle = build_bundle(
+    ecfg = cfg.export
+    candidates = {f: results[("student", f)] for f in ("tflite_qat_int8", "tflite_int8")}
+    best_fmt = bundle_choice(candidates, ecfg.bundle_min_agreement)
+    chosen, fp32 = files[("student", best_fmt)], files[("student", "tflite_fp32")]
+    meta = {**read_json(chosen.with_name("model.json")), "validation": results[("student", best_fmt)]}
+    text = stage_text(info.source, student_name(distill_config(artifacts).student))
+    bundle = edge_bundle(
         stage_dir(artifacts, "edge") / "guitar-student",
         chosen,
         meta,
-        info.classes,
-        golden_photos(
-            info.split_rows("val"), info.source, info.classes, int(ecfg["golden_images"]), int(cfg["data"]["seed"])
-        ),
-        onnx_file=files[("student", web_format(results, float(ecfg["bundle_min_agreement"])))],
+        info,
+        val,
+        ecfg,
+        cfg.data.seed,
+        text,
+        onnx_file=files[("student", web_format(results, ecfg.bundle_min_agreement))],
         fp32_file=fp32,
         fp32_json={**read_json(fp32.with_name("model.json")), "validation": results[("student", "tflite_fp32")]},
     )
-    check = meta["label_check"]
+    check = read_json(bundle / "model.json")["label_check"]
     console.print(
         f"edge bundle ({best_fmt}): {bundle} and {bundle}.tar.gz; its label check flags p(claimed) < "
         f"{check['threshold']:.3g}: precision {check['precision']:.2f}, recall {check['recall']:.2f} "
@@ -225,41 +128,42 @@ def main(argv=None):
     from guitar_distill.dataset.split import balanced_subset
     from guitar_distill.export.parity import parity_table
 
-    ecfg = cfg["export"]
+    ecfg = cfg.export
     start = time.perf_counter()
     check_upstream(args.artifacts, cfg, {"data": ("data",)})  # the data table must match what the models saw
     out = stage_dir(args.artifacts, "export")
-    write_json(out / "config.json", cfg)
+    write_json(out / "config.json", as_dict(cfg))
     info = load_data_info(args.artifacts)
     train_x, train_y = load_split(info, "train")
     val_x, val_y = load_split(info, "val")
-    calibration = np.asarray(
-        train_x[balanced_subset(train_y, int(ecfg["calibration_per_class"]), int(cfg["data"]["seed"]))]
-    )
+    calibration = np.asarray(train_x[balanced_subset(train_y, ecfg.calibration_per_class, cfg.data.seed)])
     results, files = {}, {}
     for name in args.models:
         stage = MODEL_STAGES[name]
         model = float32_copy(load_stage_model(args.artifacts, stage, STAGE_COMMANDS[stage]))
-        source = {
-            "stage": stage,
-            "preset": cfg["name"],
-            **{
-                k: v
-                for k, v in read_json(args.artifacts / stage / "metrics.json").items()
-                if k.endswith("accuracy") or k == "best_epoch"
-            },
-        }
-        paths = convert(model, name, args.artifacts, ecfg, calibration)
+        metrics = read_json(args.artifacts / stage / "metrics.json")
+        kept = {k: v for k, v in metrics.items() if k.endswith("accuracy") or k == "best_epoch"}
+        source = {"stage": stage, "preset": cfg.name, **kept}
+        saved = args.artifacts / "export" / "saved_model" / name
+        paths = convert_model(
+            model,
+            name,
+            POST_TRAINING,
+            lambda fmt, name=name: model_path(args.artifacts, name, fmt),
+            calibration,
+            ecfg.onnx_opset,
+            saved,
+        )
         if name == "student":
             paths["tflite_qat_int8"] = student_qat(model, args.artifacts, cfg, info, train_x)
-        measured = describe_and_measure(name, model, paths, source, info, val_x, val_y)
+        measured = describe_and_measure(name, model, paths, source, info.classes, val_x, val_y)
         results.update({(name, fmt): r for fmt, r in measured.items()})
         files.update({(name, fmt): path for fmt, path in paths.items()})
     write_json(out / "parity.json", {f"{m}/{f}": r for (m, f), r in results.items()})
     write_text(out / "parity.md", parity_table(results))
     gate_all(results, files, ecfg)
     if "student" in args.models:
-        student_bundle(results, files, args.artifacts, cfg, info, val_x, val_y)
+        student_bundle(results, files, args.artifacts, cfg, info, (val_x, val_y))
     shutil.rmtree(out / "saved_model", ignore_errors=True)
     console.print(parity_table(results))
     console.print(

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from guitar_distill.common.artifacts import read_json, write_text
-from guitar_distill.common.config import MODELS_DIR
+from guitar_distill.common.config import MODELS_DIR, read_config
 from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.markdown import markdown_table
 
@@ -35,7 +35,7 @@ def load_records(models: Path) -> dict:
         "training": {
             name: {
                 "metrics": read_json(models / "training" / name / "metrics.json"),
-                "config": read_json(models / "training" / name / "config.json"),
+                "config": read_config(models / "training" / name / "config.json"),
             }
             for name in ("teacher", "baseline", "student")
             if (models / "training" / name / "metrics.json").exists()
@@ -86,7 +86,7 @@ def table(header: list[str], rows: list[list], align: str | None = None) -> str:
 def intro_section(records: dict) -> list[str]:
     bundle, classes = records["bundle"], records["labels"]
     scfg = records["training"]["student"]["config"]
-    size = scfg["data"]["image_size"]
+    size = scfg.data.image_size
     return [
         "# Model card: guitar-student",
         "",
@@ -96,7 +96,7 @@ def intro_section(records: dict) -> list[str]:
         "## What it does, and for whom",
         "",
         f"Tells which of {len(classes)} electric-guitar body types a photo shows: a Network-in-Network",
-        f"student with widths {tuple(scfg['student']['widths'])} ({bundle['network']['parameters']:,} parameters, "
+        f"student with widths {scfg.student.widths} ({bundle['network']['parameters']:,} parameters, "
         f"{bundle['network']['macs'] / 1e6:.0f} million multiply-adds at {size} px),",
         "distilled from a ResNet50 teacher and quantised to int8 TFLite. It takes an RGB photo, squashed to",
         f"{size}x{size}, and returns a probability for each class. It is meant for hobbyists and",
@@ -145,20 +145,20 @@ def training_section(records: dict) -> list[str]:
     return [
         "## Training",
         "",
-        f"- Teacher: ResNet50 ({tcfg['teacher'].get('head', 'flatten')} head), {tcfg['teacher']['optimizer']} "
-        f"{tcfg['teacher']['schedule']}, peak learning rate {tcfg['teacher']['learning_rate']}, "
-        f"{tcfg['teacher'].get('augmentation', 'seed')} augmentation, {tm['epochs_run']} epochs at "
-        f"{tcfg['data']['image_size']} px"
+        f"- Teacher: ResNet50 ({tcfg.teacher.head} head), {tcfg.teacher.optimizer} "
+        f"{tcfg.teacher.schedule}, peak learning rate {tcfg.teacher.learning_rate}, "
+        f"{tcfg.teacher.augmentation} augmentation, {tm['epochs_run']} epochs at "
+        f"{tcfg.data.image_size} px"
         + (
             f", started from `{started['from']}` ({started['source_image_size']} px, {started['source_head']} head)"
             if started
             else ""
         )
         + f"; {tm['train_seconds']:,.0f} s of training.",
-        f"- Student: distilled offline from the teacher's stored logits (T = {scfg['distill']['temperature']}, "
-        f"hard {scfg['distill']['hard_weight']} / soft {scfg['distill']['soft_weight']}), "
-        f"{scfg['student']['optimizer']} {scfg['student']['schedule']}, {sm['epochs_run']} epochs, "
-        f"{scfg['student'].get('augmentation', 'seed')} augmentation (the teacher saw the same crops).",
+        f"- Student: distilled offline from the teacher's stored logits (T = {scfg.distill.temperature}, "
+        f"hard {scfg.distill.hard_weight} / soft {scfg.distill.soft_weight}), "
+        f"{scfg.student.optimizer} {scfg.student.schedule}, {sm['epochs_run']} epochs, "
+        f"{scfg.student.augmentation} augmentation (the teacher saw the same crops).",
         f"- Baseline: the same network from labels alone, {bm['epochs_run']} epochs, same recipe.",
         f"- int8: post-training or quantisation-aware, whichever is the more accurate of those agreeing "
         f"with the Keras student on at least 98 % of validation photos; this bundle holds "
@@ -304,7 +304,7 @@ def pi_section(records: dict) -> list[str]:
 
 
 def limits_section(records: dict) -> list[str]:
-    size = records["training"]["student"]["config"]["data"]["image_size"]
+    size = records["training"]["student"]["config"].data.image_size
     return [
         "## Known limits",
         "",
@@ -337,6 +337,54 @@ SECTIONS = (
     pi_section,
     limits_section,
 )
+
+
+def bundle_card(text, meta: dict, data: dict) -> str:
+    """The model card of a bundle built from Python (gd.bundle): the task in the data's own words, the
+    network, the split, and the figures the bundle's model.json holds."""
+    classes, size = meta["classes"], meta["input"]["shape"][1]
+    validation, check = meta.get("validation", {}), meta["label_check"]
+    counts = {s: sum(c[s] for c in data["counts"].values()) for s in ("train", "val", "test")}
+    lines = [
+        f"# Model card: {text.title}",
+        "",
+        "Generated by `gd.bundle` from the bundle's `model.json` and the data stage's summary.",
+        "",
+        "## What it does",
+        "",
+        text.about,
+        f"It takes an RGB photo, squashed to {size}x{size}, and returns a probability for each class.",
+        "",
+        "## Classes",
+        "",
+        ", ".join(f"`{c}`" for c in classes) + ".",
+        "",
+        "## Data",
+        "",
+        f"{data['valid']:,} readable photos of {data['files']:,} in `{Path(data['source']).name}/`, near-duplicates "
+        f"grouped so that no group straddles two splits: {counts['train']} train, {counts['val']} validation, "
+        f"{counts['test']} test.",
+        "",
+        "## Figures (validation split)",
+        "",
+    ]
+    if validation:
+        lines.append(
+            f"int8 file: top-1 {validation['accuracy']:.3f} (the Keras model {validation['keras_accuracy']:.3f}), "
+            f"the same top-1 answer as the Keras model on {validation['agreement']:.1%} of "
+            f"{validation['images']} photos."
+        )
+    lines += [
+        f"Label check: flags p(claimed) < {check['threshold']:.3g}; precision {check['precision']:.2f}, recall "
+        f"{check['recall']:.2f} with {check['flipped']} of {check['photos']} validation labels flipped on purpose.",
+        "",
+        "## Known limits",
+        "",
+        f"- It always answers one of its {len(classes)} classes: it does not know when a photo shows none of them.",
+        "- Its figures come from photos like its training photos; other cameras, light and framing may do worse.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def render_model_card(records: dict) -> str:

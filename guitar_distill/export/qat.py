@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from guitar_distill.common.config import Export, Student
+
 
 def qat_tflite(
-    student, student_cfg: dict, images: np.ndarray, teacher_probs: np.ndarray, cfg: dict, seed: int
+    student, student_cfg: Student, images: np.ndarray, teacher_probs: np.ndarray, cfg: Export, seed: int
 ) -> bytes:
     import tensorflow as tf
     import tensorflow_model_optimization as tfmot
@@ -22,8 +24,8 @@ def qat_tflite(
     twin = build_nin_student(
         student.output_shape[-1],
         student.input_shape[1],
-        tuple(student_cfg["widths"]),
-        float(student_cfg["dropout"]),
+        student_cfg.widths,
+        student_cfg.dropout,
         keras=tf_keras,
     )
     twin.set_weights(student.get_weights())
@@ -38,18 +40,18 @@ def qat_tflite(
     # Wrapping the twin's own layers keeps their weights; quantize_apply copies them over.
     qat = quantize.quantize_apply(tf_keras.models.clone_model(twin, clone_function=annotate))
     qat.compile(
-        optimizer=tf_keras.optimizers.SGD(float(cfg["qat_learning_rate"]), momentum=0.9),
+        optimizer=tf_keras.optimizers.SGD(cfg.qat_learning_rate, momentum=0.9),
         loss=tf_keras.losses.KLDivergence(),
     )
     rng = np.random.default_rng(seed)
-    steps, batch = int(cfg["qat_steps_per_epoch"]), int(student_cfg["batch_size"])
+    steps, batch = cfg.qat_steps_per_epoch, student_cfg.batch_size
 
     def batches():
         while True:
             idx = rng.integers(0, len(images), batch)
             yield np.asarray(images[idx], dtype=np.float32), teacher_probs[idx]
 
-    qat.fit(batches(), steps_per_epoch=steps, epochs=int(cfg["qat_epochs"]), verbose=2)
+    qat.fit(batches(), steps_per_epoch=steps, epochs=cfg.qat_epochs, verbose=2)
     converter = tf.lite.TFLiteConverter.from_keras_model(qat)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     # The float Rescaling at the input has no fake-quant range of its own: a few real photos

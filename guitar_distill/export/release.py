@@ -20,12 +20,13 @@ import shutil
 import time
 from pathlib import Path
 
-from guitar_distill.common.artifacts import read_json, sha256_file, write_json, write_labels, write_text
+from guitar_distill.common.artifacts import read_json, sha256_file, write_json, write_text
 from guitar_distill.common.config import MODELS_DIR, PROJECT_ROOT, project_relative, resolve_config, stage_parser
 from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.layout import MODEL_STAGES, evaluation_split, model_path
 from guitar_distill.common.progress import console
 from guitar_distill.common.quiet import quiet_start
+from guitar_distill.export.describe import describe_model_file
 from guitar_distill.export.model_card import RECORDS, write_model_card
 from guitar_distill.export.web import RUNTIME_FILES
 
@@ -37,31 +38,29 @@ IMPORTED_TEACHER = ("tflite_fp32", "tflite_fp16")  # rebuilt from them for the b
 TRAINING_RECORDS = {**MODEL_STAGES, "baseline": "baseline"}  # released record -> the stage that trained it
 
 
-def release(artifacts: Path, dest: Path, preset: str) -> dict:
-    """Copy the released files from `artifacts` into `dest` (replaced whole) and write RELEASE.json."""
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    files = {}
+def copy_model_files(artifacts: Path, tmp: Path) -> list[str]:
+    """Each released format's file with its model.json and labels.txt; returns the files' release paths."""
+    files = []
     for model, formats in RELEASED.items():
         for fmt in formats:
             src = model_path(artifacts, model, fmt)
-            src_dir, name = src.parent, src.name
-            if not (src_dir / name).exists():
-                raise ToolkitError(f"{src_dir / name} not found: run `make cpu` (or the export stage) first")
+            if not src.exists():
+                raise ToolkitError(f"{src} not found: run `make cpu` (or the export stage) first")
             (tmp / model / fmt).mkdir(parents=True)
-            for extra in (name, "model.json", "labels.txt"):
-                if (src_dir / extra).exists():
-                    shutil.copy(src_dir / extra, tmp / model / fmt / extra)
-            files[f"{model}/{fmt}/{name}"] = None
-    classes = (artifacts / "data" / "labels.txt").read_text().split()
+            for extra in (src.name, "model.json", "labels.txt"):
+                if (src.parent / extra).exists():
+                    shutil.copy(src.parent / extra, tmp / model / fmt / extra)
+            files.append(f"{model}/{fmt}/{src.name}")
+    return files
+
+
+def copy_teacher(artifacts: Path, dest: Path, tmp: Path) -> None:
+    """This run's teacher as float16 Keras weights, or (a run that trained students only) the released one."""
     if (artifacts / "teacher" / "model.keras").exists():
-        release_teacher(
-            artifacts / "teacher" / "model.keras",
-            read_json(artifacts / "teacher" / "metrics.json"),
-            classes,
-            tmp / TEACHER.parent,
-        )
-    elif (dest / TEACHER).exists():  # this run trained students only: the released teacher stays, with its record
+        classes = (artifacts / "data" / "labels.txt").read_text().split()
+        metrics = read_json(artifacts / "teacher" / "metrics.json")
+        release_teacher(artifacts / "teacher" / "model.keras", metrics, classes, tmp / TEACHER.parent)
+    elif (dest / TEACHER).exists():
         shutil.copytree((dest / TEACHER).parent, tmp / TEACHER.parent)
         if (dest / "training" / "teacher").is_dir():
             shutil.copytree(dest / "training" / "teacher", tmp / "training" / "teacher")
@@ -70,38 +69,49 @@ def release(artifacts: Path, dest: Path, preset: str) -> dict:
             f"no teacher: neither {artifacts / 'teacher' / 'model.keras'} nor {dest / TEACHER} exists "
             f"(run make teacher)"
         )
-    files[TEACHER.as_posix()] = None
-    for record, stage in TRAINING_RECORDS.items():  # how each was trained: config, history, metrics
-        for name in ("config.json", "history.csv", "metrics.json", "curves.png"):
-            if (artifacts / stage / name).exists() and (artifacts / stage / "metrics.json").exists():
-                (tmp / "training" / record).mkdir(parents=True, exist_ok=True)
-                shutil.copy(artifacts / stage / name, tmp / "training" / record / name)
-    # The edge bundle with its golden photos (one a class at the model's input side: the self-test's data),
-    # without the web page's runtime and ONNX copy (16 MB: over the release's budget; `guitar-distill web`
-    # puts them back).
-    bundle = tmp / "student" / "guitar-student"
+
+
+def copy_records(artifacts: Path, tmp: Path) -> None:
+    """How each model was trained (config, history, metrics, curves) and the benchmark records the model card
+    is made from."""
+    for record, stage in TRAINING_RECORDS.items():
+        if (artifacts / stage / "metrics.json").exists():
+            (tmp / "training" / record).mkdir(parents=True, exist_ok=True)
+            for name in ("config.json", "history.csv", "metrics.json", "curves.png"):
+                if (artifacts / stage / name).exists():
+                    shutil.copy(artifacts / stage / name, tmp / "training" / record / name)
+    sources = {"data_summary": artifacts / "data" / "summary.json"}
+    sources.update({r: artifacts / "bench" / f"{r}.json" for r in RECORDS[1:]})
+    for name, src in sources.items():
+        if src.exists():
+            (tmp / "records").mkdir(exist_ok=True)
+            record = read_json(src)
+            if name == "data_summary":  # the photo folder as presets name it (../shared/guitars): the same everywhere
+                record["source"] = os.path.relpath(record["source"], PROJECT_ROOT)
+            write_json(tmp / "records" / f"{name}.json", record)
+
+
+def copy_bundle(artifacts: Path, tmp: Path) -> Path:
+    """The edge bundle with its golden photos, without the web page's runtime and ONNX copy (16 MB: over the
+    release's budget; `guitar-distill web` puts them back)."""
 
     def left_out(folder, names):
         return [n for n in names if n in (*RUNTIME_FILES, "model.onnx")]
 
-    shutil.copytree(artifacts / "edge" / "guitar-student", bundle, ignore=left_out)
-    # The benchmark records the model card is made from travel with the release.
-    for name, src in (
-        ("data_summary", artifacts / "data" / "summary.json"),
-        *((r, artifacts / "bench" / f"{r}.json") for r in RECORDS[1:]),
-    ):
-        if src.exists():
-            (tmp / "records").mkdir(exist_ok=True)
-            record = read_json(src)
-            if (
-                name == "data_summary"
-            ):  # the photo folder as presets name it (../shared/guitars): the same on every machine
-                record["source"] = os.path.relpath(record["source"], PROJECT_ROOT)
-            write_json(tmp / "records" / f"{name}.json", record)
+    return shutil.copytree(artifacts / "edge" / "guitar-student", tmp / "student" / "guitar-student", ignore=left_out)
+
+
+def release(artifacts: Path, dest: Path, preset: str) -> dict:
+    """Copy the released files from `artifacts` into `dest` (replaced whole) and write RELEASE.json."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    files = copy_model_files(artifacts, tmp)
+    copy_teacher(artifacts, dest, tmp)
+    copy_records(artifacts, tmp)
+    bundle = copy_bundle(artifacts, tmp)
     write_model_card(tmp)
     # No .tar.gz: it would hold every bundle file a second time (`tar czf` makes one from the folder).
-    files.update({f"student/guitar-student/{p.name}": None for p in sorted(bundle.glob("model*.tflite"))})
-    files = {rel: {"bytes": (tmp / rel).stat().st_size, "sha256": sha256_file(tmp / rel)} for rel in files}
+    files += [TEACHER.as_posix(), *(f"student/guitar-student/{p.name}" for p in sorted(bundle.glob("model*.tflite")))]
     total_mb = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file()) / 1e6
     if total_mb > MAX_MB:
         shutil.rmtree(tmp)
@@ -110,13 +120,17 @@ def release(artifacts: Path, dest: Path, preset: str) -> dict:
         "preset": preset,
         "made": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "total_mb": round(total_mb, 2),
-        "files": files,
+        "files": {rel: {"bytes": (tmp / rel).stat().st_size, "sha256": sha256_file(tmp / rel)} for rel in files},
         "labels": (artifacts / "data" / "labels.txt").read_text().split(),
     }
     write_json(tmp / "RELEASE.json", manifest)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return manifest
+
+
+# What a released teacher's model.json keeps of its run's metrics, besides the accuracies.
+TEACHER_RUN = ("best_epoch", "epochs_run", "preset", "started_from")
 
 
 def release_teacher(source: Path, metrics: dict, classes: list[str], folder: Path, note: str | None = None) -> Path:
@@ -126,32 +140,23 @@ def release_teacher(source: Path, metrics: dict, classes: list[str], folder: Pat
     model = float32_copy(load_model_file(source))
     folder.mkdir(parents=True, exist_ok=True)
     path = save_model(retyped_copy(model, "float16"), folder / "model.keras")
-    size = int(model.input_shape[1])
-    write_json(
-        folder / "model.json",
-        {
-            "file": path.name,
-            "format": "keras_fp16",
-            "input": {"shape": [None, size, size, 3], "dtype": "float32", "range": [0, 255], "layout": "NHWC, RGB"},
-            "output": {"shape": [None, len(classes)], "meaning": "class probabilities in labels.txt order"},
-            "classes": classes,
-            "head": "flatten" if any(layer.name == "flatten" for layer in model.layers) else "avg",
-            "weights_dtype": "float16",
-            "network": network_cost(model),
-            "source_run": {
-                "stage": "teacher",
-                **{
-                    k: v
-                    for k, v in metrics.items()
-                    if k.endswith("accuracy") or k in ("best_epoch", "epochs_run", "preset", "started_from")
-                },
-            },
-            **({"note": note} if note else {}),
-            "train_from": f"--weights models/{TEACHER.as_posix()}",
-            "sha256": sha256_file(path),
-        },
+    source_run = {
+        "stage": "teacher",
+        **{k: v for k, v in metrics.items() if k.endswith("accuracy") or k in TEACHER_RUN},
+    }
+    head = "flatten" if any(layer.name == "flatten" for layer in model.layers) else "avg"
+    describe_model_file(
+        path,
+        "keras_fp16",
+        int(model.input_shape[1]),
+        classes,
+        network_cost(model),
+        source_run,
+        head=head,
+        weights_dtype="float16",
+        **({"note": note} if note else {}),
+        train_from=f"--weights models/{TEACHER.as_posix()}",
     )
-    write_labels(folder, classes)
     return path
 
 
@@ -233,24 +238,9 @@ def import_teacher(source: Path, artifacts: Path) -> list[Path]:
         shutil.rmtree(out.parent, ignore_errors=True)
         out.parent.mkdir(parents=True)
         out.write_bytes(tflite_from_saved_model(saved, fmt.removeprefix("tflite_")))
-        size = info.image_size
-        write_json(
-            out.with_name("model.json"),
-            {
-                **{
-                    k: v
-                    for k, v in meta.items()
-                    if k not in ("file", "format", "sha256", "train_from", "weights_dtype")
-                },
-                "file": out.name,
-                "format": fmt,
-                "network": network_cost(model),
-                "input": {"shape": [1, size, size, 3], "dtype": "float32", "range": [0, 255], "layout": "NHWC, RGB"},
-                "source_run": {**meta.get("source_run", {}), "imported_from": shown},
-                "sha256": sha256_file(out),
-            },
-        )
-        write_labels(out.parent, info.classes)
+        kept = {k: meta[k] for k in ("head", "note") if k in meta}
+        source_run = {**meta.get("source_run", {}), "imported_from": shown}
+        describe_model_file(out, fmt, info.image_size, info.classes, network_cost(model), source_run, **kept)
         write_text(
             out.with_name("IMPORTED.txt"),
             f"rebuilt from {shown} by python -m guitar_distill.export.release --import-teacher\n",
@@ -286,7 +276,7 @@ def main(argv=None):
         outs = import_teacher(args.teacher_file or args.dest / TEACHER, args.artifacts)
         console.print("released teacher rebuilt: " + ", ".join(str(p) for p in outs))
     else:
-        manifest = release(args.artifacts, args.dest, resolve_config(args)["name"])
+        manifest = release(args.artifacts, args.dest, resolve_config(args).name)
         console.print(
             f"released {len(manifest['files'])} model files, {manifest['total_mb']:.1f} MB in all: "
             f"{args.dest} (RELEASE.json lists them with sha256)"

@@ -57,8 +57,9 @@ def onnx_precision(onnx_file: Path) -> str:
     return Path(onnx_file).parent.name
 
 
-def add_web_page(bundle: Path, onnx_file: Path, classes: list[str], input_size: int) -> list[str]:
-    """Copy the page, the model and the runtime into `bundle`; returns the files written."""
+def add_web_page(bundle: Path, onnx_file: Path, classes: list[str], input_size: int, text=None) -> list[str]:
+    """Copy the page, the model and the runtime into `bundle`; returns the files written. The page's heading
+    and prompt come from `text` (export/bundle.BundleText), else from the bundle's web.json as it was."""
     dist = onnxruntime_web_dist()
     web_dir = Path(edge.__file__).parent / "web"
     for name in PAGE_FILES:
@@ -67,20 +68,17 @@ def add_web_page(bundle: Path, onnx_file: Path, classes: list[str], input_size: 
         shutil.copy(dist / name, bundle / name)
     shutil.copy(onnx_file, bundle / "model.onnx")
     precision = "int8" if "int8" in onnx_precision(onnx_file) else "float32"
-    (bundle / "web.json").write_text(
-        json.dumps(
-            {
-                "model": "model.onnx",
-                "classes": classes,
-                "input_size": input_size,
-                "description": f"the {precision} student (ONNX Runtime Web, wasm), "
-                "the same network as predict.py's files",
-                "onnxruntime_web": ONNXRUNTIME_WEB,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    before = json.loads((bundle / "web.json").read_text()) if (bundle / "web.json").exists() else {}
+    words = {"title": text.title, "hint": text.hint, "missing_help": text.web_help} if text else before
+    meta = {
+        "model": "model.onnx",
+        "classes": classes,
+        "input_size": input_size,
+        "description": f"the {precision} model (ONNX Runtime Web, wasm), the same network as predict.py's files",
+        "onnxruntime_web": ONNXRUNTIME_WEB,
+        **{k: words[k] for k in ("title", "hint", "missing_help") if k in words},
+    }
+    (bundle / "web.json").write_text(json.dumps(meta, indent=2) + "\n")
     return [*PAGE_FILES, *RUNTIME_FILES, "model.onnx", "web.json"]
 
 

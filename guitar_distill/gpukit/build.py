@@ -107,7 +107,7 @@ def download_wheels(dest: Path, python_versions: tuple[str, ...]) -> list[str]:
     return pins
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = stage_parser("Build the GPU kit: the split's photos as WebP, the manifest, the wheels, in one folder.")
     parser.add_argument("--kit", type=Path, default=Path("gpu-kit"), help="kit folder to write (default: %(default)s)")
     parser.add_argument(
@@ -122,45 +122,50 @@ def main(argv=None):
         metavar="X.Y",
         help=f"a Python the wheels are for (repeatable; default: {GPU_PYTHON}, and this one's)",
     )
-    args = parser.parse_args(argv)
-    cfg = resolve_config(args)
-    start = time.perf_counter()
-    check_upstream(args.artifacts, cfg, {"data": ("data",)})
-    info = load_data_info(args.artifacts)
-    if info.image_size != int(cfg["data"]["image_size"]):
-        raise ToolkitError(
-            f"{args.artifacts}/data is at {info.image_size} px, preset {cfg['name']} at {cfg['data']['image_size']}"
-        )
-    kit = args.kit
-    if kit.exists():
-        shutil.rmtree(kit)
+    return parser.parse_args(argv)
+
+
+def write_data(info, kit: Path) -> list:
+    """The split's photos as WebP and the data stage's records, its source now the kit's photos."""
     rows = write_photos(info, kit, info.image_size)
     write_manifest(kit / "data" / "manifest.csv", rows)
     summary = read_json(info.root / "summary.json")
     write_json(kit / "data" / "summary.json", {**summary, "source": "photos"})  # the runner makes it absolute
     write_json(kit / "data" / "config.json", read_json(info.root / "config.json"))
     write_labels(kit / "data", info.classes)
-    here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    pythons = tuple(dict.fromkeys(args.pythons or (GPU_PYTHON, here)))
+    return rows
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = resolve_config(args)
+    start = time.perf_counter()
+    check_upstream(args.artifacts, cfg, {"data": ("data",)})
+    info = load_data_info(args.artifacts)
+    if info.image_size != cfg.data.image_size:
+        raise ToolkitError(
+            f"{args.artifacts}/data is at {info.image_size} px, preset {cfg.name} at {cfg.data.image_size}"
+        )
+    kit = args.kit
+    shutil.rmtree(kit, ignore_errors=True)
+    rows = write_data(info, kit)
+    pythons = tuple(dict.fromkeys(args.pythons or (GPU_PYTHON, f"{sys.version_info.major}.{sys.version_info.minor}")))
     pins = [] if args.no_wheels else download_wheels(kit / "wheels", pythons)
-    photo_bytes = folder_bytes(kit / "photos")
-    wheel_bytes = folder_bytes(kit / "wheels") if pins else 0
-    write_json(
-        kit / "kit.json",
-        {
-            "preset": cfg["name"],
-            "overrides": args.overrides,
-            "image_size": info.image_size,
-            "classes": info.classes,
-            "photos": len(rows),
-            "photo_bytes": photo_bytes,
-            "webp_quality": WEBP_QUALITY,
-            "wheels": pins,
-            "wheel_pythons": list(pythons) if pins else [],
-            "wheel_bytes": wheel_bytes,
-            "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        },
-    )
+    photo_bytes, wheel_bytes = folder_bytes(kit / "photos"), folder_bytes(kit / "wheels") if pins else 0
+    manifest = {
+        "preset": cfg.name,
+        "overrides": args.overrides,
+        "image_size": info.image_size,
+        "classes": info.classes,
+        "photos": len(rows),
+        "photo_bytes": photo_bytes,
+        "webp_quality": WEBP_QUALITY,
+        "wheels": pins,
+        "wheel_pythons": list(pythons) if pins else [],
+        "wheel_bytes": wheel_bytes,
+        "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    write_json(kit / "kit.json", manifest)
     total = folder_bytes(kit)
     if total > CARRY_BYTES:
         raise ToolkitError(f"{kit}: {total / 2**20:.1f} MiB, over the {CARRY_BYTES // 2**20} MiB a device call carries")

@@ -76,6 +76,43 @@ def gpu_like_venv(venv: Path, log: Path) -> Path:
     return python
 
 
+def fresh_work_folder(work: Path) -> Path:
+    for name in ("artifacts", "kit", "out", "gpu-artifacts", "site", "log.txt"):
+        path = work / name
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def run_like_the_gpu_machine(work: Path, minutes: float, log: Path) -> dict:
+    """The kit's runner in a venv with only the GPU machine's packages (TensorFlow must not import there)."""
+    python = gpu_like_venv(work / "venv", log)
+    blocked = subprocess.run([python, "-c", "import tensorflow"], capture_output=True)
+    if blocked.returncode == 0:
+        raise ToolkitError(f"{python}: tensorflow imports in the GPU-like venv; it must not")
+    gpu_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    runner = ["--kit", work / "kit", "--out", work / "out", "--artifacts", work / "gpu-artifacts"]
+    runner += ["--site", work / "site", "--allow-cpu", "--minutes", minutes]
+    run([python, "-m", "guitar_distill.gpukit.run", *runner], log, env=gpu_env)
+    return read_json(work / "out" / "results.json")
+
+
+def print_result(record: dict, work: Path) -> None:
+    kit_bytes, tree_bytes = record["kit_bytes"], record["checkout_bytes"]
+    console.print(
+        f"gpu-check passed in {record['seconds']:.0f} s: runner {record['runner_seconds']:.0f} s on "
+        f"{', '.join(record['devices'])} with tensorflow unimportable; {len(record['out_files'])} files "
+        f"({record['out_bytes'] / 2**20:.1f} MiB) come back; kit {kit_bytes / 2**20:.1f} MiB"
+    )
+    if kit_bytes + tree_bytes > CARRY_BYTES:
+        console.print(
+            f"note: this checkout's own files are {tree_bytes / 2**20:.1f} MiB (models/ mostly): "
+            f"with the kit {(kit_bytes + tree_bytes) / 2**20:.1f} MiB, over the {CARRY_BYTES // 2**20} MiB a "
+            f"device call carries; docs/gpu.md says how to leave models/ behind for the call"
+        )
+    console.print(f"files: {work}/check.json, log.txt, out/, kit/")
+
+
 def main(argv=None):
     parser = stage_parser(
         "Prove the GPU kit here: the smoke preset in a venv with only the GPU machine's packages.",
@@ -85,13 +122,8 @@ def main(argv=None):
     parser.add_argument("--minutes", type=float, default=6.0, help="the runner's budget (default: %(default)s)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    work = (args.work or args.artifacts / "gpu-check").resolve()
-    for name in ("artifacts", "kit", "out", "gpu-artifacts", "site", "log.txt"):
-        path = work / name
-        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-    work.mkdir(parents=True, exist_ok=True)
-    log = work / "log.txt"
-    here = [sys.executable, "-m"]
+    work = fresh_work_folder((args.work or args.artifacts / "gpu-check").resolve())
+    log, here = work / "log.txt", [sys.executable, "-m"]
     common = [
         "--preset",
         args.preset,
@@ -101,33 +133,8 @@ def main(argv=None):
     ]
     run([*here, "guitar_distill.dataset", *common, "--no-cache"], log)
     run([*here, "guitar_distill.gpukit.build", *common, "--kit", work / "kit"], log)
-    python = gpu_like_venv(work / "venv", log)
-    blocked = subprocess.run([python, "-c", "import tensorflow"], capture_output=True)
-    if blocked.returncode == 0:
-        raise ToolkitError(f"{python}: tensorflow imports in the GPU-like venv; it must not")
-    gpu_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     kit_bytes, tree_bytes = folder_bytes(work / "kit"), tracked_bytes(PROJECT_ROOT)
-    run(
-        [
-            python,
-            "-m",
-            "guitar_distill.gpukit.run",
-            "--kit",
-            work / "kit",
-            "--out",
-            work / "out",
-            "--artifacts",
-            work / "gpu-artifacts",
-            "--site",
-            work / "site",
-            "--allow-cpu",
-            "--minutes",
-            args.minutes,
-        ],
-        log,
-        env=gpu_env,
-    )
-    results = read_json(work / "out" / "results.json")
+    results = run_like_the_gpu_machine(work, args.minutes, log)
     problems = out_problems(work / "out")
     if kit_bytes > CARRY_BYTES:
         problems.append(f"the kit is {kit_bytes / 2**20:.1f} MiB, over the {CARRY_BYTES // 2**20} MiB a call carries")
@@ -149,18 +156,7 @@ def main(argv=None):
         "seconds": round(time.perf_counter() - start, 1),
     }
     write_json(work / "check.json", record)
-    console.print(
-        f"gpu-check passed in {record['seconds']:.0f} s: runner {results['total_seconds']:.0f} s on "
-        f"{', '.join(results['devices'])} with tensorflow unimportable; {len(record['out_files'])} files "
-        f"({record['out_bytes'] / 2**20:.1f} MiB) come back; kit {kit_bytes / 2**20:.1f} MiB"
-    )
-    if kit_bytes + tree_bytes > CARRY_BYTES:
-        console.print(
-            f"note: this checkout's own files are {tree_bytes / 2**20:.1f} MiB (models/ mostly): "
-            f"with the kit {(kit_bytes + tree_bytes) / 2**20:.1f} MiB, over the {CARRY_BYTES // 2**20} MiB a "
-            f"device call carries; docs/gpu.md says how to leave models/ behind for the call"
-        )
-    console.print(f"files: {work}/check.json, log.txt, out/, kit/")
+    print_result(record, work)
 
 
 if __name__ == "__main__":

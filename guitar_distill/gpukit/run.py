@@ -109,12 +109,20 @@ def decode(artifacts: Path, env: dict) -> None:
     subprocess.run([sys.executable, "-c", code, str(artifacts)], env=env, check=True)
 
 
-def train(stage: str, kit_cfg: dict, artifacts: Path, minutes: float, precision: str, env: dict) -> None:
+def train(stage: str, kit_manifest: dict, artifacts: Path, minutes: float, precision: str, env: dict) -> None:
     table = STAGE_TABLES[stage]
-    sets = [*kit_cfg["overrides"], f"{table}.max_minutes={minutes:.2f}"]
+    sets = [*kit_manifest["overrides"], f"{table}.max_minutes={minutes:.2f}"]
     if stage == "teacher" and precision:
         sets.append(f"teacher.mixed_precision={precision}")
-    cmd = [sys.executable, "-m", STAGE_MODULES[stage], "--preset", kit_cfg["preset"], "--artifacts", str(artifacts)]
+    cmd = [
+        sys.executable,
+        "-m",
+        STAGE_MODULES[stage],
+        "--preset",
+        kit_manifest["preset"],
+        "--artifacts",
+        str(artifacts),
+    ]
     for item in sets:
         cmd += ["--set", item]
     print("$ " + " ".join(cmd), flush=True)
@@ -158,7 +166,7 @@ def pack(artifacts: Path, out: Path, env: dict) -> list[dict]:
     ]
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m guitar_distill.gpukit.run", description=__doc__.splitlines()[0])
     parser.add_argument("--kit", type=Path, required=True, help="the folder make gpu-kit wrote")
     parser.add_argument(
@@ -176,21 +184,60 @@ def main(argv=None):
         help="the teacher's mixed precision (default: %(default)s)",
     )
     parser.add_argument("--allow-cpu", action="store_true", help="run without a GPU (the proof run: make gpu-check)")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    budget = args.minutes * 60.0
-    kit_cfg = read_json(args.kit / "kit.json")
-    args.out.mkdir(parents=True, exist_ok=True)
-    wall, notes = {}, []
+    return parser.parse_args(argv)
 
-    def timed(name, fn, *a):
+
+class Clock:
+    """Each step's wall time, printed as it ends and kept for results.json."""
+
+    def __init__(self):
+        self.start, self.wall = time.perf_counter(), {}
+
+    def __call__(self, name, fn, *args):
         t0 = time.perf_counter()
-        value = fn(*a)
-        wall[name] = round(time.perf_counter() - t0, 1)
-        print(f"[{name}] {wall[name]:.0f} s", flush=True)
+        value = fn(*args)
+        self.wall[name] = round(time.perf_counter() - t0, 1)
+        print(f"[{name}] {self.wall[name]:.0f} s", flush=True)
         return value
 
-    site = timed("install", install_wheels, args.kit, kit_cfg["wheels"], args.site)
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def train_stages(args, kit_manifest: dict, env: dict, timed: Clock) -> list[str]:
+    """Each stage with its share of the time left; returns notes on the stages that failed."""
+    notes = []
+    for stage in STAGES:
+        overhead = PACK_S + STAGE_OVERHEAD_S * (len(STAGES) - STAGES.index(stage))
+        minutes = max((args.minutes * 60.0 - timed.elapsed() - overhead) * SHARES[stage], 30.0) / 60.0
+        try:
+            timed(stage, train, stage, kit_manifest, args.artifacts, minutes, args.precision, env)
+        except subprocess.CalledProcessError as e:
+            notes.append(f"{stage} failed with exit code {e.returncode}")
+            print(notes[-1], flush=True)
+            if stage == "teacher":
+                break  # the students need it
+    return notes
+
+
+STAGE_FIELDS = (
+    "best_epoch",
+    "epochs_run",
+    "train_accuracy",
+    "val_accuracy",
+    "test_accuracy",
+    "train_images_per_s",
+    "train_seconds",
+    "dtype_policy",
+)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    timed = Clock()
+    kit_manifest = read_json(args.kit / "kit.json")
+    args.out.mkdir(parents=True, exist_ok=True)
+    site = timed("install", install_wheels, args.kit, kit_manifest["wheels"], args.site)
     env = stage_env(site)
     found = timed("devices", devices, env)
     if not any(not d.startswith("cpu") for d in found) and not args.allow_cpu:
@@ -198,47 +245,20 @@ def main(argv=None):
     print(f"devices: {', '.join(found)}", flush=True)
     timed("data", unpack_data, args.kit, args.artifacts)
     timed("decode", decode, args.artifacts, env)
-    for stage in STAGES:
-        left = budget - (time.perf_counter() - start) - PACK_S - STAGE_OVERHEAD_S * (len(STAGES) - STAGES.index(stage))
-        minutes = max(left * SHARES[stage], 30.0) / 60.0
-        try:
-            timed(stage, train, stage, kit_cfg, args.artifacts, minutes, args.precision, env)
-        except subprocess.CalledProcessError as e:
-            notes.append(f"{stage} failed with exit code {e.returncode}")
-            print(notes[-1], flush=True)
-            if stage == "teacher":
-                break  # the students need it
+    notes = train_stages(args, kit_manifest, env, timed)
     pieces = timed("pack", pack, args.artifacts, args.out, env)
-    metrics = {
-        s: read_json(args.artifacts / s / "metrics.json")
-        for s in STAGES
-        if (args.artifacts / s / "metrics.json").exists()
-    }
+    done = [s for s in STAGES if (args.artifacts / s / "metrics.json").exists()]
+    metrics = {s: read_json(args.artifacts / s / "metrics.json") for s in done}
     results = {
-        "kit": kit_cfg,
+        "kit": kit_manifest,
         "devices": found,
         "minutes": args.minutes,
         "precision": args.precision,
-        "wall_seconds": wall,
-        "total_seconds": round(time.perf_counter() - start, 1),
+        "wall_seconds": timed.wall,
+        "total_seconds": round(timed.elapsed(), 1),
         "notes": notes,
         "pieces": pieces,
-        "stages": {
-            s: {
-                k: m.get(k)
-                for k in (
-                    "best_epoch",
-                    "epochs_run",
-                    "train_accuracy",
-                    "val_accuracy",
-                    "test_accuracy",
-                    "train_images_per_s",
-                    "train_seconds",
-                    "dtype_policy",
-                )
-            }
-            for s, m in metrics.items()
-        },
+        "stages": {s: {k: m.get(k) for k in STAGE_FIELDS} for s, m in metrics.items()},
     }
     write_json(args.out / "results.json", results)
     problems = out_problems(args.out)

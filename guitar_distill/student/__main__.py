@@ -15,19 +15,17 @@ def main(argv=None):
     from guitar_distill.common.progress import console
     from guitar_distill.common.recipe import compile_recipe
     from guitar_distill.common.stage import open_training_run
-    from guitar_distill.student.model import build_nin_student
+    from guitar_distill.student.architectures import build_student, student_name
 
-    run = open_training_run(args, cfg, "baseline", keys=("data", "student"), recipe="student")
+    run = open_training_run(args.artifacts, args.fresh, cfg, "baseline", keys=("data", "student"), recipe="student")
     scfg = run.recipe
-    model = compile_recipe(
-        build_nin_student(len(run.classes), run.info.image_size, tuple(scfg["widths"]), float(scfg["dropout"])), scfg
-    )
+    model = compile_recipe(build_student(scfg, len(run.classes), run.info.image_size), scfg)
     console.print(
-        f"student baseline (no distillation): NiN {scfg['widths']}, {model.count_params():,} parameters, "
+        f"student baseline (no distillation): {student_name(scfg)}, {model.count_params():,} parameters, "
         f"{len(run.splits['train'][0])} training photos, backend {run.runtime['backend']}"
     )
     rows = run.fit(model)
-    run.finish(model, rows, "nin_student_no_kd", f"NiN student, labels only ({cfg['name']})")
+    run.finish(model, rows, "nin_student_no_kd", f"{student_name(scfg)} student, labels only ({cfg.name})")
 
 
 if __name__ == "__main__":

@@ -47,3 +47,18 @@ def build_nin_student(
     x = L.GlobalAveragePooling2D(name="logits")(x)
     outputs = L.Softmax(name="probs", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="nin_student")
+
+
+def build_mobilenet_v3_small(num_classes: int, input_size: int = 224, dropout: float = 0.2, alpha: float = 1.0):
+    """Keras' MobileNetV3-Small (Howard et al. 2019) from scratch: raw RGB 0..255 in (its own rescaling),
+    class probabilities out. `alpha` scales every layer's width."""
+    return keras3.applications.MobileNetV3Small(
+        input_shape=(input_size, input_size, 3),
+        alpha=alpha,
+        weights=None,
+        classes=num_classes,
+        dropout_rate=dropout,
+        include_preprocessing=True,
+        classifier_activation="softmax",
+        name="mobilenet_v3_small_student",
+    )

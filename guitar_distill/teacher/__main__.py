@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from guitar_distill.common.config import resolve_project_path, training_config
+from guitar_distill.common.config import Teacher, replace_field, resolve_project_path, training_config
 from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.quiet import quiet_start
 
@@ -19,6 +19,7 @@ def main(argv=None):
         "Fine-tune the ResNet50 teacher with the write-up's recipe (resumable).", "teacher", argv, weights_flag
     )
     quiet_start()  # parse first: --help and argument errors need no TensorFlow
+    from guitar_distill.common.augment import training_phases
     from guitar_distill.common.cache import load_split
     from guitar_distill.common.progress import console
     from guitar_distill.common.recipe import compile_recipe
@@ -26,20 +27,19 @@ def main(argv=None):
     from guitar_distill.teacher.fixres import at_resolution
 
     if args.weights:
-        cfg["teacher"]["weights"] = args.weights
-    run = open_training_run(args, cfg, "teacher", keys=("data", "teacher"), recipe="teacher")
+        cfg = replace_field(cfg, "teacher.weights", args.weights)
+    run = open_training_run(args.artifacts, args.fresh, cfg, "teacher", keys=("data", "teacher"), recipe="teacher")
     tcfg = run.recipe
-    phases = teacher_phases(tcfg)
+    phases = training_phases(tcfg)
     if phases:  # crops of every phase's side from photos at the last, largest side, where it is validated and kept
         run.splits = {s: load_split(run.info, s, phases.last) for s in run.splits}
     model, started_from = teacher_to_train(tcfg, len(run.classes), None if phases else run.info.image_size)
     compile_recipe(model, tcfg)
     console.print(
-        f"teacher: ResNet50 ({tcfg['head']} head) from {tcfg['weights'] or 'scratch'}, "
-        f"{model.count_params():,} parameters, "
-        f"{tcfg['optimizer']} {tcfg['schedule']} lr {tcfg['learning_rate']}, "
+        f"teacher: ResNet50 ({tcfg.head} head) from {tcfg.weights}, {model.count_params():,} parameters, "
+        f"{tcfg.optimizer} {tcfg.schedule} lr {tcfg.learning_rate}, "
         f"{len(run.splits['train'][0])} training photos at {sides(phases) if phases else run.info.image_size}px, "
-        f"{tcfg['augmentation']} augmentation, "
+        f"{tcfg.augmentation} augmentation, "
         f"backend {run.runtime['backend']}"
     )
     rows = run.fit(model)
@@ -49,42 +49,26 @@ def main(argv=None):
         model,
         rows,
         "resnet50_teacher",
-        f"ResNet50 teacher ({cfg['name']} preset)",
-        extra={"weights": tcfg["weights"], **({"started_from": started_from} if started_from else {})},
+        f"ResNet50 teacher ({cfg.name} preset)",
+        extra={"weights": tcfg.weights, **({"started_from": started_from} if started_from else {})},
     )
 
 
-def teacher_phases(tcfg: dict):
-    """The table's progressive-resizing phases (common/augment.Phases) or None, checked against its head."""
-    from guitar_distill.common.augment import training_phases
-
-    try:
-        phases = training_phases(tcfg)
-    except ValueError as e:
-        raise ToolkitError(f"teacher.phases: {e}") from None
-    if phases and tcfg["head"] != "avg":
-        raise ToolkitError('teacher.phases train at several sides: they need teacher.head = "avg"')
-    return phases
-
-
-def teacher_to_train(tcfg: dict, num_classes: int, side: int | None):
+def teacher_to_train(tcfg: Teacher, num_classes: int, side: int | None):
     """(the ResNet50 to train, where it started from): from scratch, ImageNet or a weights file, or a saved
     teacher of this project (a resumed run then restores its own weights over these, from backup/)."""
     from guitar_distill.teacher.model import build_teacher
     from guitar_distill.teacher.warm_start import is_teacher_file, start_from_teacher
 
-    warm = is_teacher_file(tcfg["weights"])
+    warm = is_teacher_file(tcfg.weights)
+    weights = None if warm else tcfg.weights
     model = build_teacher(
-        num_classes,
-        side,
-        None if warm else tcfg["weights"],
-        zero_init_residual=bool(tcfg["zero_init_residual"]) and not warm,
-        head=tcfg["head"],
+        num_classes, side, weights, zero_init_residual=tcfg.zero_init_residual and not warm, head=tcfg.head
     )
     if not warm:
         return model, {}
     try:
-        return model, start_from_teacher(model, resolve_project_path(tcfg["weights"]))
+        return model, start_from_teacher(model, resolve_project_path(tcfg.weights))
     except (FileNotFoundError, ValueError) as e:
         raise ToolkitError(str(e)) from None
 

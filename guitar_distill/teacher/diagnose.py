@@ -14,12 +14,13 @@ Writes diagnosis.json and diagnosis.md (and lr_range.png) in <artifacts>/diagnos
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from guitar_distill.common.artifacts import environment_info, write_json, write_text
-from guitar_distill.common.config import resolve_config, resolve_project_path, stage_parser
+from guitar_distill.common.config import Preset, resolve_config, resolve_project_path, stage_parser
 from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.markdown import markdown_table
 from guitar_distill.common.quiet import quiet_start
@@ -90,36 +91,25 @@ class StepLoss:
         return Record()
 
 
-def lr_range_part(cfg: dict, info, splits, teacher: Path, steps: int, lr_min: float, lr_max: float) -> dict:
+def lr_range_part(cfg: Preset, info, splits, teacher: Path, steps: int, lr_min: float, lr_max: float) -> dict:
     """Train `steps` single-step epochs from the teacher's weights, the rate growing geometrically."""
     import keras
 
     from guitar_distill.common.augment import AugmentedBatches, training_augmentation
     from guitar_distill.common.devices import configure_runtime
-    from guitar_distill.common.recipe import recipe_loss
+    from guitar_distill.common.recipe import recipe_loss, recipe_optimizer
     from guitar_distill.teacher.model import build_teacher
     from guitar_distill.teacher.warm_start import start_from_teacher
 
-    tcfg = cfg["teacher"]
+    tcfg = cfg.teacher
     configure_runtime(tcfg)
-    model = build_teacher(len(info.classes), info.image_size, head=tcfg["head"])
+    model = build_teacher(len(info.classes), info.image_size, head=tcfg.head)
     start_from_teacher(model, teacher)
     growth = (lr_max / lr_min) ** (1 / max(steps - 1, 1))
     rate = keras.optimizers.schedules.ExponentialDecay(lr_min, decay_steps=1, decay_rate=growth)
-    optimizer = keras.optimizers.SGD(
-        rate,
-        momentum=float(tcfg["momentum"]),
-        nesterov=bool(tcfg["nesterov"]),
-        weight_decay=float(tcfg["weight_decay"]) or None,
-    )
-    if tcfg["weight_decay"]:
-        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
-    model.compile(optimizer=optimizer, loss=recipe_loss(tcfg))
+    model.compile(optimizer=recipe_optimizer(replace(tcfg, ema_momentum=0.0), rate), loss=recipe_loss(tcfg))
     feed = AugmentedBatches(
-        *splits["train"],
-        batch_size=int(tcfg["batch_size"]),
-        seed=int(tcfg["seed"]),
-        augment=training_augmentation(tcfg),
+        *splits["train"], batch_size=tcfg.batch_size, seed=tcfg.seed, augment=training_augmentation(tcfg)
     )
     rows: list[dict] = []
     started = time.perf_counter()
@@ -249,7 +239,7 @@ def main(argv=None):
         report["fit"] = fit_part(model, info, splits)
         console.print("fit: " + ", ".join(f"{s} {v:.3f}" for s, v in report["fit"].items()))
     if "resolution" not in args.skip:
-        report["resolution"] = resolution_part(model, info, args.sizes, args.bn_photos, int(cfg["teacher"]["seed"]))
+        report["resolution"] = resolution_part(model, info, args.sizes, args.bn_photos, cfg.teacher.seed)
     if args.lr_steps:
         report["lr_range"] = lr_range_part(cfg, info, splits, teacher, args.lr_steps, args.lr_min, args.lr_max)
         plot_lr_range(report["lr_range"], out / "lr_range.png")

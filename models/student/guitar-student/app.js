@@ -116,10 +116,9 @@ async function decode(blob) {
 
 let session = null, labels = [], inputSize = 0, inputName = "";
 
-// A released bundle leaves the runtime and model.onnx out (16 MB); this says so instead of failing obscurely.
-const MISSING_HELP = "The release leaves them out (16 MB). From the project, add them with: " +
-  "guitar-distill web models/student/guitar-student --onnx models/student/onnx_int8/model.onnx " +
-  "(or use a bundle that `guitar-distill export` built), then serve this folder again.";
+// A released bundle leaves the runtime and model.onnx out (16 MB); the page says so instead of failing
+// obscurely, with the way to add them that web.json gives.
+const MISSING_HELP = "A released copy leaves them out (16 MB); ";
 
 async function missingFiles(meta) {
   const missing = [];
@@ -131,8 +130,13 @@ async function missingFiles(meta) {
 
 async function loadModel() {
   const meta = await (await fetch("web.json")).json();
+  if (meta.title) document.title = document.getElementById("title").textContent = meta.title;
+  if (meta.hint) document.getElementById("hint").textContent = meta.hint;
   const missing = await missingFiles(meta);
-  if (missing.length) throw new Error(`This page cannot run yet: ${missing.join(" and ")} missing beside it. ${MISSING_HELP}`);
+  if (missing.length) {
+    const help = MISSING_HELP + (meta.missing_help || "add them") + ", then serve this folder again.";
+    throw new Error(`This page cannot run yet: ${missing.join(" and ")} missing beside it. ${help}`);
+  }
   ort.env.wasm.wasmPaths = "./";
   // Worker threads need SharedArrayBuffer, which a browser gives only a cross-origin isolated page (serve.py
   // sends the two headers; a plain http.server does not, and the page then runs on one thread).

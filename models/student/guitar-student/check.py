@@ -1,8 +1,8 @@
-"""Check a folder of labelled guitar photos for labels that look wrong. Needs only ai-edge-litert, numpy and pillow.
+"""Check a folder of labelled photos for labels that look wrong. Needs only ai-edge-litert, numpy and pillow.
 
     python check.py listings/ [--out suspects.csv] [--threshold P]
 
-`listings/` holds one sub-folder per claimed label, named as in labels.txt. The student runs on
+`listings/` holds one sub-folder per claimed label, named as in labels.txt. The model runs on
 every photo; a photo is flagged when the probability it gives the claimed label (its
 "self-confidence", as in confident learning) is under the threshold. The threshold in model.json
 was chosen on the validation split with a known share of labels flipped to other classes, for a
@@ -57,7 +57,7 @@ def choose_threshold(
     """The flagging threshold on p(claimed label) for a stated precision, from labels flipped on purpose.
 
     Of the thresholds whose flags reach `precision` on the flipped photos, the one with the most
-    recall; if none does, the most precise one (and "met": false says so).
+    recall; if none does, the most precise one (and "met": false says so); if none flags a photo, 0.
     """
     probs = np.asarray(probs, dtype=np.float64)
     noisy, flipped = flip_labels(labels, probs.shape[1], share, seed)
@@ -66,7 +66,8 @@ def choose_threshold(
     rows = [(t, *flag_quality(scores, flipped, t)) for t in candidates]
     rows = [r for r in rows if r[3] >= 1]
     met = [r for r in rows if r[1] >= precision]
-    best = max(met, key=lambda r: (r[2], r[0])) if met else max(rows, key=lambda r: (r[1], r[2]))
+    # No threshold flags anything (too few photos, or one score for all): 0 flags nothing, and says so.
+    best = max(met, key=lambda r: (r[2], r[0])) if met else max(rows, key=lambda r: (r[1], r[2]), default=(0, 0, 0, 0))
     threshold, got_precision, recall, flags = best
     return {
         "threshold": round(float(threshold), 6),

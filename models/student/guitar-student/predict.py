@@ -1,16 +1,16 @@
-"""Classify guitar photos with the student's TFLite model. Needs only ai-edge-litert, numpy and pillow.
+"""Classify photos with the bundle's TFLite model. Needs only ai-edge-litert, numpy and pillow.
 
     python predict.py photo.jpg more_photos/ --top-k 3 [--json]
     python predict.py --selftest          # golden photos checked on this device
 
-The bundle holds the student twice: int8 (`model.tflite`) and float32 (`model_fp32.tflite`). Which
+The bundle holds the model twice: int8 (`model.tflite`) and float32 (`model_fp32.tflite`). Which
 is faster depends on the processor: int8 wins where the CPU has int8 dot products (VNNI/AMX on x86,
 `sdot` on ARMv8.2+), and can lose where it has not (AVX2-only x86, a Raspberry Pi 4's Cortex-A72).
 So on first use predict.py times both, keeps the faster, says which and why, and caches the choice
 in `.fastest.json` beside them, redone when the CPU, the thread count or the files change.
 `--model FILE` forces one.
 
-In the project the same file runs as `guitar-distill predict --model artifacts/edge/guitar-student/model.tflite`.
+In the project the same file runs as `guitar-distill predict --model BUNDLE/model.tflite`.
 """
 
 from __future__ import annotations
@@ -301,7 +301,7 @@ def open_model(model: Path | None, threads: int | None, labels_path: Path | None
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Classify guitar photos with a TFLite model.")
+    parser = argparse.ArgumentParser(description="Classify photos with a TFLite model.")
     parser.add_argument("inputs", nargs="*", help="photo files or folders")
     parser.add_argument(
         "--model",
