@@ -31,7 +31,7 @@ def small_teacher(path, num_classes=3):
     x = keras.layers.Rescaling(1 / 255)(inputs)
     x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x)).save(path)
+    keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x), name="small_teacher").save(path)
     return path
 
 
@@ -75,6 +75,9 @@ def test_the_documented_example_runs_on_a_users_folder(tmp_path, monkeypatch):
     assert "`alpha`, `beta`, `gamma`" in (bundle / "MODEL_CARD.md").read_text()
     selftest = subprocess.run([sys.executable, "predict.py", "--selftest"], cwd=bundle, capture_output=True, text=True)
     assert selftest.returncode == 0 and "0 failed" in selftest.stdout, selftest.stdout + selftest.stderr
+    # A model file the toolkit did not train exports the same way (float32: held to the Keras model's answers).
+    teacher = scope["gd"].export("teacher.keras", "teacher-out", formats=["tflite_fp32"], calibration=data)
+    assert teacher.parity["tflite_fp32"]["agreement"] == 1.0 and teacher.name == "small_teacher"
 
 
 def test_models_that_break_the_contract_are_refused_naming_the_problem(tmp_path):

@@ -153,7 +153,7 @@ def test_recipe_schedules_and_label_smoothing():
 
 
 def test_a_run_may_grow_its_epoch_budget_and_nothing_else(tmp_path, capsys):
-    from guitar_distill.common.stage import prepare_run_dir
+    from guitar_distill.common.resume import prepare_run_dir
 
     cfg = load_preset("smoke")
     prepare_run_dir(tmp_path, "teacher", cfg, False, keys=("data", "teacher"), grows="teacher")
@@ -181,7 +181,7 @@ def test_a_run_may_grow_its_epoch_budget_and_nothing_else(tmp_path, capsys):
 
 def test_distillation_may_grow_the_student_table_it_trains_from(tmp_path, capsys):
     """The distillation stage keeps [student], [distill] and [data]; its recipe table, [student], may grow."""
-    from guitar_distill.common.stage import prepare_run_dir
+    from guitar_distill.common.resume import prepare_run_dir
 
     cfg = load_preset("smoke")
     keys = ("data", "student", "distill")
@@ -198,7 +198,7 @@ def test_distillation_may_grow_the_student_table_it_trains_from(tmp_path, capsys
 def test_a_stage_refuses_inputs_made_with_another_preset(tmp_path):
     from guitar_distill.common.artifacts import write_json
     from guitar_distill.common.config import as_dict
-    from guitar_distill.common.stage import check_upstream, prepare_run_dir
+    from guitar_distill.common.resume import check_upstream, prepare_run_dir
 
     write_json(tmp_path / "data" / "config.json", as_dict(load_preset("demo")))
     full = load_preset("full")

@@ -193,7 +193,8 @@ def test_student_size_benchmark_runs_and_applies_the_rule(tmp_path):
     assert "| nin_student | [4, 8, 16] |" in table and "| mobilenet_v3_small_student | alpha 0.25 |" in table
 
 
-def test_train_rate_benchmark(photo_source, tmp_path):
+def train_rate(photo_source, out, *flags):
+    """The training-rate benchmark on the smoke preset, one timed batch."""
     run_stage(
         "benchmarks.train_rate",
         "--preset",
@@ -202,13 +203,14 @@ def test_train_rate_benchmark(photo_source, tmp_path):
         "1",
         "--source",
         str(photo_source),
-        "--batch-norm",
-        "keras",
-        "--strided-pointwise",
-        "keras",
+        *flags,
         "--out",
-        str(tmp_path),
+        str(out),
     )
+
+
+def test_train_rate_benchmark(photo_source, tmp_path):
+    train_rate(photo_source, tmp_path, "--batch-norm", "keras", "--strided-pointwise", "keras")
     result = json.loads((tmp_path / "train_rate_smoke.json").read_text())
     assert result["settings"]["image_size"] == 32 and set(result["results"]) == {"teacher", "student"}
     assert (result["settings"]["batch_norm"], result["settings"]["strided_pointwise"]) == ("keras", "keras")
@@ -222,21 +224,7 @@ def test_train_rate_benchmark(photo_source, tmp_path):
 
 
 def test_train_rate_profile_names_where_the_step_goes(photo_source, tmp_path):
-    run_stage(
-        "benchmarks.train_rate",
-        "--preset",
-        "smoke",
-        "--batches",
-        "1",
-        "--source",
-        str(photo_source),
-        "--models",
-        "student",
-        "--profile",
-        "2",
-        "--out",
-        str(tmp_path),
-    )
+    train_rate(photo_source, tmp_path, "--models", "student", "--profile", "2")
     profile = json.loads((tmp_path / "train_rate_smoke.json").read_text())["results"]["student"]["profile"]
     assert profile["steps"] == 2 and profile["step_wall_ms"] > 0 and profile["op_ms_per_step"] > 0
     kinds = profile["kinds"]

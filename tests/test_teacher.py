@@ -398,7 +398,7 @@ def test_a_run_carried_to_another_folder_goes_on_from_its_epoch(tmp_path, photos
         seen["weights"] = [w.copy() for w in model.get_weights()]
         seen["iterations"] = int(model.optimizer.iterations)
 
-    monkeypatch.setattr("guitar_distill.common.training.resume_carried", spy)
+    monkeypatch.setattr(carry, "resume_carried", spy)
     rows = fit_recipe(_student(seed=99, cfg=cfg), train, val, cfg, tmp_path / "there")
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and seen["iterations"] == 2 * CFG.steps_per_epoch
     # the carried weights are the run's (float16-rounded), not the fresh model's

@@ -47,7 +47,7 @@ def robustness_table(results: dict) -> str:
     )
 
 
-def plot_robustness(results: dict, path) -> None:
+def plot_robustness(results: dict, path, split: str = "test") -> None:
     plt = pyplot()
     names = list(CORRUPTIONS)
     fig, axes = plt.subplots(2, (len(names) + 1) // 2, figsize=(13, 6.5), sharey=True)
@@ -59,7 +59,7 @@ def plot_robustness(results: dict, path) -> None:
         ax.grid(alpha=0.3)
     axes.flat[0].set_ylabel("top-1 accuracy")
     axes.flat[0].legend(fontsize=8)
-    fig.suptitle("robustness: accuracy against corruption severity (test split)")
+    fig.suptitle(f"robustness: accuracy against corruption severity ({split} split)")
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -71,6 +71,7 @@ def parse_args(argv=None):
         type=int,
         help="about N test photos, the same number from each class (default: the preset's; 0 = all)",
     )
+    parser.add_argument("--split", choices=("val", "test"), help="the photos (default: test, else val)")
     parser.add_argument(
         "--model",
         action="append",
@@ -120,7 +121,7 @@ def main(argv=None):
     limit = args.limit if args.limit is not None else cfg.bench.robustness_limit
     start = time.perf_counter()
     info = load_data_info(args.artifacts)
-    split = evaluation_split(info)
+    split = args.split or evaluation_split(info)
     images, labels = load_split(info, split)
     if limit:  # a seeded, class-balanced sample: the split's own order is by class
         keep = balanced_subset(labels, max(1, limit // len(info.classes)), seed=cfg.data.seed)
@@ -129,10 +130,11 @@ def main(argv=None):
     seed = cfg.data.seed
     results = sweep(classifiers, images, labels, seed, split)
     out = stage_dir(args.artifacts, "bench")
+    stem = "robustness" if split == evaluation_split(info) else f"robustness_{split}"
     table = robustness_table(results)
     write_record(
         out,
-        "robustness",
+        stem,
         "benchmarks.robustness",
         argv,
         title=f"Robustness on the {split} split ({len(labels)} photos)",
@@ -142,11 +144,9 @@ def main(argv=None):
         started=start,
         extra={"split": split, "images": int(len(labels)), "models": args.model},
     )
-    plot_robustness(results, out / "robustness.png")
+    plot_robustness(results, out / f"{stem}.png", split)
     console.print(table)
-    console.print(
-        f"robustness done in {time.perf_counter() - start:.0f} s: {out / 'robustness.md'}, {out / 'robustness.png'}"
-    )
+    console.print(f"robustness done in {time.perf_counter() - start:.0f} s: {out / stem}.md, {out / stem}.png")
 
 
 if __name__ == "__main__":

@@ -32,11 +32,11 @@ from guitar_distill.common.callbacks import (
     completed_epochs,
     early_stopping_state,
 )
-from guitar_distill.common.carry import carried_epoch, resume_carried
 from guitar_distill.common.config import Recipe, command_name
 from guitar_distill.common.errors import ToolkitError
 from guitar_distill.common.feed import feed_workers, fit_input
 from guitar_distill.common.history import MONITOR_STOP, read_history
+from guitar_distill.common.resume import epochs_done
 
 
 def fit_recipe(
@@ -99,20 +99,6 @@ def fit_recipe(
             f"  {command_name()} {' '.join(sys.argv[1:])}".rstrip()
         ) from None
     return rows
-
-
-def epochs_done(model: keras.Model, out_dir: Path, steps: int) -> tuple[int, bool]:
-    """(epochs already trained, whether the run is finished): from the backup, a finished run's history, or a
-    run carried here from another machine (whose weights and schedule position then go into `model`)."""
-    done = completed_epochs(out_dir / "backup")
-    # A finished run has no backup/ (its resume state is removed at the end): nothing left to train.
-    if not done and (out_dir / "metrics.json").exists() and (out_dir / "best.weights.h5").exists():
-        return len(read_history(out_dir / "history.csv")), True
-    carried = carried_epoch(out_dir)
-    if carried:
-        resume_carried(model, out_dir, carried * steps)
-        return carried, False
-    return done, False
 
 
 def run_callbacks(recipe: Recipe, out_dir: Path, rows: list[dict], done: int, weights_of) -> list:

@@ -20,7 +20,7 @@ from guitar_distill.common.config import Preset, as_dict, read_config, resolve_c
 from guitar_distill.common.errors import run_cli
 from guitar_distill.common.layout import MODEL_STAGES, STAGE_COMMANDS, model_path
 from guitar_distill.common.quiet import quiet_start
-from guitar_distill.common.stage import check_upstream
+from guitar_distill.common.resume import check_upstream
 from guitar_distill.export.files import POST_TRAINING, convert_model, describe_and_measure, gate_all
 
 
@@ -88,7 +88,7 @@ def student_bundle(results: dict, files: dict, artifacts: Path, cfg: Preset, inf
     from guitar_distill.student.architectures import student_name
 
     ecfg = cfg.export
-    candidates = {f: results[("student", f)] for f in ("tflite_qat_int8", "tflite_int8")}
+    candidates = {f: results[("student", f)] for f in ("tflite_qat_int8", "tflite_int8") if ("student", f) in results}
     best_fmt = bundle_choice(candidates, ecfg.bundle_min_agreement)
     chosen, fp32 = files[("student", best_fmt)], files[("student", "tflite_fp32")]
     meta = {**read_json(chosen.with_name("model.json")), "validation": results[("student", best_fmt)]}
@@ -155,7 +155,9 @@ def main(argv=None):
             saved,
         )
         if name == "student":
-            paths["tflite_qat_int8"] = student_qat(model, args.artifacts, cfg, info, train_x)
+            # The QAT twin is built with tf_keras by the NiN's own builder; other students get post-training int8.
+            if distill_config(args.artifacts).student.architecture == "nin":
+                paths["tflite_qat_int8"] = student_qat(model, args.artifacts, cfg, info, train_x)
         measured = describe_and_measure(name, model, paths, source, info.classes, val_x, val_y)
         results.update({(name, fmt): r for fmt, r in measured.items()})
         files.update({(name, fmt): path for fmt, path in paths.items()})

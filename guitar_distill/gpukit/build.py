@@ -27,7 +27,7 @@ from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.manifest import SPLITS, Row, load_data_info, write_manifest
 from guitar_distill.common.progress import console, progress_bar
-from guitar_distill.common.stage import check_upstream
+from guitar_distill.common.resume import check_upstream
 from guitar_distill.gpukit.limits import CARRY_BYTES, folder_bytes
 
 # What the GPU machine lacks (its package list: /work/.library/device/KINDS.md): keras, and two of
