@@ -205,7 +205,7 @@ def export(
     file must agree with the Keras model on its validation photos (the export stage's gate: float32 files on
     99.9 % of them, quantised files on `min_agreement`); with images, they only calibrate. Returns Exported
     {format: path}."""
-    from guitar_distill.common.models import float32_copy
+    from guitar_distill.common.models import fixed_side, float32_copy
     from guitar_distill.export.files import convert_model, describe_and_measure, gate_all
 
     ecfg = Export(quantised_min_agreement=float(min_agreement))
@@ -218,6 +218,7 @@ def export(
         raise ToolkitError("calibration: give an ImageFolder (or images) to set int8 ranges and check the files")
     name, out = name or model.name, Path(out)
     images = calibration_images(calibration, ecfg.calibration_per_class, 1337)
+    model = fixed_side(model, images.shape[1])  # a model of any side is exported at the data's
     paths = convert_model(
         model, name, list(formats), lambda fmt: out / fmt / FILE_NAMES[fmt], images, ecfg.onnx_opset, out / ".saved"
     )

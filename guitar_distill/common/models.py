@@ -111,6 +111,16 @@ def save_model(model: keras.Model, path: Path) -> Path:
     return Path(path)
 
 
+def fixed_side(model: keras.Model, size: int) -> keras.Model:
+    """A model that takes photos of any side as a copy taking `size` x `size` (the same weights): converters
+    and the cost count need one side. A model with a side already is returned as it is."""
+    if model.input_shape[1] is not None:
+        return model
+    copy = keras.models.clone_model(model, input_tensors=keras.Input((size, size, model.input_shape[-1])))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def count_macs(model) -> int:
     """Multiply-adds of one forward pass: convolutions and dense layers (what dominates a CNN)."""
     macs = 0
