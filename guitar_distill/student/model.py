@@ -51,8 +51,13 @@ def build_nin_student(
 
 def build_mobilenet_v3_small(num_classes: int, input_size: int = 224, dropout: float = 0.2, alpha: float = 1.0):
     """Keras' MobileNetV3-Small (Howard et al. 2019) from scratch: raw RGB 0..255 in (its own rescaling),
-    class probabilities out. `alpha` scales every layer's width."""
-    return keras3.applications.MobileNetV3Small(
+    class probabilities out. `alpha` scales every layer's width.
+
+    Its batch norms' moving averages move at the NiN's rate (momentum 0.99, Keras' default) instead of
+    keras.applications' 0.999, which needs thousands of steps to forget its initial statistics: a student
+    trained for a few hundred steps otherwise validates on statistics it never had (and answers one class).
+    """
+    model = keras3.applications.MobileNetV3Small(
         input_shape=(input_size, input_size, 3),
         alpha=alpha,
         weights=None,
@@ -62,3 +67,7 @@ def build_mobilenet_v3_small(num_classes: int, input_size: int = 224, dropout: f
         classifier_activation="softmax",
         name="mobilenet_v3_small_student",
     )
+    for layer in model.layers:
+        if isinstance(layer, keras3.layers.BatchNormalization):
+            layer.momentum = 0.99
+    return model
