@@ -236,6 +236,21 @@ def int8_section(records: dict) -> list[str]:
     ]
 
 
+def trained_to_withstand(student) -> str:
+    """What the student's training corrupted, from its own config."""
+    if not student.corrupt:
+        return (
+            "The student was trained on clean crops only (`student.corrupt` empty): it was not trained to "
+            "withstand any of these. A student trained with Gaussian noise and salt-and-pepper is compared "
+            "with it in the project's `reports/noise_training.md`."
+        )
+    low, high = student.corrupt_severity
+    return (
+        f"The student was trained to withstand {' and '.join(c.replace('_', ' ') for c in student.corrupt)}: "
+        f"{student.corrupt_probability:.0%} of its training crops, at severities {low}-{high}; the others are held out."
+    )
+
+
 def robustness_section(records: dict) -> list[str]:
     rob = records["robustness"]
     if not rob:
@@ -245,6 +260,8 @@ def robustness_section(records: dict) -> list[str]:
     corruptions = [c for c, v in first.items() if isinstance(v, dict)]  # "clean" is one figure
     return [
         f"## Robustness ({rob['images']} {rob['split']} photos, each corruption at severities 1-5, mean top-1)",
+        "",
+        trained_to_withstand(records["training"]["student"]["config"].student),
         "",
         table(
             ["corruption", *keys],
