@@ -97,13 +97,21 @@ def keras_model(model, role: str, num_classes: int | None = None, input_size: in
     return check_classifier(model, role, num_classes, input_size)
 
 
-def model_file(model, folder: Path, name: str) -> Path:
-    """A model's file: the path given, or the Keras model saved (stored outputs are keyed on the file)."""
+def model_file(model, folder: Path) -> Path:
+    """A model's file: the path given, or the Keras model saved once under a digest of its weights. Stored
+    teacher outputs are keyed on the file's sha256, and a .keras file saved again differs byte for byte: the
+    same weights must find the same file, or every call would recompute the outputs."""
+    import hashlib
+
     from guitar_distill.common.models import save_model
 
     if isinstance(model, (str, Path)):
         return Path(model).resolve()
-    return save_model(model, folder / f"{name}.keras")
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    path = folder / f"{model.name}-{digest.hexdigest()[:12]}.keras"
+    return path if path.exists() else save_model(model, path)
 
 
 def distill(
@@ -143,7 +151,7 @@ def distill(
             f'side; use outputs="stored" (the teacher then sees each crop at its own side)'
         )
     folder = f"distill-{student.name}"
-    teacher_path = model_file(teacher, data.workdir / folder, "teacher")
+    teacher_path = model_file(teacher, data.workdir / "teachers")  # outside the run folder, which --fresh removes
     scfg = student_recipe(data, student.name, epochs, recipe)
     dcfg = Distill(
         temperature=float(temperature),

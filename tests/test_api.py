@@ -130,3 +130,16 @@ def small_builder(num_classes, input_size):
 def logits_builder(num_classes, input_size):
     inputs = keras.Input((input_size, input_size, 3))
     return keras.Model(inputs, keras.layers.Dense(num_classes)(keras.layers.GlobalAveragePooling2D()(inputs)))
+
+
+def test_a_teacher_given_as_a_model_is_saved_once_for_its_weights(tmp_path):
+    """Stored teacher outputs are keyed on the file: the same weights find the same file, other weights another."""
+    from guitar_distill.api import model_file
+
+    teacher = keras.saving.load_model(small_teacher(tmp_path / "teacher.keras"))
+    first = model_file(teacher, tmp_path / "teachers")
+    again = model_file(teacher, tmp_path / "teachers")
+    assert first == again and first.exists() and first.parent == tmp_path / "teachers"
+    teacher.set_weights([w + 1 for w in teacher.get_weights()])
+    assert model_file(teacher, tmp_path / "teachers") != first
+    assert model_file(tmp_path / "teacher.keras", tmp_path / "teachers") == (tmp_path / "teacher.keras").resolve()
