@@ -125,6 +125,7 @@ def distill(
     hard_weight: float = 0.5,
     soft_weight: float = 0.5,
     stored_epochs: int = 4,
+    teacher_sees: str = "clean",
     recipe: dict | None = None,
     fresh: bool = False,
 ):
@@ -133,7 +134,9 @@ def distill(
     outputs "stored": the teacher answers the training stream's crops once (for `stored_epochs` epochs,
     replayed after that) and the student trains from its stored log-probabilities; "online": the teacher
     runs beside the student on every batch. `recipe` changes fields of the student recipe
-    (common/config.Student, e.g. {"learning_rate": 0.001}). The run resumes where it stopped; its files
+    (common/config.Student, e.g. {"learning_rate": 0.001}); with its `corrupt`, `teacher_sees` says whether the
+    target of a corrupted crop is the teacher's answer to the "clean" crop (stored outputs only) or the
+    "corrupted" one. The run resumes where it stopped; its files
     (history.csv, metrics.json, curves.png, model.keras) are in data.workdir/distill-STUDENT.
     """
     from guitar_distill.common.stage import open_training_run
@@ -161,6 +164,7 @@ def distill(
         teacher=str(teacher_path),
         teacher_size=side if side not in (None, data.image_size) else 0,
         stored_epochs=min(int(stored_epochs), int(epochs)),
+        teacher_sees=teacher_sees,
     )
     cfg = dataclasses.replace(data.config, student=scfg, distill=dcfg)
     keys = ("data", "student", "distill")

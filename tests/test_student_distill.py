@@ -155,6 +155,45 @@ def test_offline_distillation_stores_the_teachers_answers_for_the_stream(smoke_a
     assert "made for another teacher or stream: rebuilding" in other.stdout
 
 
+@smoke_models
+def test_the_teacher_can_answer_the_corrupted_crops_the_student_sees(smoke_artifacts, tmp_path):
+    """distill.teacher_sees = "corrupted": the stored target of a corrupted crop is the teacher's answer to that
+    very crop (the student's corruption seeds), kept beside the clean stream; online, "clean" is refused."""
+    import shutil
+
+    from conftest import run_stage
+
+    from guitar_distill.common.augment import AugmentedBatches, TrainingCorruption
+    from guitar_distill.common.runtimes import open_classifier
+    from guitar_distill.distill.teacher_logits import log_probabilities
+
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(smoke_artifacts, artifacts, ignore=shutil.ignore_patterns("distill", "export", "edge"))
+    corrupt = ("--set", 'student.corrupt=["salt_and_pepper"]', "--set", "student.corrupt_probability=1")
+    teacher_path = artifacts / "baseline" / "model.keras"  # the smoke teacher answers every crop alike
+    common = ("--preset", "smoke", "--artifacts", str(artifacts), *corrupt, "--set", "distill.teacher_logits=offline")
+    run_stage("distill", *common, "--set", "distill.teacher_sees=corrupted", "--set", f"distill.teacher={teacher_path}")
+    (folder,) = (artifacts / "data" / "cache").glob("teacher_logits_corrupted_*")
+    every = TrainingCorruption(["salt_and_pepper"], 1.0, (1, 3))
+    noisy = AugmentedBatches(*split_images(artifacts, "train"), batch_size=8, seed=1337, corruption=every)
+    clean = AugmentedBatches(*split_images(artifacts, "train"), batch_size=8, seed=1337)
+    teacher = open_classifier(teacher_path)
+    stream = np.load(folder / "stream.npy")
+    np.testing.assert_allclose(stream[1], log_probabilities(teacher.predict(noisy[1][0])), atol=1e-4)
+    assert np.abs(stream[1] - log_probabilities(teacher.predict(clean[1][0]))).max() > 1e-3
+
+
+def test_online_distillation_refuses_clean_targets_for_corrupted_crops():
+    """Online, the teacher sees the student's (corrupted) crop: a clean target cannot be had, so it is refused."""
+    from guitar_distill.common.config import Distill, Student
+    from guitar_distill.common.errors import ToolkitError
+    from guitar_distill.distill.run import teacher_outputs
+
+    noisy = Student(corrupt=("gaussian_noise",))
+    with pytest.raises(ToolkitError, match="needs stored teacher outputs"):
+        teacher_outputs(None, {}, "never-read.keras", noisy, Distill(teacher_logits="online"))
+
+
 def test_distillation_warns_when_the_teacher_is_not_clearly_above_the_baseline():
     from guitar_distill.distill.run import teacher_against_baseline
 

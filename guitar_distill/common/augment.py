@@ -160,8 +160,8 @@ class TrainingCorruption:
     """With probability `probability`, one of `names` (common/corruptions.py) at a severity drawn from
     `severities`, applied to each crop: a student trained to answer a noisy photo as it would the clean one.
 
-    With stored teacher outputs, the teacher's answer for the clean crop is the target for the corrupted
-    one: the stored stream never sees the corruption (distill/teacher_logits.py).
+    In distillation, the target for a corrupted crop is the teacher's answer for the clean crop (stored outputs),
+    or with `distill.teacher_sees = "corrupted"` for the corrupted one (distill/teacher_logits.py).
     """
 
     def __init__(self, names: list[str], probability: float, severities=(1, 3)):

@@ -177,9 +177,13 @@ class Distill:
     # Offline: epochs of the augmented stream whose outputs are stored (0: all); later epochs replay those
     # batches in a new order.
     stored_epochs: int = 0
+    # With student.corrupt, the crop whose teacher output is the target of a corrupted one: "clean" (offline only:
+    # answer a noisy photo as the teacher answers the clean one) or "corrupted" (the crop the student sees).
+    teacher_sees: str = "clean"
 
     def __post_init__(self):
         _one_of("teacher_logits", self.teacher_logits, ("online", "offline"))
+        _one_of("teacher_sees", self.teacher_sees, ("clean", "corrupted"))
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ class Distiller(keras.Model):
 
     Online: `teacher` is a frozen Keras model that sees the same (augmented) batch as the student,
     in inference mode. Offline: `teacher` is None and the targets carry the teacher's stored logits,
-    y = (labels, teacher_logits). Both give the same loss on the same batch.
+    y = (labels, teacher_logits). Both give the same loss on the same batch (for corrupted crops, when the stored
+    outputs are the teacher's answers to them: distill.teacher_sees = "corrupted").
     """
 
     def __init__(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from guitar_distill.common.config import Distill, Student
+from guitar_distill.common.errors import ToolkitError
 from guitar_distill.common.progress import console
 
 # A teacher less than this far above the no-KD baseline on validation has little to teach (Yuan et al. 2020: then
@@ -51,6 +52,12 @@ def teacher_outputs(info, splits: dict, teacher_path, scfg: Student, dcfg: Disti
     from guitar_distill.distill.teacher_logits import log_probabilities, stored_stream
 
     if dcfg.teacher_logits == "online":
+        if scfg.corrupt and dcfg.teacher_sees == "clean":
+            raise ToolkitError(
+                "student.corrupt with distill.teacher_sees = 'clean' needs stored teacher outputs "
+                "(distill.teacher_logits = 'offline'): online, the teacher sees the crop the student sees; "
+                "or set distill.teacher_sees = 'corrupted'"
+            )
         teacher = load_model_file(teacher_path)
         logits = {s: log_probabilities(predict_all(teacher, x)) for s, (x, _) in splits.items()}
         return TeacherOutputs(logits, teacher=teacher, source=f"{teacher.count_params():,} parameters, online")
