@@ -202,7 +202,11 @@ def test_distillation_warns_when_the_teacher_is_not_clearly_above_the_baseline()
     line, warns = teacher_against_baseline(0.80, {"val_accuracy": 0.70})
     assert not warns and line == "teacher val 0.800 against the no-KD baseline's 0.700 (+0.100)"
     assert teacher_against_baseline(0.72, {"val_accuracy": 0.70})[1]  # 2 points: not enough
-    assert not teacher_against_baseline(0.7, {})[1]
+    assert teacher_against_baseline(0.7, {}) == (
+        "teacher val 0.700; no baseline run yet to compare (make baseline)",
+        False,
+    )
+    assert teacher_against_baseline(0.7, None) == ("teacher val 0.700", False)  # gd.distill: no baseline stage
 
 
 @smoke_models

@@ -17,8 +17,11 @@ from guitar_distill.common.progress import console
 MIN_TEACHER_LEAD = 0.03
 
 
-def teacher_against_baseline(teacher_val: float, baseline: dict) -> tuple[str, bool]:
-    """The line that puts the teacher's validation top-1 beside the no-KD baseline's, and whether it warns."""
+def teacher_against_baseline(teacher_val: float, baseline: dict | None) -> tuple[str, bool]:
+    """The line that puts the teacher's validation top-1 beside the no-KD baseline's, and whether it warns.
+    `baseline` None: a run with no baseline stage (gd.distill); {}: the stage's baseline not yet run."""
+    if baseline is None:
+        return f"teacher val {teacher_val:.3f}", False
     if "val_accuracy" not in baseline:
         return f"teacher val {teacher_val:.3f}; no baseline run yet to compare (make baseline)", False
     lead = teacher_val - baseline["val_accuracy"]
@@ -111,7 +114,7 @@ def distil(run, student, teacher_path, name: str, title: str, baseline: dict | N
     dcfg, scfg, splits = run.cfg.distill, run.recipe, run.splits
     outputs = teacher_outputs(run.info, splits, teacher_path, scfg, dcfg)
     teacher_val = float(np.mean(np.argmax(outputs.splits["val"], axis=1) == splits["val"][1]))
-    console.print(teacher_against_baseline(teacher_val, baseline or {})[0])
+    console.print(teacher_against_baseline(teacher_val, baseline)[0])
     distiller = compiled_distiller(student, outputs.teacher, dcfg, scfg, run.info.image_size)
     console.print(
         f"distilling {teacher_path} ({outputs.source}) into {student.name} ({student.count_params():,} parameters), "
