@@ -169,7 +169,8 @@ def distill(
     cfg = dataclasses.replace(data.config, student=scfg, distill=dcfg)
     keys = ("data", "student", "distill")
     run = open_training_run(data.workdir, fresh, cfg, folder, keys=keys, recipe="student")
-    distil(run, student, teacher_path, f"{student.name}_distilled", f"{student.name} distilled ({data.title})")
+    title = f"{student.name} distilled ({data.title})"
+    distil(run, student, teacher_path, f"{student.name}_distilled", title, teacher_model=teacher_model)
     return student
 
 

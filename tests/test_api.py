@@ -78,6 +78,7 @@ def test_the_documented_example_runs_on_a_users_folder(tmp_path, monkeypatch):
     # A model file the toolkit did not train exports the same way (float32: held to the Keras model's answers).
     teacher = scope["gd"].export("teacher.keras", "teacher-out", formats=["tflite_fp32"], calibration=data)
     assert teacher.parity["tflite_fp32"]["agreement"] == 1.0 and teacher.name == "small_teacher"
+    online_distillation_runs_the_given_teacher(scope["gd"], scope["student"], data, monkeypatch)
 
 
 def test_models_that_break_the_contract_are_refused_naming_the_problem(tmp_path):
@@ -143,3 +144,18 @@ def test_a_teacher_given_as_a_model_is_saved_once_for_its_weights(tmp_path):
     teacher.set_weights([w + 1 for w in teacher.get_weights()])
     assert model_file(teacher, tmp_path / "teachers") != first
     assert model_file(tmp_path / "teacher.keras", tmp_path / "teachers") == (tmp_path / "teacher.keras").resolve()
+
+
+def online_distillation_runs_the_given_teacher(gd, student, data, monkeypatch):
+    """Online, a teacher given as a Keras model is the one that runs: not loaded again from the file saved for it."""
+    from guitar_distill.common import models
+
+    teacher = keras.models.load_model("teacher.keras")
+
+    def no_reload(path, *args, **kwargs):
+        raise AssertionError(f"the teacher was loaded again from {path}")
+
+    monkeypatch.setattr(models, "load_model_file", no_reload)
+    gd.distill(teacher, student, data, epochs=1, outputs="online", fresh=True)
+    metrics = json.loads((data.workdir / f"distill-{student.name}" / "metrics.json").read_text())
+    assert metrics["teacher_logits"] == "online" and metrics["epochs_run"] == 1

@@ -49,7 +49,10 @@ class TeacherOutputs:
     source: str = ""
 
 
-def teacher_outputs(info, splits: dict, teacher_path, scfg: Student, dcfg: Distill) -> TeacherOutputs:
+def teacher_outputs(
+    info, splits: dict, teacher_path, scfg: Student, dcfg: Distill, teacher_model=None
+) -> TeacherOutputs:
+    """The teacher's outputs the student learns from; online, `teacher_model` (already loaded) or the file's."""
     from guitar_distill.common.models import load_model_file
     from guitar_distill.common.runtimes import predict_all
     from guitar_distill.distill.teacher_logits import log_probabilities, stored_stream
@@ -61,7 +64,7 @@ def teacher_outputs(info, splits: dict, teacher_path, scfg: Student, dcfg: Disti
                 "(distill.teacher_logits = 'offline'): online, the teacher sees the crop the student sees; "
                 "or set distill.teacher_sees = 'corrupted'"
             )
-        teacher = load_model_file(teacher_path)
+        teacher = teacher_model if teacher_model is not None else load_model_file(teacher_path)
         logits = {s: log_probabilities(predict_all(teacher, x)) for s, (x, _) in splits.items()}
         return TeacherOutputs(logits, teacher=teacher, source=f"{teacher.count_params():,} parameters, online")
     stored, period = stored_stream(info, splits, teacher_path, scfg, dcfg)
@@ -106,13 +109,14 @@ def summary_line(metrics: dict) -> str:
     return line
 
 
-def distil(run, student, teacher_path, name: str, title: str, baseline: dict | None = None) -> dict:
-    """Distil the teacher at `teacher_path` into `student` on `run` (common/stage.TrainingRun) with the run's
-    `distill` table; returns the run's metrics, the student holding its best weights."""
+def distil(run, student, teacher_path, name: str, title: str, baseline: dict | None = None, teacher_model=None) -> dict:
+    """Distil the teacher at `teacher_path` (online: `teacher_model`, when it is already loaded) into `student`
+    on `run` (common/stage.TrainingRun) with the run's `distill` table; returns the run's metrics, the student
+    holding its best weights."""
     from guitar_distill.distill.distiller import compiled_distiller
 
     dcfg, scfg, splits = run.cfg.distill, run.recipe, run.splits
-    outputs = teacher_outputs(run.info, splits, teacher_path, scfg, dcfg)
+    outputs = teacher_outputs(run.info, splits, teacher_path, scfg, dcfg, teacher_model)
     teacher_val = float(np.mean(np.argmax(outputs.splits["val"], axis=1) == splits["val"][1]))
     console.print(teacher_against_baseline(teacher_val, baseline)[0])
     distiller = compiled_distiller(student, outputs.teacher, dcfg, scfg, run.info.image_size)
