@@ -293,16 +293,17 @@ def benchmark(files, data: ImageFolder | None = None, threads=(1, 2), *, split="
     from guitar_distill.benchmarks.accuracy import score_files
     from guitar_distill.benchmarks.hardware import hardware_header
     from guitar_distill.benchmarks.latency import measure_in_rounds, median_of_rounds
+    from guitar_distill.common.cache import images_by_side
     from guitar_distill.common.config import Bench
     from guitar_distill.common.progress import progress_bar
 
     found, threads = model_files(files), sorted(set(int(t) for t in threads))
     scores = {}
     if data is not None:
-        x, y = data.split(split)
+        y = data.info.labels(split)
         if not len(y):
             raise ToolkitError(f"{data}: the {split} split is empty; pass split='val'")
-        scores = score_files(found, x, y, data.classes)[0]
+        scores = score_files(found, images_by_side(data.info, split), y, data.classes)[0]
     jobs = [(f.path, t, 0) for f in found for t in threads]
     with progress_bar(len(jobs) * rounds, f"latency, {rounds} rounds") as advance:
         measured = measure_in_rounds(jobs, Bench(runs=runs, warmup=10, max_seconds=10.0), rounds, advance)

@@ -10,7 +10,7 @@ import numpy as np
 
 from guitar_distill.common.artifacts import read_json
 from guitar_distill.common.config import MODELS_DIR, PROJECT_ROOT, preset_from_dict
-from guitar_distill.export.model_card import confused_pairs, load_records, render_model_card
+from guitar_distill.export.model_card import confused_pairs, load_records, render_model_card, teacher_sides
 
 MODELS = MODELS_DIR
 
@@ -22,6 +22,16 @@ def test_confused_pairs_are_the_largest_off_diagonal_cells():
         ("c", "b", 4, 4 / 6),
         ("a", "b", 3, 3 / 8),
     ]
+
+
+def test_the_card_names_the_sides_a_teacher_trained_at_and_the_one_it_tests_at():
+    from guitar_distill.common.config import load_preset
+
+    assert teacher_sides(load_preset("cpu"), {}) == "64 px"
+    fixed = {"fixres": {"image_size": 176, "batch_norm": "reestimated"}}
+    assert teacher_sides(load_preset("grow"), fixed) == (
+        "112 -> 128 -> 144 -> 160 px, tested at 176 px (batch-norm statistics re-estimated there, chosen on validation)"
+    )
 
 
 def test_committed_card_is_what_the_release_records_render_to():

@@ -10,7 +10,7 @@ import numpy as np
 from guitar_distill.benchmarks.models import find_model_files
 from guitar_distill.benchmarks.record import write_record
 from guitar_distill.common.artifacts import stage_dir
-from guitar_distill.common.cache import load_split
+from guitar_distill.common.cache import images_by_side
 from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.errors import run_cli
 from guitar_distill.common.layout import evaluation_split
@@ -106,13 +106,15 @@ def plot_gallery(paths, labels, preds, probs, classes, title: str, path: Path, l
     save_figure(fig, path, dpi=80)
 
 
-def score_files(files, images, labels, classes: list[str], advance=lambda: None) -> tuple[dict, dict, str | None]:
-    """(metrics, probabilities, the agreement reference) of each file on these photos, keyed model/format.
-    Agreement is with the first teacher file (its Keras model where there is one)."""
+def score_files(files, images_at, labels, classes: list[str], advance=lambda: None) -> tuple[dict, dict, str | None]:
+    """(metrics, probabilities, the agreement reference) of each file on the photos `images_at(its side)`
+    (common.cache.images_by_side), keyed model/format. Agreement is with the first teacher file (its Keras
+    model where there is one)."""
     results, probs, reference = {}, {}, None
     for f in files:
         key = f"{f.model}/{f.fmt}"
-        probs[key] = predict_all(open_classifier(f.path), images)
+        classifier = open_classifier(f.path)
+        probs[key] = predict_all(classifier, images_at(classifier.size))
         if f.model == "teacher" and reference is None:
             reference = key
         results[key] = {
@@ -156,13 +158,13 @@ def main(argv=None):
     start = time.perf_counter()
     info = load_data_info(args.artifacts)
     split = evaluation_split(info)
-    images, labels = load_split(info, split)
+    labels = info.labels(split)
     files, missing = find_model_files(args.artifacts, args.models, args.formats)
     for line in missing:
         console.print(f"skipped: {line}")
     out = stage_dir(args.artifacts, "bench")
     with progress_bar(len(files), f"accuracy on {len(labels)} {split} photos") as advance:
-        results, probs, reference = score_files(files, images, labels, info.classes, advance)
+        results, probs, reference = score_files(files, images_by_side(info, split), labels, info.classes, advance)
     plot_results(results, probs, info, split, [info.source / r.path for r in info.split_rows(split)], labels, out)
     table = accuracy_table(results)
     write_record(

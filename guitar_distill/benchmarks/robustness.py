@@ -15,7 +15,7 @@ import numpy as np
 from guitar_distill.benchmarks.models import find_model_files
 from guitar_distill.benchmarks.record import write_record
 from guitar_distill.common.artifacts import stage_dir
-from guitar_distill.common.cache import load_split
+from guitar_distill.common.cache import images_by_side
 from guitar_distill.common.config import resolve_config, stage_parser
 from guitar_distill.common.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from guitar_distill.common.errors import ToolkitError, run_cli
@@ -100,15 +100,21 @@ def models_to_test(artifacts: Path, extra: list[str], preset: str) -> dict:
     return {name: open_classifier(path) for name, path in chosen.items()}
 
 
-def sweep(classifiers: dict, images, labels, seed: int, split: str) -> dict:
-    """Every model's top-1 on the clean photos and under every corruption at every severity."""
-    results = {k: {"clean": float(np.mean(predict_all(c, images).argmax(1) == labels))} for k, c in classifiers.items()}
+def sweep(classifiers: dict, images_at, labels, seed: int, split: str) -> dict:
+    """Every model's top-1 on the clean photos and under every corruption at every severity, each model on the
+    photos at its own side (`images_at`, common.cache.images_by_side), corrupted with the same seeds."""
+
+    def top1(classifier, images) -> float:
+        return float(np.mean(predict_all(classifier, images).argmax(1) == labels))
+
+    sides = {c.size for c in classifiers.values()}
+    results = {k: {"clean": top1(c, images_at(c.size))} for k, c in classifiers.items()}
     with progress_bar(len(CORRUPTIONS) * len(SEVERITIES), f"robustness on {len(labels)} {split} photos") as advance:
         for name in CORRUPTIONS:
             for severity in SEVERITIES:
-                batch = corrupted(images, name, severity, seed * 1000 + severity)
+                batches = {side: corrupted(images_at(side), name, severity, seed * 1000 + severity) for side in sides}
                 for key, classifier in classifiers.items():
-                    acc = float(np.mean(predict_all(classifier, batch).argmax(1) == labels))
+                    acc = top1(classifier, batches[classifier.size])
                     results[key].setdefault(name, {})[str(severity)] = acc
                 advance()
     return results
@@ -122,13 +128,13 @@ def main(argv=None):
     start = time.perf_counter()
     info = load_data_info(args.artifacts)
     split = args.split or evaluation_split(info)
-    images, labels = load_split(info, split)
+    labels, keep = info.labels(split), None
     if limit:  # a seeded, class-balanced sample: the split's own order is by class
         keep = balanced_subset(labels, max(1, limit // len(info.classes)), seed=cfg.data.seed)
-        images, labels = np.asarray(images[keep]), labels[keep]
+        labels = labels[keep]
     classifiers = models_to_test(args.artifacts, args.model, cfg.name)
     seed = cfg.data.seed
-    results = sweep(classifiers, images, labels, seed, split)
+    results = sweep(classifiers, images_by_side(info, split, keep), labels, seed, split)
     out = stage_dir(args.artifacts, "bench")
     stem = "robustness" if split == evaluation_split(info) else f"robustness_{split}"
     table = robustness_table(results)

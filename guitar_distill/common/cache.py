@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -59,6 +60,18 @@ def load_split(info: DataInfo, split: str, size: int | None = None):
     path = build_split_cache(info, split, size)
     images = np.load(path, mmap_mode="r")
     return images, info.labels(split)
+
+
+def images_by_side(info: DataInfo, split: str, rows: np.ndarray | None = None):
+    """side -> `split`'s images (only `rows`, if given) decoded at that side (None: the data's), each side
+    loaded once: every model file is fed photos at its own input side (a teacher tests best at a larger one)."""
+
+    @functools.cache
+    def at(side: int | None) -> np.ndarray:
+        images = load_split(info, split, side)[0]
+        return images if rows is None else np.asarray(images[rows])
+
+    return at
 
 
 def load_splits(info: DataInfo) -> dict[str, tuple]:

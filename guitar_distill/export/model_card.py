@@ -147,8 +147,7 @@ def training_section(records: dict) -> list[str]:
         "",
         f"- Teacher: ResNet50 ({tcfg.teacher.head} head), {tcfg.teacher.optimizer} "
         f"{tcfg.teacher.schedule}, peak learning rate {tcfg.teacher.learning_rate}, "
-        f"{tcfg.teacher.augmentation} augmentation, {tm['epochs_run']} epochs at "
-        f"{tcfg.data.image_size} px"
+        f"{tcfg.teacher.augmentation} augmentation, {tm['epochs_run']} epochs at {teacher_sides(tcfg, tm)}"
         + (
             f", started from `{started['from']}` ({started['source_image_size']} px, {started['source_head']} head)"
             if started
@@ -170,6 +169,16 @@ def training_section(records: dict) -> list[str]:
         + ".",
         "",
     ]
+
+
+def teacher_sides(tcfg, metrics: dict) -> str:
+    """The sides the teacher trained at, and the one it was fixed at for testing (diagnose --save-best)."""
+    trained = " -> ".join(str(p.image_size) for p in tcfg.teacher.phases) or str(tcfg.data.image_size)
+    fixres = metrics.get("fixres")
+    if not fixres:
+        return f"{trained} px"
+    stats = "re-estimated there" if fixres["batch_norm"] == "reestimated" else "as trained"
+    return f"{trained} px, tested at {fixres['image_size']} px (batch-norm statistics {stats}, chosen on validation)"
 
 
 def test_section(records: dict) -> list[str]:

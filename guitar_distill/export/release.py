@@ -178,20 +178,15 @@ def check(dest: Path, artifacts: Path) -> list[dict]:
             f"python -m guitar_distill.dataset --preset {manifest['preset']}"
         )
         return results
-    from guitar_distill.common.cache import load_split
+    from guitar_distill.common.cache import images_by_side
     from guitar_distill.common.manifest import load_data_info
 
     info = load_data_info(artifacts)
     split = evaluation_split(info)
-    images, labels = load_split(info, split)
+    images_at, labels = images_by_side(info, split), info.labels(split)
     for rel in manifest["files"]:
         model = open_classifier(dest / rel)
-        if model.size != info.image_size:
-            raise ToolkitError(
-                f"{dest / rel} takes {model.size}px photos; the data stage made {info.image_size}px "
-                f"(run python -m guitar_distill.dataset --preset {manifest['preset']})"
-            )
-        top1 = float(np.mean(predict_all(model, images, 64).argmax(1) == labels))
+        top1 = float(np.mean(predict_all(model, images_at(model.size), 64).argmax(1) == labels))
         results.append({"file": rel, "split": split, "photos": len(labels), "top1": top1})
         console.print(f"{rel}: top-1 {top1:.4f} on {len(labels)} {split} photos")
     return results
@@ -219,9 +214,10 @@ def released_teacher(source: Path, classes: int, image_size: int):
     return resized
 
 
-def import_teacher(source: Path, artifacts: Path) -> list[Path]:
+def import_teacher(source: Path, artifacts: Path, side: int = 0) -> list[Path]:
     """A Keras teacher file (the released float16 one by default) as TFLite fp32 and fp16 files where
-    the benchmarks and the stored logits look for them, at the data stage's resolution."""
+    the benchmarks and the stored logits look for them, at `side` px (0: the data stage's resolution; a preset's
+    `distill.teacher_size`, where the teacher tests best)."""
     from guitar_distill.common.manifest import load_data_info
     from guitar_distill.common.models import network_cost
     from guitar_distill.export.convert import export_saved_model, tflite_from_saved_model
@@ -229,7 +225,8 @@ def import_teacher(source: Path, artifacts: Path) -> list[Path]:
     info = load_data_info(artifacts)
     beside = source.with_name("model.json")
     meta = read_json(beside) if beside.exists() else {"source_run": {"stage": "teacher", "file": str(source)}}
-    model = released_teacher(source, len(info.classes), info.image_size)
+    side = side or info.image_size
+    model = released_teacher(source, len(info.classes), side)
     saved = export_saved_model(model, artifacts / "export" / "saved_model" / "imported_teacher")
     shown = project_relative(source)
     outs = []
@@ -240,7 +237,7 @@ def import_teacher(source: Path, artifacts: Path) -> list[Path]:
         out.write_bytes(tflite_from_saved_model(saved, fmt.removeprefix("tflite_")))
         kept = {k: meta[k] for k in ("head", "note") if k in meta}
         source_run = {**meta.get("source_run", {}), "imported_from": shown}
-        describe_model_file(out, fmt, info.image_size, info.classes, network_cost(model), source_run, **kept)
+        describe_model_file(out, fmt, side, info.classes, network_cost(model), source_run, **kept)
         write_text(
             out.with_name("IMPORTED.txt"),
             f"rebuilt from {shown} by python -m guitar_distill.export.release --import-teacher\n",
@@ -261,7 +258,8 @@ def main(argv=None):
     what.add_argument(
         "--import-teacher",
         action="store_true",
-        help="rebuild the released teacher's TFLite fp32 and fp16 files in ARTIFACTS/export/teacher/",
+        help="rebuild the released teacher's TFLite fp32 and fp16 files in ARTIFACTS/export/teacher/ "
+        "(at the preset's distill.teacher_size when it has one)",
     )
     parser.add_argument(
         "--teacher-file",
@@ -269,14 +267,15 @@ def main(argv=None):
         help=f"with --import-teacher: another Keras teacher (default: DEST/{TEACHER.as_posix()})",
     )
     args = parser.parse_args(argv)
+    cfg = resolve_config(args)
     quiet_start()  # after parsing: --help and argument errors need no TensorFlow
     if args.check:
         check(args.dest, args.artifacts)
     elif args.import_teacher:
-        outs = import_teacher(args.teacher_file or args.dest / TEACHER, args.artifacts)
+        outs = import_teacher(args.teacher_file or args.dest / TEACHER, args.artifacts, cfg.distill.teacher_size)
         console.print("released teacher rebuilt: " + ", ".join(str(p) for p in outs))
     else:
-        manifest = release(args.artifacts, args.dest, resolve_config(args).name)
+        manifest = release(args.artifacts, args.dest, cfg.name)
         console.print(
             f"released {len(manifest['files'])} model files, {manifest['total_mb']:.1f} MB in all: "
             f"{args.dest} (RELEASE.json lists them with sha256)"

@@ -8,7 +8,10 @@ Three measurements of a saved teacher (default: the release in models/), before 
     lr range     --lr-steps steps of the preset's teacher recipe from the teacher's weights, the rate growing
                  geometrically from --lr-min to --lr-max; the loss of each step (Smith 2017)
 
-Writes diagnosis.json and diagnosis.md (and lr_range.png) in <artifacts>/diagnose/.
+Writes diagnosis.json and diagnosis.md (and lr_range.png) in <artifacts>/diagnose/. With --save-best DIR, the
+teacher at its best validation side and statistics (one pass, no flip: what stored outputs and a deployed teacher
+compute) is written to DIR as a teacher stage's folder (model.keras, labels.txt, metrics.json and the source run's
+records), for `distill.teacher_size` and the release.
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ def parse_args(argv=None):
     parser.add_argument("--lr-max", type=float, default=1.0)
     parser.add_argument("--skip", nargs="*", default=[], choices=["fit", "resolution"], help="parts to leave out")
     parser.add_argument("--render", action="store_true", help="rewrite diagnosis.md from diagnosis.json, no model run")
+    parser.add_argument(
+        "--save-best",
+        type=Path,
+        metavar="DIR",
+        help="write the teacher at its best validation side (of --sizes) to DIR as a teacher stage's folder",
+    )
     return parser.parse_args(argv)
 
 
@@ -55,25 +64,80 @@ def resolution_part(model, info, sizes: list[int], bn_photos: int, seed: int) ->
     from guitar_distill.common.cache import load_split
     from guitar_distill.common.progress import console
     from guitar_distill.common.runtimes import accuracy, predict_all
-    from guitar_distill.teacher.fixres import at_resolution, predict_flip_averaged, reestimate_batch_norm
+    from guitar_distill.teacher.fixres import at_resolution, predict_flip_averaged
 
     rows = []
     for size in sizes:
         val_x, val_y = load_split(info, "val", size)
         train_x, _ = load_split(info, "train", size)
-        pick = np.sort(np.random.default_rng(seed).permutation(len(train_x))[:bn_photos])
         sized = at_resolution(model, size)
         row = {
             "size": size,
             "as_is": accuracy(predict_all(sized, val_x), val_y),
             "as_is_flip": accuracy(predict_flip_averaged(sized, val_x), val_y),
         }
-        reestimate_batch_norm(sized, train_x[pick])
+        reestimate_on_training_photos(sized, train_x, bn_photos, seed)
         row["reestimated"] = accuracy(predict_all(sized, val_x), val_y)
         row["reestimated_flip"] = accuracy(predict_flip_averaged(sized, val_x), val_y)
         console.print(f"resolution {size}px: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "size"))
         rows.append(row)
     return rows
+
+
+def reestimate_on_training_photos(model, train_x, bn_photos: int, seed: int) -> None:
+    """Batch-norm statistics re-estimated on a seeded `bn_photos` of the training photos: the same photos for a
+    measurement and a save, in batches of 64 (fewer when there are fewer photos)."""
+    from guitar_distill.teacher.fixres import reestimate_batch_norm
+
+    pick = np.sort(np.random.default_rng(seed).permutation(len(train_x))[:bn_photos])
+    reestimate_batch_norm(model, train_x[pick], batch_size=min(64, len(pick)))
+
+
+def best_side(rows: list[dict]) -> tuple[int, str]:
+    """(side, "as_is" or "reestimated") with the best single-pass validation top-1; a tie keeps the smaller side
+    and the statistics as trained."""
+    *_, size, stats = max(
+        (r[s], -r["size"], s == "as_is", r["size"], s) for r in rows for s in ("as_is", "reestimated")
+    )
+    return size, stats
+
+
+def save_best_side(model, info, splits: dict, rows: list[dict], bn_photos: int, seed: int, source: Path, dest: Path):
+    """The teacher at `best_side(rows)` as a teacher stage's folder in `dest`: model.keras, labels.txt, the source
+    run's config, history and curves, and metrics.json with every split scored at that side."""
+    import shutil
+
+    from guitar_distill.common.artifacts import read_json, write_labels
+    from guitar_distill.common.cache import load_split
+    from guitar_distill.common.models import save_model
+    from guitar_distill.common.runtimes import accuracy, predict_all
+    from guitar_distill.teacher.fixres import at_resolution
+
+    if dest.resolve() == source.parent.resolve():
+        raise ToolkitError(f"--save-best {dest}: that is the source teacher's own folder; name another")
+    size, stats = best_side(rows)
+    sized = at_resolution(model, size)
+    if stats == "reestimated":
+        train_x, _ = load_split(info, "train", size)
+        reestimate_on_training_photos(sized, train_x, bn_photos, seed)
+    dest.mkdir(parents=True, exist_ok=True)
+    save_model(sized, dest / "model.keras")
+    write_labels(dest, info.classes)
+    for name in ("config.json", "history.csv", "curves.png"):
+        if (source.parent / name).exists():
+            shutil.copy(source.parent / name, dest / name)
+    before = read_json(source.with_name("metrics.json")) if source.with_name("metrics.json").exists() else {}
+    scored = {
+        f"{s}_accuracy": accuracy(predict_all(sized, load_split(info, s, size)[0]), y) for s, (_, y) in splits.items()
+    }
+    fixres = {
+        "source": str(source),
+        "image_size": size,
+        "batch_norm": stats,
+        "bn_photos": bn_photos if stats == "reestimated" else 0,
+    }
+    write_json(dest / "metrics.json", {**before, **scored, "fixres": fixres})
+    return {**fixres, **scored, "folder": str(dest)}
 
 
 class StepLoss:
@@ -164,6 +228,17 @@ def render(report: dict) -> str:
             for r in report["resolution"]
         ]
         lines += ["## Validation top-1 by test resolution", "", markdown_table(header, rows)]
+    if report.get("saved"):
+        saved = report["saved"]
+        scores = ", ".join(
+            f"{k.removesuffix('_accuracy')} {v:.3f}" for k, v in saved.items() if k.endswith("_accuracy")
+        )
+        lines += [
+            "",
+            f"Saved: the teacher at {saved['image_size']} px, batch-norm statistics "
+            f"{saved['batch_norm'].replace('_', ' ')} (the best single-pass validation top-1 above), "
+            f"in `{saved['folder']}`: {scores}.",
+        ]
     if report.get("lr_range"):
         lr = report["lr_range"]
         picks = lr["rows"][:: max(1, len(lr["rows"]) // 12)]
@@ -240,6 +315,16 @@ def main(argv=None):
         console.print("fit: " + ", ".join(f"{s} {v:.3f}" for s, v in report["fit"].items()))
     if "resolution" not in args.skip:
         report["resolution"] = resolution_part(model, info, args.sizes, args.bn_photos, cfg.teacher.seed)
+    if args.save_best:
+        if not report.get("resolution"):
+            raise ToolkitError("--save-best picks a side from the resolution part: do not --skip resolution")
+        report["saved"] = save_best_side(
+            model, info, splits, report["resolution"], args.bn_photos, cfg.teacher.seed, teacher, args.save_best
+        )
+        console.print(
+            f"saved the teacher at {report['saved']['image_size']}px ({report['saved']['batch_norm']} batch-norm "
+            f"statistics): validation top-1 {report['saved']['val_accuracy']:.3f}, {args.save_best}/model.keras"
+        )
     if args.lr_steps:
         report["lr_range"] = lr_range_part(cfg, info, splits, teacher, args.lr_steps, args.lr_min, args.lr_max)
         plot_lr_range(report["lr_range"], out / "lr_range.png")
