@@ -68,6 +68,22 @@ def test_distillation_loss_matches_numpy(temperature, hard_weight, soft_weight):
         assert got == pytest.approx(hard, rel=1e-5)
 
 
+def test_the_hard_term_takes_mixed_label_rows():
+    """Rows for mixed photos: one-hot rows give the index loss; a half-half row, the mean of both classes' CE."""
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 5, 8)
+    s, t = rng.normal(0, 2, (8, 5)).astype(np.float32), rng.normal(0, 2, (8, 5)).astype(np.float32)
+    one_hot = np.eye(5, dtype=np.float32)[labels]
+    by_index = float(distillation_loss(labels, s, t, 2.0, 0.7, 0.3))
+    assert float(distillation_loss(one_hot, s, t, 2.0, 0.7, 0.3)) == pytest.approx(by_index, rel=1e-6)
+    other = (labels + 1) % 5
+    half = (one_hot + np.eye(5, dtype=np.float32)[other]) / 2
+    both = (
+        float(distillation_loss(labels, s, t, 1.0, 1.0, 0.0)) + float(distillation_loss(other, s, t, 1.0, 1.0, 0.0))
+    ) / 2
+    assert float(distillation_loss(half, s, t, 1.0, 1.0, 0.0)) == pytest.approx(both, rel=1e-6)
+
+
 def test_loss_is_zero_kl_when_student_copies_teacher():
     t = np.random.default_rng(1).normal(0, 2, (4, 5)).astype(np.float32)
     labels = np.zeros(4, int)
@@ -181,6 +197,37 @@ def test_the_teacher_can_answer_the_corrupted_crops_the_student_sees(smoke_artif
     stream = np.load(folder / "stream.npy")
     np.testing.assert_allclose(stream[1], log_probabilities(teacher.predict(noisy[1][0])), atol=1e-4)
     assert np.abs(stream[1] - log_probabilities(teacher.predict(clean[1][0]))).max() > 1e-3
+
+
+@smoke_models
+def test_the_stored_teacher_answers_the_mixed_photos_the_student_trains_on(smoke_artifacts, tmp_path):
+    """student.mix with stored outputs (function matching): the stream holds the teacher's answers to the very
+    mixed photos, in a folder of its own, and the student trains on them with mixed label rows."""
+    import json
+    import shutil
+
+    from conftest import run_stage
+
+    from guitar_distill.common.augment import AugmentedBatches, BatchMixing
+    from guitar_distill.common.runtimes import open_classifier
+    from guitar_distill.distill.teacher_logits import log_probabilities
+
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(smoke_artifacts, artifacts, ignore=shutil.ignore_patterns("distill", "export", "edge"))
+    teacher_path = artifacts / "baseline" / "model.keras"  # the smoke teacher answers every photo alike
+    mix = ("--set", "student.mix=mixup", "--set", "student.mix_alpha=1.0", "--set", "distill.teacher_logits=offline")
+    run_stage(
+        "distill", "--preset", "smoke", "--artifacts", str(artifacts), *mix, "--set", f"distill.teacher={teacher_path}"
+    )
+    (folder,) = (artifacts / "data" / "cache").glob("teacher_logits_mixed_*")
+    images, labels = split_images(artifacts, "train")
+    classes = len(json.loads((artifacts / "data" / "summary.json").read_text())["classes"])
+    mixed = AugmentedBatches(images, labels, batch_size=8, seed=1337, mixing=BatchMixing("mixup", 1.0, classes))
+    plain = AugmentedBatches(images, labels, batch_size=8, seed=1337)
+    teacher, stream = open_classifier(teacher_path), np.load(folder / "stream.npy")
+    np.testing.assert_allclose(stream[1], log_probabilities(teacher.predict(mixed[1][0])), atol=1e-4)
+    assert np.abs(stream[1] - log_probabilities(teacher.predict(plain[1][0]))).max() > 1e-3
+    assert json.loads((artifacts / "distill" / "metrics.json").read_text())["epochs_run"] == 2
 
 
 def test_online_distillation_refuses_clean_targets_for_corrupted_crops():

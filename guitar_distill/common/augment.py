@@ -300,9 +300,9 @@ class AugmentedBatches(keras.utils.PyDataset):
             raise ValueError(f"period {period}: at least one batch")
         self.period = int(period) if period else None
         self._cycle_cache: tuple[int, np.ndarray] | None = None
-        if mixing is not None and batch_targets is not None:
-            raise ValueError("mixing photos needs their targets mixed too: not with stored teacher outputs")
-        self.mixing = mixing  # then targets are class-probability rows (BatchMixing)
+        # Then labels are class-probability rows (BatchMixing); stored targets must be the teacher's answers to
+        # the mixed photos (distill/teacher_logits.py stores them from this same stream).
+        self.mixing = mixing
         self.corruption = corruption  # after the augmentation, before any mixing
 
     @property
@@ -353,9 +353,11 @@ class AugmentedBatches(keras.utils.PyDataset):
         if self.corruption is not None:
             x = self.corruption(x, seed=self.seed * 1_000_037 + g)
         if self.mixing is not None:
-            return self.mixing(np.asarray(x, dtype=np.float32), self.labels[idx], self.seed * 1_000_033 + g, g)
+            x, y = self.mixing(np.asarray(x, dtype=np.float32), self.labels[idx], self.seed * 1_000_033 + g, g)
+        else:
+            x, y = x.astype(np.float32), self.labels[idx]
         if self.batch_targets is None:
-            return x.astype(np.float32), self.labels[idx]
+            return x, y
         if g >= len(self.batch_targets):
             raise IndexError(f"batch {g} is past the {len(self.batch_targets)} batches of stored targets")
-        return x.astype(np.float32), (self.labels[idx], np.asarray(self.batch_targets[g]))
+        return x, (y, np.asarray(self.batch_targets[g]))

@@ -62,7 +62,8 @@ def fit_recipe(
     rows = [r for r in read_history(out_dir / "history.csv") if r["epoch"] <= done]
     if finished or done >= recipe.max_epochs or early_stopping_state(rows)[1] >= recipe.patience:
         return rows
-    mixing = training_mixing(recipe, int(model.output_shape[-1])) if recipe.mix != "none" else None
+    classes = int((weights_of or model).output_shape[-1])  # a distiller's own output has no static shape
+    mixing = training_mixing(recipe, classes) if recipe.mix != "none" else None
     feed = AugmentedBatches(
         *train,
         batch_size=recipe.batch_size,
@@ -76,8 +77,9 @@ def fit_recipe(
         **feed_workers(),
     )
     val_x, val_y = np.asarray(val[0], dtype=np.float32), val[1]
-    if mixing:  # the loss takes class-probability rows, validation's too
-        val_y = np.eye(mixing.num_classes, dtype=np.float32)[val_y]
+    if mixing:  # the loss takes class-probability rows, validation's too (distillation's beside its teacher outputs)
+        one_hot = np.eye(mixing.num_classes, dtype=np.float32)
+        val_y = (one_hot[val_y[0]], *val_y[1:]) if isinstance(val_y, tuple) else one_hot[val_y]
     if done:
         print(f"resuming from {out_dir / 'backup'}: {done} of at most {recipe.max_epochs} epochs done")
     try:

@@ -12,14 +12,21 @@ from guitar_distill.common.models import logits_model
 def distillation_loss(
     labels, student_logits, teacher_logits, temperature: float, hard_weight: float, soft_weight: float
 ):
-    """hard_weight * CE(labels, student) + soft_weight * T^2 * KL(softmax(t/T) || softmax(s/T)), batch mean.
+    """hard_weight * CE(labels, student) + soft_weight * T^2 * KL(softmax(t/T) || softmax(s/T)), batch mean; labels
+    are class indices or, for mixed photos, class-probability rows.
 
     The soft term is Keras' own (`keras.distillation.LogitsDistillation`, whose KL carries the T^2 factor
     that keeps its gradients on the scale of the hard term's as T grows); what Keras' Distiller lacks, and
     this class adds, is a teacher whose outputs were stored, and independent hard and soft weights.
     """
     student_logits = ops.cast(student_logits, "float32")
-    hard = ops.mean(keras.losses.sparse_categorical_crossentropy(labels, student_logits, from_logits=True))
+    # Class-probability rows (mixed photos, student.mix) or class indices.
+    cross_entropy = (
+        keras.losses.categorical_crossentropy
+        if len(labels.shape) == len(student_logits.shape)
+        else keras.losses.sparse_categorical_crossentropy
+    )
+    hard = ops.mean(cross_entropy(labels, student_logits, from_logits=True))
     # A KLDivergence instance, not the default "kl_divergence": Keras softmaxes the scaled logits (and applies
     # T^2) only for an instance; given the name, it takes the KL of the raw logits.
     kl = keras.distillation.LogitsDistillation(temperature=float(temperature), loss=keras.losses.KLDivergence())

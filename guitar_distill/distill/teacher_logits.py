@@ -5,7 +5,8 @@ batch g can be computed ahead of time and stored. Students then train from the s
 without the teacher in memory, and every extra student (another width, another temperature) costs
 only its own training. The cache lives beside the decode cache and is rebuilt when the teacher
 file, the training split, the image size, the batch size, the seed or the augmentation change. A stream
-whose crops the teacher answers corrupted (`distill.teacher_sees = "corrupted"`) is kept beside the clean one.
+whose crops the teacher answers corrupted (`distill.teacher_sees = "corrupted"`) or mixed (`student.mix`) is kept
+beside the plain one.
 
 Logits are stored as log-probabilities: softmax is shift-invariant, so log p = z - logsumexp(z)
 gives the same soft targets softmax(z / T) as the raw logits z at every temperature, and any
@@ -67,12 +68,21 @@ def log_probabilities(probs: np.ndarray) -> np.ndarray:
 
 
 def stream_key(
-    info, teacher_path: Path, batch_size: int, seed: int, splits: tuple[str, ...], augment, size: int, corruption=None
+    info,
+    teacher_path: Path,
+    batch_size: int,
+    seed: int,
+    splits: tuple[str, ...],
+    augment,
+    size: int,
+    corruption=None,
+    mixing=None,
 ) -> dict:
     """Everything the stored logits depend on; a change in any of them invalidates the cache."""
     augmentation = json.dumps(augment.describe(), sort_keys=True, default=str)
     return {
         **({"corruption": corruption.describe()} if corruption is not None else {}),
+        **({"mixing": mixing.describe()} if mixing is not None else {}),
         "teacher_sha256": sha256_file(teacher_path),
         "teacher": str(teacher_path),
         "image_size": info.image_size,
@@ -95,6 +105,7 @@ def cached_teacher_logits(
     augment,
     size: int | None = None,
     corruption=None,
+    mixing=None,
 ) -> TeacherLogits:
     """The teacher's log-probabilities for stream batches [0, num_batches) and for each split in `splits`.
 
@@ -105,13 +116,16 @@ def cached_teacher_logits(
     With `corruption` (common.augment.TrainingCorruption), the teacher answers the crops corrupted as the
     student's are (the same seeds), and the stream is stored in a folder of its own.
 
+    With `mixing` (common.augment.BatchMixing), the teacher answers the mixed photos the student trains on
+    (function matching, Beyer et al. 2022: the same mixed crop for both).
+
     Computes only what the cache lacks: a longer run extends the stored stream instead of redoing it.
     """
     from guitar_distill.common.runtimes import all_threads, open_classifier, predict_all
 
-    folder = stream_folder(info, corruption)
+    folder = stream_folder(info, corruption, mixing)
     size = size or info.image_size
-    key = stream_key(info, Path(teacher_path), batch_size, seed, tuple(splits), augment, size, corruption)
+    key = stream_key(info, Path(teacher_path), batch_size, seed, tuple(splits), augment, size, corruption, mixing)
     have = batches_stored(folder, key)
     if have < num_batches or not all((folder / f"{s}.npy").exists() for s in splits):
         if have == 0 and folder.exists():
@@ -122,7 +136,9 @@ def cached_teacher_logits(
             f"teacher logits: {teacher_path} on batches {have}..{num_batches - 1} "
             f"of the training stream (batch {batch_size}, seed {seed})"
         )
-        feed = AugmentedBatches(*train, batch_size=batch_size, seed=seed, augment=augment, corruption=corruption)
+        feed = AugmentedBatches(
+            *train, batch_size=batch_size, seed=seed, augment=augment, corruption=corruption, mixing=mixing
+        )
         extend_stream(folder / "stream.npy", teacher, feed, have, num_batches, len(info.classes))
         for split, images in splits.items():
             with atomic_path(folder / f"{split}.npy") as tmp:
@@ -132,13 +148,15 @@ def cached_teacher_logits(
     return TeacherLogits(stream, {s: np.load(folder / f"{s}.npy") for s in splits}, folder)
 
 
-def stream_folder(info, corruption=None) -> Path:
-    """Where a stream is stored: one folder for the clean crops, one per corruption the teacher answers."""
-    folder = info.root / "cache" / "teacher_logits"
-    if corruption is None:
-        return folder
-    described = json.dumps(corruption.describe(), sort_keys=True)
-    return folder.with_name(f"teacher_logits_corrupted_{hashlib.sha256(described.encode()).hexdigest()[:8]}")
+def stream_folder(info, corruption=None, mixing=None) -> Path:
+    """Where a stream is stored: one folder for the plain crops, one per corruption the teacher answers and per
+    mixing, so that students of each kind keep their own."""
+    name = "teacher_logits"
+    for kind, part in (("corrupted", corruption), ("mixed", mixing)):
+        if part is not None:
+            described = json.dumps(part.describe(), sort_keys=True)
+            name += f"_{kind}_{hashlib.sha256(described.encode()).hexdigest()[:8]}"
+    return info.root / "cache" / name
 
 
 def batches_stored(folder: Path, key: dict) -> int:
@@ -182,11 +200,13 @@ def stored_stream(
     With `student.corrupt`, the target of a corrupted crop is the teacher's answer to the clean crop, or with
     `distill.teacher_sees = "corrupted"` to the corrupted one.
 
+    With `student.mix`, the teacher answers the mixed photos themselves.
+
     Logits for every epoch of the stream, or for the first `distill.stored_epochs`, replayed after
     that (period = their batch count, else None): the teacher's inference is most of an offline
     run's cost on a CPU.
     """
-    from guitar_distill.common.augment import training_augmentation, training_corruption
+    from guitar_distill.common.augment import training_augmentation, training_corruption, training_mixing
     from guitar_distill.common.cache import load_split
 
     size = dcfg.teacher_size or info.image_size
@@ -206,6 +226,7 @@ def stored_stream(
         training_augmentation(scfg),
         size,
         training_corruption(scfg) if dcfg.teacher_sees == "corrupted" else None,
+        training_mixing(scfg, len(info.classes)),
     )
     return stored, (batches if stored_epochs < epochs else None)
 
