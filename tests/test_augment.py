@@ -190,8 +190,13 @@ def test_mixing_blends_photos_and_targets_in_the_same_share(kind):
             shares = [np.mean(x[k, ..., 0] == grey) for grey in greys]
             assert np.allclose(shares, t[k, photos], atol=1e-6)
     assert np.array_equal(feed[1][0], x)  # seeded
-    with pytest.raises(ValueError, match="stored teacher outputs"):
-        AugmentedBatches(flat, np.arange(6), batch_size=2, seed=3, mixing=mixing, batch_targets=np.zeros((2, 2, 6)))
+    # stored teacher outputs (answers to these mixed photos) come beside the mixed rows, batch for batch
+    stored = np.random.default_rng(0).normal(size=(2, 6, 6))
+    with_targets = AugmentedBatches(
+        flat, np.arange(6), batch_size=6, seed=3, augment=False, mixing=mixing, batch_targets=stored
+    )
+    x1, (rows, targets) = with_targets[1]
+    assert np.array_equal(x1, x) and np.array_equal(rows, t) and np.array_equal(targets, stored[1])
 
 
 def test_training_corruption_damages_its_share_of_crops_seeded(images):
