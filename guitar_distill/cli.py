@@ -16,6 +16,7 @@ COMMANDS = (
     ("data", "guitar_distill.dataset", "scan, validate, de-duplicate and split photos; decode cache"),
     ("teacher", "guitar_distill.teacher", "train the ResNet50 teacher (resumable)"),
     ("diagnose", "guitar_distill.teacher.diagnose", "a teacher's fit, test resolutions and learning-rate range"),
+    ("ensemble", "guitar_distill.teacher.ensemble", "one teacher from several classifiers' mean probabilities"),
     ("carry", "guitar_distill.common.carry", "carry a run in progress to another machine through git"),
     ("baseline", "guitar_distill.student", "train the student from labels alone (the no-KD baseline)"),
     ("distill", "guitar_distill.distill", "distil the teacher into the student (resumable)"),

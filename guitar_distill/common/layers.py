@@ -25,6 +25,17 @@ class CaffePreprocess(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="guitar_distill")
+class LogProbability(keras.layers.Layer):
+    """log p, floored at 1e-30: an ensemble's mean probability as logits (softmax(log p) = p)."""
+
+    def call(self, inputs):
+        return keras.ops.log(keras.ops.maximum(keras.ops.cast(inputs, "float32"), 1e-30))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="guitar_distill")
 class FusedBatchNormalization(keras.layers.BatchNormalization):
     """BatchNormalization whose training step runs TensorFlow's fused kernel (FusedBatchNormV3).
 

@@ -97,11 +97,19 @@ def retyped_copy(model: keras.Model, dtype: str, strict: bool = False) -> keras.
                         f"(at most {limit:.0f}); keep this model in float32"
                     )
     config = model.get_config()
-    for layer in config["layers"]:
-        layer["config"]["dtype"] = dtype
+    retype_layers(config, dtype)
     copy = model.__class__.from_config(config)
     copy.set_weights([np.asarray(w, dtype=np.float32) for w in model.get_weights()])
     return copy
+
+
+def retype_layers(config: dict, dtype: str) -> None:
+    """Every layer of a functional model's config in `dtype`, through the models nested in it (an ensemble's)."""
+    for layer in config["layers"]:
+        if "layers" in layer["config"]:
+            retype_layers(layer["config"], dtype)
+        else:
+            layer["config"]["dtype"] = dtype
 
 
 def save_model(model: keras.Model, path: Path) -> Path:

@@ -1,0 +1,119 @@
+"""`python -m guitar_distill.teacher.ensemble`: one teacher from several classifiers, the mean of their probabilities.
+
+An averaged ensemble teaches better than any of its members (Stanton et al. 2021; MEAL V2, Shen et al. 2020),
+and models of different families, a ResNet50 and label-trained NiNs, err on different photos. The ensemble is
+an ordinary classifier file: stored outputs, export, benchmarks and the release take it as they take one
+network. It takes photos at the largest member's side; a member trained at a smaller side sees them resized
+(antialiased).
+
+    python -m guitar_distill.teacher.ensemble --preset patient --artifacts artifacts/patient \\
+        --members artifacts/patient/fixres/model.keras artifacts/patient/baseline/model.keras --out DIR
+
+writes DIR as a teacher stage's folder (model.keras, labels.txt, metrics.json with every member's and the
+ensemble's top-1 on each split).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import keras
+
+from guitar_distill.common.artifacts import write_json, write_labels
+from guitar_distill.common.config import resolve_config, resolve_project_path, stage_parser
+from guitar_distill.common.errors import ToolkitError, run_cli
+from guitar_distill.common.layers import LogProbability
+from guitar_distill.common.quiet import quiet_start
+
+
+def build_ensemble(members: list[keras.Model], name: str = "ensemble_teacher") -> keras.Model:
+    """The mean of `members`' probabilities as one classifier taking the largest member's side; a member taking
+    a smaller side sees the photo resized to it. It ends in a softmax of the mean's logarithm (the mean itself),
+    so that its logits are the log-probabilities, as for any teacher."""
+    sides = [m.input_shape[1] for m in members]
+    if len(members) < 2:
+        raise ValueError(f"an ensemble needs two members or more, not {len(members)}")
+    if len({m.output_shape[-1] for m in members}) != 1:
+        raise ValueError(f"the members answer different numbers of classes: {[m.output_shape[-1] for m in members]}")
+    side = max((s for s in sides if s), default=None)
+    inputs = keras.Input((side, side, 3), name="image")
+    answers = []
+    for k, (member, own) in enumerate(zip(members, sides)):
+        x = inputs
+        if own and own != side:
+            x = keras.layers.Resizing(own, own, interpolation="bilinear", antialias=True, name=f"to_{own}px_{k}")(x)
+        member.name = f"member_{k}_{member.name}"
+        answers.append(member(x))
+    mean = keras.layers.Average(name="mean_probability")(answers)
+    log_mean = LogProbability(name="log_mean", dtype="float32")(mean)
+    return keras.Model(inputs, keras.layers.Softmax(name="probabilities", dtype="float32")(log_mean), name=name)
+
+
+def parse_args(argv=None):
+    parser = stage_parser("One teacher from several classifiers: the mean of their probabilities.", "stretch")
+    parser.add_argument("--members", nargs="+", type=Path, required=True, help="two or more classifier .keras files")
+    parser.add_argument("--out", type=Path, required=True, help="the ensemble's folder (a teacher stage's layout)")
+    return parser.parse_args(argv)
+
+
+def scores(model, info, side: int | None) -> dict:
+    """Top-1 on every split of the data stage, on its photos decoded at `side`."""
+    from guitar_distill.common.cache import load_split
+    from guitar_distill.common.manifest import SPLITS
+    from guitar_distill.common.runtimes import accuracy, predict_all
+
+    out = {}
+    for split in SPLITS:
+        if info.split_rows(split):
+            images, labels = load_split(info, split, side)
+            out[f"{split}_accuracy"] = accuracy(predict_all(model, images), labels)
+    return out
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = resolve_config(args)
+    quiet_start()  # after parsing: --help and argument errors need no TensorFlow
+    from guitar_distill.common.manifest import load_data_info
+    from guitar_distill.common.models import check_classifier, float32_copy, load_model_file, save_model
+    from guitar_distill.common.progress import console
+
+    info = load_data_info(args.artifacts)
+    members, rows = [], []
+    for path in (resolve_project_path(str(p)) for p in args.members):
+        if not path.is_file():
+            raise ToolkitError(f"ensemble member not found: {path}")
+        member = check_classifier(float32_copy(load_model_file(path)), str(path), len(info.classes))
+        rows.append(
+            {"file": str(path), "image_size": member.input_shape[1], **scores(member, info, member.input_shape[1])}
+        )
+        console.print(
+            f"member {path}: " + ", ".join(f"{k} {v:.3f}" for k, v in rows[-1].items() if k.endswith("accuracy"))
+        )
+        members.append(member)
+    try:
+        ensemble = build_ensemble(members)
+    except ValueError as e:
+        raise ToolkitError(f"--members: {e}") from None
+    side = ensemble.input_shape[1] or info.image_size
+    scored = scores(ensemble, info, side)
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_model(ensemble, args.out / "model.keras")
+    write_labels(args.out, info.classes)
+    metrics = {
+        "model": ensemble.name,
+        "preset": cfg.name,
+        "parameters": ensemble.count_params(),
+        "image_size": side,
+        **scored,
+        "members": rows,
+        "command": "python -m guitar_distill.teacher.ensemble " + " ".join(sys.argv[1:]),
+    }
+    write_json(args.out / "metrics.json", metrics)
+    console.print(f"ensemble of {len(members)} at {side}px: " + ", ".join(f"{k} {v:.3f}" for k, v in scored.items()))
+    console.print(f"files: {args.out}/model.keras, labels.txt, metrics.json")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,62 @@
+"""An ensemble teacher: the mean of its members' probabilities, one classifier file like any teacher."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from guitar_distill.common.models import load_model_file, logits_model, retyped_copy, save_model
+from guitar_distill.student.model import build_nin_student
+from guitar_distill.teacher.ensemble import build_ensemble
+
+
+def test_an_ensemble_answers_the_mean_of_its_members_each_at_its_own_side(tmp_path):
+    small, large = build_nin_student(3, 32, (8, 16, 32), 0.25), build_nin_student(3, 48, (8, 16, 32), 0.25)
+    ensemble = build_ensemble([small, large])
+    assert ensemble.input_shape == (None, 48, 48, 3)
+    x = np.random.default_rng(0).integers(0, 256, (4, 48, 48, 3)).astype(np.float32)
+    resized = keras.ops.convert_to_numpy(keras.layers.Resizing(32, 32, antialias=True)(x))
+    mean = (small.predict_on_batch(resized) + large.predict_on_batch(x)) / 2
+    np.testing.assert_allclose(ensemble.predict_on_batch(x), mean, atol=1e-6)
+    # its logits are the mean's logarithm, so stored outputs and online distillation see the mean
+    np.testing.assert_allclose(logits_model(ensemble).predict_on_batch(x), np.log(mean), atol=1e-5)
+    loaded = load_model_file(save_model(ensemble, tmp_path / "ensemble.keras"))
+    np.testing.assert_allclose(loaded.predict_on_batch(x), mean, atol=1e-6)
+    half = retyped_copy(loaded, "float16")  # the release's form: every member's weights in float16
+    assert {w.dtype for w in half.weights} == {"float16"}
+    np.testing.assert_allclose(half.predict_on_batch(x), mean, atol=5e-3)
+    with pytest.raises(ValueError, match="two members"):
+        build_ensemble([small])
+    with pytest.raises(ValueError, match="different numbers of classes"):
+        build_ensemble([small, build_nin_student(4, 32, (8, 16, 32), 0.25)])
+
+
+@pytest.mark.slow  # a data stage and the command in a subprocess
+def test_the_ensemble_command_writes_a_teacher_folder_scored_on_every_split(tmp_path, photo_source):
+    from conftest import run_stage
+
+    common = ("--preset", "smoke", "--artifacts", str(tmp_path))
+    run_stage("dataset", *common, "--source", str(photo_source))
+    classes = (tmp_path / "data" / "labels.txt").read_text().split()
+    members = [
+        save_model(build_nin_student(len(classes), side, (8, 16, 32), 0.25), tmp_path / f"m{side}" / "model.keras")
+        for side in (32, 40)
+    ]
+    out = tmp_path / "ensemble"
+    run_stage("teacher.ensemble", *common, "--members", *map(str, members), "--out", str(out))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["image_size"] == 40 and [m["image_size"] for m in metrics["members"]] == [32, 40]
+    assert {"train_accuracy", "val_accuracy", "test_accuracy"} <= set(metrics)
+    assert load_model_file(out / "model.keras").input_shape == (None, 40, 40, 3)
+    assert (out / "labels.txt").read_text().split() == classes
+    with pytest.raises(AssertionError, match="ensemble member not found"):
+        run_stage(
+            "teacher.ensemble",
+            *common,
+            "--members",
+            str(members[0]),
+            str(tmp_path / "nothing.keras"),
+            "--out",
+            str(out),
+        )
