@@ -48,6 +48,7 @@ def test_the_ensemble_command_writes_a_teacher_folder_scored_on_every_split(tmp_
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["image_size"] == 40 and [m["image_size"] for m in metrics["members"]] == [32, 40]
     assert {"train_accuracy", "val_accuracy", "test_accuracy"} <= set(metrics)
+    assert set(metrics["members_at_own_sides"]) == {"train_accuracy", "val_accuracy", "test_accuracy"}
     assert load_model_file(out / "model.keras").input_shape == (None, 40, 40, 3)
     assert (out / "labels.txt").read_text().split() == classes
     with pytest.raises(AssertionError, match="ensemble member not found"):

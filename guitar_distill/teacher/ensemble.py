@@ -10,7 +10,7 @@ network. It takes photos at the largest member's side; a member trained at a sma
         --members artifacts/patient/fixres/model.keras artifacts/patient/baseline/model.keras --out DIR
 
 writes DIR as a teacher stage's folder (model.keras, labels.txt, metrics.json with every member's and the
-ensemble's top-1 on each split).
+ensemble's top-1 on each split, and the ensemble's with each member on photos decoded at its own side).
 """
 
 from __future__ import annotations
@@ -57,18 +57,40 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def scores(model, info, side: int | None) -> dict:
-    """Top-1 on every split of the data stage, on its photos decoded at `side`."""
+def split_probabilities(model, info, side: int | None) -> dict:
+    """{split: probabilities} on every split of the data stage, its photos decoded at `side`."""
     from guitar_distill.common.cache import load_split
     from guitar_distill.common.manifest import SPLITS
-    from guitar_distill.common.runtimes import accuracy, predict_all
+    from guitar_distill.common.runtimes import predict_all
 
-    out = {}
-    for split in SPLITS:
-        if info.split_rows(split):
-            images, labels = load_split(info, split, side)
-            out[f"{split}_accuracy"] = accuracy(predict_all(model, images), labels)
-    return out
+    return {s: predict_all(model, load_split(info, s, side)[0]) for s in SPLITS if info.split_rows(s)}
+
+
+def top1(probs: dict, info) -> dict:
+    from guitar_distill.common.runtimes import accuracy
+
+    return {f"{s}_accuracy": accuracy(p, info.labels(s)) for s, p in probs.items()}
+
+
+def shown(scores: dict) -> str:
+    return ", ".join(f"{k.removesuffix('_accuracy')} {v:.3f}" for k, v in scores.items() if k.endswith("_accuracy"))
+
+
+def load_members(paths: list[Path], info) -> tuple[list, list[dict], list[dict]]:
+    """(members as float32 Keras models, their records, their probabilities per split at their own sides)."""
+    from guitar_distill.common.models import check_classifier, float32_copy, load_model_file
+    from guitar_distill.common.progress import console
+
+    members, rows, answers = [], [], []
+    for path in (resolve_project_path(str(p)) for p in paths):
+        if not path.is_file():
+            raise ToolkitError(f"ensemble member not found: {path}")
+        member = check_classifier(float32_copy(load_model_file(path)), str(path), len(info.classes))
+        answers.append(split_probabilities(member, info, member.input_shape[1]))
+        rows.append({"file": str(path), "image_size": member.input_shape[1], **top1(answers[-1], info)})
+        console.print(f"member {path}: {shown(rows[-1])}")
+        members.append(member)
+    return members, rows, answers
 
 
 def main(argv=None):
@@ -76,28 +98,19 @@ def main(argv=None):
     cfg = resolve_config(args)
     quiet_start()  # after parsing: --help and argument errors need no TensorFlow
     from guitar_distill.common.manifest import load_data_info
-    from guitar_distill.common.models import check_classifier, float32_copy, load_model_file, save_model
+    from guitar_distill.common.models import save_model
     from guitar_distill.common.progress import console
 
     info = load_data_info(args.artifacts)
-    members, rows = [], []
-    for path in (resolve_project_path(str(p)) for p in args.members):
-        if not path.is_file():
-            raise ToolkitError(f"ensemble member not found: {path}")
-        member = check_classifier(float32_copy(load_model_file(path)), str(path), len(info.classes))
-        rows.append(
-            {"file": str(path), "image_size": member.input_shape[1], **scores(member, info, member.input_shape[1])}
-        )
-        console.print(
-            f"member {path}: " + ", ".join(f"{k} {v:.3f}" for k, v in rows[-1].items() if k.endswith("accuracy"))
-        )
-        members.append(member)
+    members, rows, answers = load_members(args.members, info)
     try:
         ensemble = build_ensemble(members)
     except ValueError as e:
         raise ToolkitError(f"--members: {e}") from None
     side = ensemble.input_shape[1] or info.image_size
-    scored = scores(ensemble, info, side)
+    scored = top1(split_probabilities(ensemble, info, side), info)
+    # The same mean with every member on photos decoded at its own side: what resizing inside the ensemble costs.
+    own_sides = top1({s: sum(a[s] for a in answers) / len(answers) for s in answers[0]}, info)
     args.out.mkdir(parents=True, exist_ok=True)
     save_model(ensemble, args.out / "model.keras")
     write_labels(args.out, info.classes)
@@ -108,10 +121,13 @@ def main(argv=None):
         "image_size": side,
         **scored,
         "members": rows,
+        "members_at_own_sides": own_sides,
         "command": "python -m guitar_distill.teacher.ensemble " + " ".join(sys.argv[1:]),
     }
     write_json(args.out / "metrics.json", metrics)
-    console.print(f"ensemble of {len(members)} at {side}px: " + ", ".join(f"{k} {v:.3f}" for k, v in scored.items()))
+    console.print(
+        f"ensemble of {len(members)} at {side}px: {shown(scored)}; members at their own sides: {shown(own_sides)}"
+    )
     console.print(f"files: {args.out}/model.keras, labels.txt, metrics.json")
 
 
