@@ -87,3 +87,16 @@ def predict_all(model, images, batch_size: int = 64) -> np.ndarray:
 def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy; NaN for an empty split."""
     return float(np.mean(np.argmax(probs, axis=1) == labels)) if len(labels) else float("nan")
+
+
+def split_probabilities(model, info, side: int | None = None) -> dict[str, np.ndarray]:
+    """{split: probabilities} on every split of the data stage with photos, decoded at `side` (None: the data's)."""
+    from guitar_distill.common.cache import load_split
+    from guitar_distill.common.manifest import SPLITS
+
+    return {s: predict_all(model, load_split(info, s, side)[0]) for s in SPLITS if info.split_rows(s)}
+
+
+def split_accuracies(probs: dict[str, np.ndarray], info) -> dict[str, float]:
+    """{"<split>_accuracy": top-1} of split_probabilities' answers."""
+    return {f"{s}_accuracy": accuracy(p, info.labels(s)) for s, p in probs.items()}

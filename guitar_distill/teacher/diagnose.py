@@ -102,7 +102,7 @@ def best_side(rows: list[dict]) -> tuple[int, str]:
     return size, stats
 
 
-def save_best_side(model, info, splits: dict, rows: list[dict], bn_photos: int, seed: int, source: Path, dest: Path):
+def save_best_side(model, info, rows: list[dict], bn_photos: int, seed: int, source: Path, dest: Path):
     """The teacher at `best_side(rows)` as a teacher stage's folder in `dest`: model.keras, labels.txt, the source
     run's config, history and curves, and metrics.json with every split scored at that side."""
     import shutil
@@ -110,7 +110,7 @@ def save_best_side(model, info, splits: dict, rows: list[dict], bn_photos: int, 
     from guitar_distill.common.artifacts import read_json, write_labels
     from guitar_distill.common.cache import load_split
     from guitar_distill.common.models import save_model
-    from guitar_distill.common.runtimes import accuracy, predict_all
+    from guitar_distill.common.runtimes import split_accuracies, split_probabilities
     from guitar_distill.teacher.fixres import at_resolution
 
     if dest.resolve() == source.parent.resolve():
@@ -127,14 +127,12 @@ def save_best_side(model, info, splits: dict, rows: list[dict], bn_photos: int, 
         if (source.parent / name).exists():
             shutil.copy(source.parent / name, dest / name)
     before = read_json(source.with_name("metrics.json")) if source.with_name("metrics.json").exists() else {}
-    scored = {
-        f"{s}_accuracy": accuracy(predict_all(sized, load_split(info, s, size)[0]), y) for s, (_, y) in splits.items()
-    }
+    scored = split_accuracies(split_probabilities(sized, info, size), info)
     fixres = {
         "source": str(source),
         "image_size": size,
         "batch_norm": stats,
-        "bn_photos": bn_photos if stats == "reestimated" else 0,
+        "bn_photos": min(bn_photos, len(train_x)) if stats == "reestimated" else 0,
     }
     write_json(dest / "metrics.json", {**before, **scored, "fixres": fixres})
     return {**fixres, **scored, "folder": str(dest)}
@@ -319,7 +317,7 @@ def main(argv=None):
         if not report.get("resolution"):
             raise ToolkitError("--save-best picks a side from the resolution part: do not --skip resolution")
         report["saved"] = save_best_side(
-            model, info, splits, report["resolution"], args.bn_photos, cfg.teacher.seed, teacher, args.save_best
+            model, info, report["resolution"], args.bn_photos, cfg.teacher.seed, teacher, args.save_best
         )
         console.print(
             f"saved the teacher at {report['saved']['image_size']}px ({report['saved']['batch_norm']} batch-norm "

@@ -57,21 +57,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def split_probabilities(model, info, side: int | None) -> dict:
-    """{split: probabilities} on every split of the data stage, its photos decoded at `side`."""
-    from guitar_distill.common.cache import load_split
-    from guitar_distill.common.manifest import SPLITS
-    from guitar_distill.common.runtimes import predict_all
-
-    return {s: predict_all(model, load_split(info, s, side)[0]) for s in SPLITS if info.split_rows(s)}
-
-
-def top1(probs: dict, info) -> dict:
-    from guitar_distill.common.runtimes import accuracy
-
-    return {f"{s}_accuracy": accuracy(p, info.labels(s)) for s, p in probs.items()}
-
-
 def shown(scores: dict) -> str:
     return ", ".join(f"{k.removesuffix('_accuracy')} {v:.3f}" for k, v in scores.items() if k.endswith("_accuracy"))
 
@@ -80,6 +65,7 @@ def load_members(paths: list[Path], info) -> tuple[list, list[dict], list[dict]]
     """(members as float32 Keras models, their records, their probabilities per split at their own sides)."""
     from guitar_distill.common.models import check_classifier, float32_copy, load_model_file
     from guitar_distill.common.progress import console
+    from guitar_distill.common.runtimes import split_accuracies, split_probabilities
 
     members, rows, answers = [], [], []
     for path in (resolve_project_path(str(p)) for p in paths):
@@ -87,7 +73,7 @@ def load_members(paths: list[Path], info) -> tuple[list, list[dict], list[dict]]
             raise ToolkitError(f"ensemble member not found: {path}")
         member = check_classifier(float32_copy(load_model_file(path)), str(path), len(info.classes))
         answers.append(split_probabilities(member, info, member.input_shape[1]))
-        rows.append({"file": str(path), "image_size": member.input_shape[1], **top1(answers[-1], info)})
+        rows.append({"file": str(path), "image_size": member.input_shape[1], **split_accuracies(answers[-1], info)})
         console.print(f"member {path}: {shown(rows[-1])}")
         members.append(member)
     return members, rows, answers
@@ -100,6 +86,7 @@ def main(argv=None):
     from guitar_distill.common.manifest import load_data_info
     from guitar_distill.common.models import save_model
     from guitar_distill.common.progress import console
+    from guitar_distill.common.runtimes import split_accuracies, split_probabilities
 
     info = load_data_info(args.artifacts)
     members, rows, answers = load_members(args.members, info)
@@ -108,9 +95,9 @@ def main(argv=None):
     except ValueError as e:
         raise ToolkitError(f"--members: {e}") from None
     side = ensemble.input_shape[1] or info.image_size
-    scored = top1(split_probabilities(ensemble, info, side), info)
+    scored = split_accuracies(split_probabilities(ensemble, info, side), info)
     # The same mean with every member on photos decoded at its own side: what resizing inside the ensemble costs.
-    own_sides = top1({s: sum(a[s] for a in answers) / len(answers) for s in answers[0]}, info)
+    own_sides = split_accuracies({s: sum(a[s] for a in answers) / len(answers) for s in answers[0]}, info)
     args.out.mkdir(parents=True, exist_ok=True)
     save_model(ensemble, args.out / "model.keras")
     write_labels(args.out, info.classes)
