@@ -109,6 +109,20 @@ def _student(seed=0, cfg=None):
     return model
 
 
+def test_the_curves_are_redrawn_each_step_with_a_line_at_every_change_of_side(tmp_path):
+    from guitar_distill.common.callbacks import CurvesWriter
+    from guitar_distill.common.plots import phase_marks
+
+    phases = load_preset("grow").teacher.phases
+    assert phase_marks(phases) == [(40.5, "128 px"), (80.5, "144 px"), (110.5, "160 px")]
+    rows = []
+    writer = CurvesWriter(tmp_path / "curves.png", rows, max_epochs=150, phases=phases)
+    for epoch in range(2):
+        rows.append({"epoch": epoch + 1, "accuracy": 0.5, "loss": 1.0, "val_accuracy": 0.4, "val_loss": 1.2})
+        writer.on_epoch_end(epoch)
+        assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 # The default student recipe, made small.
 CFG = replace(load_preset("full").student, learning_rate=0.01, steps_per_epoch=3, batch_size=4, max_epochs=4, seed=11)
 

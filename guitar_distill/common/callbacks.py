@@ -1,4 +1,4 @@
-"""The Keras callbacks of a training run: history, best snapshot, early stopping, reseeding, wall clock,
+"""The Keras callbacks of a training run: history, curves, best snapshot, early stopping, reseeding, wall clock,
 averaged weights; each keeps its state across a resume."""
 
 from __future__ import annotations
@@ -37,6 +37,21 @@ class HistoryWriter(keras.callbacks.Callback):
         }
         self.rows.append(row)
         write_history(self.path, self.rows)
+
+
+class CurvesWriter(keras.callbacks.Callback):
+    """curves.png redrawn after every step from the history so far, so that a run of hours can be watched; the
+    stage's finish draws the final one."""
+
+    def __init__(self, path: Path, rows: list[dict], max_epochs: int, phases=()):
+        super().__init__()
+        self.path, self.rows, self.max_epochs, self.phases = Path(path), rows, max_epochs, phases
+
+    def on_epoch_end(self, epoch, logs=None):
+        from guitar_distill.common.plots import plot_curves
+
+        title = f"{self.path.parent.name}: epoch {epoch + 1} of at most {self.max_epochs}"
+        plot_curves(self.rows, self.path, title, self.phases)
 
 
 class BestSnapshot(keras.callbacks.Callback):

@@ -51,7 +51,7 @@ class TrainingRun:
 
         save_best(model, self.out)
         write_labels(self.out, self.classes)
-        plot_curves(rows, self.out / "curves.png", title)
+        plot_curves(rows, self.out / "curves.png", title, self.recipe.phases)
         probs = {s: predict_all(model, x) for s, (x, _) in self.splits.items()}
         metrics = self.metrics(model, rows, name, probs, extra(probs) if callable(extra) else extra or {})
         write_json(self.out / "metrics.json", metrics)

@@ -25,6 +25,7 @@ from guitar_distill.common.augment import (
 from guitar_distill.common.callbacks import (
     AveragedWeights,
     BestSnapshot,
+    CurvesWriter,
     HistoryWriter,
     ReseedEachStep,
     ResumableEarlyStopping,
@@ -104,10 +105,12 @@ def fit_recipe(
 
 
 def run_callbacks(recipe: Recipe, out_dir: Path, rows: list[dict], done: int, weights_of) -> list:
-    """History, the averaged weights, the best snapshot, early stopping, the wall clock, then the backup."""
+    """History and its curves, the averaged weights, the best snapshot, early stopping, the wall clock, then the
+    backup."""
     callbacks = [
         ReseedEachStep(recipe.seed),
         HistoryWriter(out_dir / "history.csv", rows, recipe.steps_per_epoch * recipe.batch_size),
+        CurvesWriter(out_dir / "curves.png", rows, recipe.max_epochs, recipe.phases),
         *([AveragedWeights(resumed=done > 0)] if recipe.ema_momentum else []),
         BestSnapshot(out_dir / "best.weights.h5", rows, weights_of=weights_of),
         ResumableEarlyStopping(rows, monitor=MONITOR_STOP, patience=recipe.patience, verbose=1),
