@@ -24,12 +24,15 @@ class CaffePreprocess(keras.layers.Layer):
         return input_shape
 
 
+PROB_FLOOR = 1e-30  # float32 softmax can round a class to 0; log(0) would poison the KL term
+
+
 @keras.saving.register_keras_serializable(package="guitar_distill")
 class LogProbability(keras.layers.Layer):
-    """log p, floored at 1e-30: an ensemble's mean probability as logits (softmax(log p) = p)."""
+    """log p, floored at PROB_FLOOR: an ensemble's mean probability as logits (softmax(log p) = p)."""
 
     def call(self, inputs):
-        return keras.ops.log(keras.ops.maximum(keras.ops.cast(inputs, "float32"), 1e-30))
+        return keras.ops.log(keras.ops.maximum(keras.ops.cast(inputs, "float32"), PROB_FLOOR))
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -27,10 +27,9 @@ from guitar_distill.common.artifacts import atomic_path, read_json, require, sha
 from guitar_distill.common.augment import AugmentedBatches
 from guitar_distill.common.cache import cache_paths
 from guitar_distill.common.config import Distill, Student, resolve_project_path
+from guitar_distill.common.layers import PROB_FLOOR
 from guitar_distill.common.layout import STAGE_COMMANDS, model_path
 from guitar_distill.common.progress import console, progress_bar
-
-PROB_FLOOR = 1e-30  # float32 softmax can round a class to 0; log(0) would poison the KL term
 
 
 @dataclass
