@@ -43,10 +43,15 @@ def test_the_ensemble_command_writes_a_teacher_folder_scored_on_every_split(tmp_
         save_model(build_nin_student(len(classes), side, (8, 16, 32), 0.25), tmp_path / f"m{side}" / "model.keras")
         for side in (32, 40)
     ]
+    # the second stands for a teacher run: its run and its records go with the ensemble (the release's teacher)
+    (members[1].parent / "metrics.json").write_text(json.dumps({"model": "resnet50_teacher", "epochs_run": 3}))
+    (members[1].parent / "history.csv").write_text("epoch,accuracy\n0,0.5\n")
     out = tmp_path / "ensemble"
     run_stage("teacher.ensemble", *common, "--members", *map(str, members), "--out", str(out))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["image_size"] == 40 and [m["image_size"] for m in metrics["members"]] == [32, 40]
+    assert "model" not in metrics["members"][0] and metrics["members"][1]["epochs_run"] == 3
+    assert (out / "history.csv").read_text() == (members[1].parent / "history.csv").read_text()
     assert {"train_accuracy", "val_accuracy", "test_accuracy"} <= set(metrics)
     assert set(metrics["members_at_own_sides"]) == {"train_accuracy", "val_accuracy", "test_accuracy"}
     assert load_model_file(out / "model.keras").input_shape == (None, 40, 40, 3)
@@ -61,3 +66,19 @@ def test_the_ensemble_command_writes_a_teacher_folder_scored_on_every_split(tmp_
             "--out",
             str(out),
         )
+
+
+def test_an_ensemble_releases_as_one_float16_teacher_file_imported_at_its_own_side(tmp_path):
+    from guitar_distill.common.errors import ToolkitError
+    from guitar_distill.export.release import release_teacher, released_teacher
+
+    members = [build_nin_student(3, 32, (8, 16, 32), 0.25) for _ in range(2)]
+    source = save_model(build_ensemble(members), tmp_path / "ensemble" / "model.keras")
+    rows = [{"file": f"m{k}/model.keras", "image_size": 32, "val_accuracy": 0.5} for k in (0, 1)]
+    released = release_teacher(source, {"val_accuracy": 0.6, "members": rows}, ["a", "b", "c"], tmp_path / "fp16")
+    record = json.loads(released.with_name("model.json").read_text())
+    assert record["weights_dtype"] == "float16" and record["source_run"]["members"] == rows
+    assert record["network"]["parameters"] == sum(m.count_params() for m in members)
+    assert released_teacher(released, 3, 32).input_shape == (None, 32, 32, 3)
+    with pytest.raises(ToolkitError, match="an ensemble taking 32px photos, not 48px.*teacher_size=32"):
+        released_teacher(released, 3, 48)

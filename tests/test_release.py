@@ -131,6 +131,26 @@ def test_known_figures_land_where_they_belong():
     assert "Test CPU, 2 cores (avx2)" in card
 
 
+def test_an_ensemble_teacher_is_described_by_its_members_each_with_its_own_run():
+    records = synthetic_records()
+    resnet = {"model": "resnet50_teacher", "epochs_run": 150, "train_seconds": 36000.0, "image_size": 160}
+    nin = {"model": "nin_student_no_kd", "epochs_run": 200, "image_size": 112}
+    members = [{**resnet, "val_accuracy": 0.8}, {**nin, "val_accuracy": 0.874}, {**nin, "val_accuracy": 0.89}]
+    config = records["training"]["teacher"]["config"]
+    teacher = {"metrics": {"val_accuracy": 0.91, "members": members}, "config": config}
+    card = render_model_card({**records, "training": {**records["training"], "teacher": teacher}})
+    assert (
+        "- Teacher: the mean of 3 networks' probabilities (validation top-1 0.910; the members' 0.800, 0.874, 0.890): "
+        "ResNet50 (avg head)" in card
+    )
+    assert "150 epochs at 80 px; 36,000 s of training; NiN trained from labels alone, 200 epochs at 112 px; " in card
+    assert "distilled from the averaged probabilities of 3 networks (ResNet50, NiN trained from labels alone," in card
+    # two label-trained networks and no ResNet50: no teacher run's config in the release, and none needed
+    students = {"metrics": {"val_accuracy": 0.9, "members": members[1:]}, "config": None}
+    card = render_model_card({**records, "training": {**records["training"], "teacher": students}})
+    assert "- Teacher: the mean of 2 networks' probabilities" in card and "ResNet50" not in card
+
+
 def test_a_copy_of_the_released_bundle_works_where_it_ships(tmp_path, edge_python):
     """Copied out of the checkout, run with only ai-edge-litert, numpy and pillow: the self-test, a prediction
     and a listing check pass, each from the bundle's own files, and nothing is written outside the copy."""

@@ -93,7 +93,7 @@ def test_loss_is_zero_kl_when_student_copies_teacher():
 @smoke_models
 def test_smoke_distillation_on_real_photos(smoke_artifacts):
     metrics = json.loads((smoke_artifacts / "distill" / "metrics.json").read_text())
-    assert metrics["model"] == "nin_from_resnet50" and metrics["epochs_run"] == 2
+    assert metrics["model"] == "nin_student_distilled" and metrics["epochs_run"] == 2
     # Known answers: every figure recomputed from the saved models on the saved test split.
     from guitar_distill.common.models import load_model_file
     from guitar_distill.common.runtimes import predict_all

@@ -59,6 +59,23 @@ def test_same_head_same_size_answers_as_the_source(saved_flatten_teacher):
 
 
 @pytest.mark.slow  # builds ResNet50s
+def test_an_ensemble_teacher_file_starts_a_run_from_its_resnet_member(tmp_path):
+    from guitar_distill.common.models import count_macs
+    from guitar_distill.student.model import build_nin_student
+    from guitar_distill.teacher.ensemble import build_ensemble
+
+    resnet, nin = randomised_teacher(32, head="avg"), build_nin_student(3, 32, (8, 16, 32), 0.25)
+    ensemble = build_ensemble([resnet, nin])
+    assert count_macs(ensemble) == count_macs(resnet) + count_macs(nin) > count_macs(resnet)  # the members' cost
+    path = save_model(retyped_copy(ensemble, "float16"), tmp_path / "model.keras")
+    target = build_teacher(3, 32, None, head="avg")
+    info = start_from_teacher(target, path)
+    assert info["source_image_size"] == 32 and info["source_head"] == "avg"
+    x = np.random.default_rng(2).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(target.predict(x, verbose=0), resnet.predict(x, verbose=0), atol=2e-2)
+
+
+@pytest.mark.slow  # builds ResNet50s
 def test_mismatched_teachers_are_refused_with_the_reason(saved_flatten_teacher, tmp_path):
     _, path = saved_flatten_teacher
     with pytest.raises(ValueError, match="teacher.head"):

@@ -59,6 +59,19 @@ def write_labels(folder: Path, classes: list[str]) -> Path:
     return write_text(Path(folder) / "labels.txt", "\n".join(classes) + "\n")
 
 
+# How a model was trained, kept beside its model.keras wherever the model goes (a FixRes copy, an ensemble).
+RUN_RECORDS = ("config.json", "history.csv", "curves.png")
+
+
+def copy_run_records(source: Path, dest: Path) -> None:
+    """The training run's records that folder `source` holds, into folder `dest`."""
+    import shutil
+
+    for name in RUN_RECORDS:
+        if (Path(source) / name).exists():
+            shutil.copy(Path(source) / name, Path(dest) / name)
+
+
 def write_json(path: Path, obj) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 

@@ -130,10 +130,13 @@ def fixed_side(model: keras.Model, size: int) -> keras.Model:
 
 
 def count_macs(model) -> int:
-    """Multiply-adds of one forward pass: convolutions and dense layers (what dominates a CNN)."""
+    """Multiply-adds of one forward pass: convolutions and dense layers (what dominates a CNN), through the
+    networks nested in it (an ensemble's members)."""
     macs = 0
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
+        if isinstance(layer, keras.Model):
+            macs += count_macs(layer)
+        elif isinstance(layer, keras.layers.Conv2D):
             _, h, w, c_out = layer.output.shape
             kh, kw = layer.kernel_size
             c_in = layer.input.shape[-1]

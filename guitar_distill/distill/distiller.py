@@ -88,7 +88,7 @@ def compiled_distiller(
     dcfg: Distill,
     scfg: Student,
     image_size: int,
-    name: str = "nin_from_resnet50",
+    name: str = "nin_student_distilled",
 ) -> Distiller:
     """The preset's distiller (its `distill` table) around `student`, compiled with the student recipe and built."""
     from guitar_distill.common.recipe import recipe_optimizer

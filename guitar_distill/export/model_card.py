@@ -35,7 +35,11 @@ def load_records(models: Path) -> dict:
         "training": {
             name: {
                 "metrics": read_json(models / "training" / name / "metrics.json"),
-                "config": read_config(models / "training" / name / "config.json"),
+                "config": (
+                    read_config(models / "training" / name / "config.json")
+                    if (models / "training" / name / "config.json").exists()  # an ensemble of students has none
+                    else None
+                ),
             }
             for name in ("teacher", "baseline", "student")
             if (models / "training" / name / "metrics.json").exists()
@@ -98,7 +102,8 @@ def intro_section(records: dict) -> list[str]:
         f"Tells which of {len(classes)} electric-guitar body types a photo shows: a Network-in-Network",
         f"student with widths {scfg.student.widths} ({bundle['network']['parameters']:,} parameters, "
         f"{bundle['network']['macs'] / 1e6:.0f} million multiply-adds at {size} px),",
-        "distilled from a ResNet50 teacher and quantised to int8 TFLite. It takes an RGB photo, squashed to",
+        f"distilled from {teacher_kind(records['training']['teacher']['metrics'])} and quantised to int8 TFLite. "
+        "It takes an RGB photo, squashed to",
         f"{size}x{size}, and returns a probability for each class. It is meant for hobbyists and",
         "developers who want a small, offline classifier on a Raspberry Pi, a phone's browser or any",
         "machine with Python: a second opinion on a guitar listing's body type, a photo sorter, a",
@@ -138,22 +143,13 @@ def data_section(records: dict) -> list[str]:
 
 def training_section(records: dict) -> list[str]:
     training, bundle = records["training"], records["bundle"]
-    scfg, tcfg = training["student"]["config"], training["teacher"]["config"]
-    tm, bm, sm = (training[n]["metrics"] for n in ("teacher", "baseline", "student"))
-    started = tm.get("started_from")
+    scfg = training["student"]["config"]
+    bm, sm = (training[n]["metrics"] for n in ("baseline", "student"))
     env = sm.get("environment", {})
     return [
         "## Training",
         "",
-        f"- Teacher: ResNet50 ({tcfg.teacher.head} head), {tcfg.teacher.optimizer} "
-        f"{tcfg.teacher.schedule}, peak learning rate {tcfg.teacher.learning_rate}, "
-        f"{tcfg.teacher.augmentation} augmentation, {tm['epochs_run']} epochs at {teacher_sides(tcfg, tm)}"
-        + (
-            f", started from `{started['from']}` ({started['source_image_size']} px, {started['source_head']} head)"
-            if started
-            else ""
-        )
-        + f"; {tm['train_seconds']:,.0f} s of training.",
+        teacher_line(training["teacher"]),
         f"- Student: distilled offline from the teacher's stored logits (T = {scfg.distill.temperature}, "
         f"hard {scfg.distill.hard_weight} / soft {scfg.distill.soft_weight}), "
         f"{scfg.student.optimizer} {scfg.student.schedule}, {sm['epochs_run']} epochs, "
@@ -169,6 +165,57 @@ def training_section(records: dict) -> list[str]:
         + ".",
         "",
     ]
+
+
+# An ensemble member's run, by the model name its stage records.
+MEMBER_KINDS = {"resnet50_teacher": "ResNet50", "nin_student_no_kd": "NiN trained from labels alone"}
+
+
+def member_kind(member: dict) -> str:
+    name = member.get("model") or member.get("file", "network")
+    return MEMBER_KINDS.get(name, name)
+
+
+def teacher_kind(metrics: dict) -> str:
+    members = metrics.get("members")
+    if not members:
+        return "a ResNet50 teacher"
+    kinds = [member_kind(m) for m in members]
+    return f"the averaged probabilities of {len(members)} networks ({', '.join(kinds)})"
+
+
+def resnet_text(tcfg, metrics: dict) -> str:
+    """How the ResNet50 teacher was trained: its recipe, epochs, sides and start."""
+    started = metrics.get("started_from")
+    return (
+        f"ResNet50 ({tcfg.teacher.head} head), {tcfg.teacher.optimizer} {tcfg.teacher.schedule}, peak learning rate "
+        f"{tcfg.teacher.learning_rate}, {tcfg.teacher.augmentation} augmentation, {metrics['epochs_run']} epochs at "
+        f"{teacher_sides(tcfg, metrics)}"
+        + (
+            f", started from `{started['from']}` ({started['source_image_size']} px, {started['source_head']} head)"
+            if started
+            else ""
+        )
+        + f"; {metrics['train_seconds']:,.0f} s of training"
+    )
+
+
+def teacher_line(teacher: dict) -> str:
+    """The card's teacher line: the ResNet50's run, or an ensemble's members, each with its own run."""
+    tm, tcfg = teacher["metrics"], teacher["config"]
+    if "members" not in tm:
+        return f"- Teacher: {resnet_text(tcfg, tm)}."
+    parts = [
+        resnet_text(tcfg, m)
+        if m.get("model") == "resnet50_teacher" and tcfg
+        else f"{member_kind(m)}, {m.get('epochs_run', '?')} epochs at {m['image_size']} px"
+        for m in tm["members"]
+    ]
+    scores = ", ".join(f"{m['val_accuracy']:.3f}" for m in tm["members"])
+    return (
+        f"- Teacher: the mean of {len(parts)} networks' probabilities (validation top-1 {tm['val_accuracy']:.3f}; "
+        f"the members' {scores}): " + "; ".join(parts) + "."
+    )
 
 
 def teacher_sides(tcfg, metrics: dict) -> str:

@@ -129,13 +129,14 @@ def release(artifacts: Path, dest: Path, preset: str) -> dict:
     return manifest
 
 
-# What a released teacher's model.json keeps of its run's metrics, besides the accuracies.
-TEACHER_RUN = ("best_epoch", "epochs_run", "preset", "started_from")
+# What a released teacher's model.json keeps of its run's metrics, besides the accuracies (an ensemble's: its members).
+TEACHER_RUN = ("best_epoch", "epochs_run", "preset", "started_from", "members")
 
 
 def release_teacher(source: Path, metrics: dict, classes: list[str], folder: Path, note: str | None = None) -> Path:
     """A Keras teacher file as float16 Keras weights in `folder`, with its model.json and labels.txt."""
     from guitar_distill.common.models import float32_copy, load_model_file, network_cost, retyped_copy, save_model
+    from guitar_distill.teacher.warm_start import resnet_member
 
     model = float32_copy(load_model_file(source))
     folder.mkdir(parents=True, exist_ok=True)
@@ -144,7 +145,7 @@ def release_teacher(source: Path, metrics: dict, classes: list[str], folder: Pat
         "stage": "teacher",
         **{k: v for k, v in metrics.items() if k.endswith("accuracy") or k in TEACHER_RUN},
     }
-    head = "flatten" if any(layer.name == "flatten" for layer in model.layers) else "avg"
+    head = "flatten" if any(layer.name == "flatten" for layer in resnet_member(model).layers) else "avg"
     describe_model_file(
         path,
         "keras_fp16",
@@ -204,6 +205,11 @@ def released_teacher(source: Path, classes: int, image_size: int):
     model = float32_copy(load_model_file(source))
     if int(model.input_shape[1]) == image_size:
         return model
+    if any(isinstance(layer, keras.Model) for layer in model.layers):
+        raise ToolkitError(
+            f"{source} is an ensemble taking {model.input_shape[1]}px photos, not {image_size}px: import it at its "
+            f"side (--set distill.teacher_size={model.input_shape[1]})"
+        )
     if not any(isinstance(layer, keras.layers.GlobalAveragePooling2D) for layer in model.layers):
         raise ToolkitError(
             f"{source} takes {model.input_shape[1]}px photos and its Flatten head cannot take the "

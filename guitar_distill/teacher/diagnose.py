@@ -105,9 +105,7 @@ def best_side(rows: list[dict]) -> tuple[int, str]:
 def save_best_side(model, info, rows: list[dict], bn_photos: int, seed: int, source: Path, dest: Path):
     """The teacher at `best_side(rows)` as a teacher stage's folder in `dest`: model.keras, labels.txt, the source
     run's config, history and curves, and metrics.json with every split scored at that side."""
-    import shutil
-
-    from guitar_distill.common.artifacts import read_json, write_labels
+    from guitar_distill.common.artifacts import copy_run_records, read_json, write_labels
     from guitar_distill.common.cache import load_split
     from guitar_distill.common.models import save_model
     from guitar_distill.common.runtimes import split_accuracies, split_probabilities
@@ -123,9 +121,7 @@ def save_best_side(model, info, rows: list[dict], bn_photos: int, seed: int, sou
     dest.mkdir(parents=True, exist_ok=True)
     save_model(sized, dest / "model.keras")
     write_labels(dest, info.classes)
-    for name in ("config.json", "history.csv", "curves.png"):
-        if (source.parent / name).exists():
-            shutil.copy(source.parent / name, dest / name)
+    copy_run_records(source.parent, dest)
     before = read_json(source.with_name("metrics.json")) if source.with_name("metrics.json").exists() else {}
     scored = split_accuracies(split_probabilities(sized, info, size), info)
     fixres = {

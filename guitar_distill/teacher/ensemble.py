@@ -9,8 +9,10 @@ network. It takes photos at the largest member's side; a member trained at a sma
     python -m guitar_distill.teacher.ensemble --preset patient --artifacts artifacts/patient \\
         --members artifacts/patient/fixres/model.keras artifacts/patient/baseline/model.keras --out DIR
 
-writes DIR as a teacher stage's folder (model.keras, labels.txt, metrics.json with every member's and the
-ensemble's top-1 on each split, and the ensemble's with each member on photos decoded at its own side).
+writes DIR as a teacher stage's folder (model.keras, labels.txt, metrics.json with every member's run and top-1
+on each split, the ensemble's, and the ensemble's with each member on photos decoded at its own side), with the
+ResNet50 member's run records (config, history, curves) when it has one: the release's teacher is then this file,
+and later teacher runs start from its ResNet50 member (`--weights`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from pathlib import Path
 
 import keras
 
-from guitar_distill.common.artifacts import write_json, write_labels
-from guitar_distill.common.config import resolve_config, resolve_project_path, stage_parser
+from guitar_distill.common.artifacts import copy_run_records, read_json, write_json, write_labels
+from guitar_distill.common.config import project_relative, resolve_config, resolve_project_path, stage_parser
 from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.layers import LogProbability
 from guitar_distill.common.quiet import quiet_start
@@ -61,6 +63,18 @@ def shown(scores: dict) -> str:
     return ", ".join(f"{k.removesuffix('_accuracy')} {v:.3f}" for k, v in scores.items() if k.endswith("_accuracy"))
 
 
+# What an ensemble's record keeps of each member's run (from the member folder's metrics.json): the release's
+# model card describes the teacher from them.
+MEMBER_RUN = ("model", "preset", "epochs_run", "best_epoch", "train_seconds", "started_from", "fixres")
+RESNET = "resnet50_teacher"  # the teacher stage's model name: the member later teacher runs start from
+
+
+def member_run(path: Path) -> dict:
+    beside = path.with_name("metrics.json")
+    metrics = read_json(beside) if beside.exists() else {}
+    return {k: metrics[k] for k in MEMBER_RUN if k in metrics}
+
+
 def load_members(paths: list[Path], info) -> tuple[list, list[dict], list[dict]]:
     """(members as float32 Keras models, their records, their probabilities per split at their own sides)."""
     from guitar_distill.common.models import check_classifier, float32_copy, load_model_file
@@ -73,7 +87,8 @@ def load_members(paths: list[Path], info) -> tuple[list, list[dict], list[dict]]
             raise ToolkitError(f"ensemble member not found: {path}")
         member = check_classifier(float32_copy(load_model_file(path)), str(path), len(info.classes))
         answers.append(split_probabilities(member, info, member.input_shape[1]))
-        rows.append({"file": str(path), "image_size": member.input_shape[1], **split_accuracies(answers[-1], info)})
+        scored = split_accuracies(answers[-1], info)
+        rows.append({"file": project_relative(path), "image_size": member.input_shape[1], **member_run(path), **scored})
         console.print(f"member {path}: {shown(rows[-1])}")
         members.append(member)
     return members, rows, answers
@@ -101,6 +116,9 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     save_model(ensemble, args.out / "model.keras")
     write_labels(args.out, info.classes)
+    resnet = next((m for m in args.members if member_run(resolve_project_path(str(m))).get("model") == RESNET), None)
+    if resnet:  # how the ResNet50 member was trained goes with it, as a FixRes copy's does
+        copy_run_records(resolve_project_path(str(resnet)).parent, args.out)
     metrics = {
         "model": ensemble.name,
         "preset": cfg.name,

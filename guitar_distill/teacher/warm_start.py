@@ -20,14 +20,22 @@ def is_teacher_file(weights) -> bool:
     return bool(weights) and Path(str(weights)).suffix == ".keras"
 
 
+def resnet_member(model: keras.Model) -> keras.Model:
+    """The ResNet50 teacher inside an ensemble teacher file (teacher/ensemble.py names it member_K_resnet50_teacher);
+    any other model as it is."""
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return next((m for m in nested if m.name.endswith("resnet50_teacher")), model)
+
+
 def start_from_teacher(model: keras.Model, path: Path) -> dict:
-    """Copy `path`'s weights into `model` (a build_teacher network); returns what was converted."""
+    """Copy `path`'s weights (a ResNet50 teacher's, or an ensemble's ResNet50 member's) into `model` (a
+    build_teacher network); returns what was converted."""
     from guitar_distill.common.models import float32_copy, load_model_file
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"teacher file not found: {path}")
-    source = float32_copy(load_model_file(path))
+    source = resnet_member(float32_copy(load_model_file(path)))
     names = {layer.name for layer in source.layers}
     missing = [
         layer.name
