@@ -284,6 +284,12 @@ def test_the_teacher_answers_the_students_crops_at_its_own_side(smoke_artifacts,
     np.testing.assert_allclose(stored.stream[1], log_probabilities(teacher.predict_on_batch(at_48[1][0])), atol=1e-5)
     val_48 = load_split(info, "val", 48)[0].astype(np.float32)
     np.testing.assert_allclose(stored.splits["val"], log_probabilities(teacher.predict_on_batch(val_48)), atol=1e-5)
+    # distill.teacher_size 0: a teacher file that takes one side (a released one, at its best) is fed that side
+    fixed = keras.models.clone_model(teacher, input_tensors=keras.Input((48, 48, 3)))
+    fixed.set_weights(teacher.get_weights())
+    fixed.save(tmp_path / "fixed.keras")
+    own, _ = stored_stream(info, load_splits(info), tmp_path / "fixed.keras", scfg, replace(dcfg, teacher_size=0))
+    np.testing.assert_allclose(own.stream[1], stored.stream[1], atol=1e-5)
 
     def shrunk(batch):
         return np.stack(

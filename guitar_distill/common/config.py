@@ -173,7 +173,7 @@ class Distill:
     soft_weight: float = 0.5
     teacher_logits: str = "online"  # "online" (teacher beside the student) or "offline" (stored once)
     teacher: str = ""  # a teacher model file (.keras/.tflite/.onnx); empty: artifacts/teacher/model.keras
-    teacher_size: int = 0  # offline: the side the teacher sees each crop at (0: the data's); its best test side
+    teacher_size: int = 0  # offline: the side the teacher sees each crop at (0: the file's own, else the data's)
     # Offline: epochs of the augmented stream whose outputs are stored (0: all); later epochs replay those
     # batches in a new order.
     stored_epochs: int = 0

@@ -193,8 +193,9 @@ def stored_stream(
 ) -> tuple[TeacherLogits, int | None]:
     """The stored logits a student run of `scfg.max_epochs` epochs trains from, and the replay period.
 
-    With `distill.teacher_size`, the teacher answers each crop cut from the photos decoded at that side,
-    the side it tests best at, while the student trains on the same crops at the data's side.
+    The teacher answers each crop cut from the photos decoded at `distill.teacher_size`, or at the teacher file's
+    own side (the side it was released to test best at), while the student trains on the same crops at the
+    data's side.
 
     With `student.corrupt`, the target of a corrupted crop is the teacher's answer to the clean crop, or with
     `distill.teacher_sees = "corrupted"` to the corrupted one.
@@ -207,8 +208,9 @@ def stored_stream(
     """
     from guitar_distill.common.augment import training_augmentation, training_corruption, training_mixing
     from guitar_distill.common.cache import load_split
+    from guitar_distill.common.runtimes import open_classifier
 
-    size = dcfg.teacher_size or info.image_size
+    size = dcfg.teacher_size or open_classifier(teacher_path).size or info.image_size
     if size != info.image_size:  # the students' crops, seen by the teacher at its own side (FKD)
         splits = {s: load_split(info, s, size) for s in splits}
     epochs = scfg.max_epochs

@@ -195,7 +195,8 @@ def check(dest: Path, artifacts: Path) -> list[dict]:
 
 def released_teacher(source: Path, classes: int, image_size: int):
     """A Keras teacher file (the released float16 one) as a float32 Keras network taking `image_size`
-    px photos: as it is, or rebuilt at that size when its head is average pooling (which takes any)."""
+    px photos: as it is (also for `image_size` 0: its own side, where it was released to test best), or rebuilt
+    at that size when its head is average pooling (which takes any)."""
     import keras
 
     from guitar_distill.common.models import float32_copy, load_model_file
@@ -203,7 +204,7 @@ def released_teacher(source: Path, classes: int, image_size: int):
     from guitar_distill.teacher.warm_start import start_from_teacher
 
     model = float32_copy(load_model_file(source))
-    if int(model.input_shape[1]) == image_size:
+    if not image_size or int(model.input_shape[1]) == image_size:
         return model
     if any(isinstance(layer, keras.Model) for layer in model.layers):
         raise ToolkitError(
@@ -222,8 +223,8 @@ def released_teacher(source: Path, classes: int, image_size: int):
 
 def import_teacher(source: Path, artifacts: Path, side: int = 0) -> list[Path]:
     """A Keras teacher file (the released float16 one by default) as TFLite fp32 and fp16 files where
-    the benchmarks and the stored logits look for them, at `side` px (0: the data stage's resolution; a preset's
-    `distill.teacher_size`, where the teacher tests best)."""
+    the benchmarks and the stored logits look for them, at `side` px (a preset's `distill.teacher_size`; 0: the
+    file's own side, the one it tests best at)."""
     from guitar_distill.common.manifest import load_data_info
     from guitar_distill.common.models import network_cost
     from guitar_distill.export.convert import export_saved_model, tflite_from_saved_model
@@ -231,8 +232,8 @@ def import_teacher(source: Path, artifacts: Path, side: int = 0) -> list[Path]:
     info = load_data_info(artifacts)
     beside = source.with_name("model.json")
     meta = read_json(beside) if beside.exists() else {"source_run": {"stage": "teacher", "file": str(source)}}
-    side = side or info.image_size
     model = released_teacher(source, len(info.classes), side)
+    side = int(model.input_shape[1])
     saved = export_saved_model(model, artifacts / "export" / "saved_model" / "imported_teacher")
     shown = project_relative(source)
     outs = []
