@@ -17,10 +17,21 @@ from guitar_distill.common.layout import TFLITE_PRECISIONS
 
 
 def export_saved_model(model, directory: Path) -> Path:
+    """`model`'s inference pass as a SavedModel whose default signature the TFLite converter reads.
+
+    Called with training=False explicitly: `model.export` leaves it unset, and the members of an ensemble
+    teacher behind a Resizing layer were then traced in training mode (dropout, batch statistics), which
+    TFLite cannot convert (keras.io's ExportArchive example sets it the same way)."""
+    import keras
+
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.export(str(tmp), format="tf_saved_model", verbose=False)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    spec = keras.InputSpec(shape=model.input_shape, dtype=model.inputs[0].dtype)
+    archive.add_endpoint("serve", lambda x: model(x, training=False), input_signature=[spec])
+    archive.write_out(str(tmp), verbose=False)
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(tmp, directory)
     return directory

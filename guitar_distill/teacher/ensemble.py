@@ -3,8 +3,9 @@
 An averaged ensemble teaches better than any of its members (Stanton et al. 2021; MEAL V2, Shen et al. 2020),
 and models of different families, a ResNet50 and label-trained NiNs, err on different photos. The ensemble is
 an ordinary classifier file: stored outputs, export, benchmarks and the release take it as they take one
-network. It takes photos at the largest member's side; a member trained at a smaller side sees them resized
-(antialiased).
+network. It takes photos at the largest member's side; a member trained at a smaller side sees them resized,
+bilinearly without antialiasing: TFLite has no antialiased resize (TensorFlow's ScaleAndTranslate), and the
+teacher is released and benchmarked as TFLite. The record's `members_at_own_sides` scores what that costs.
 
     python -m guitar_distill.teacher.ensemble --preset patient --artifacts artifacts/patient \\
         --members artifacts/patient/fixres/model.keras artifacts/patient/baseline/model.keras --out DIR
@@ -44,7 +45,7 @@ def build_ensemble(members: list[keras.Model], name: str = "ensemble_teacher") -
     for k, (member, own) in enumerate(zip(members, sides)):
         x = inputs
         if own and own != side:
-            x = keras.layers.Resizing(own, own, interpolation="bilinear", antialias=True, name=f"to_{own}px_{k}")(x)
+            x = keras.layers.Resizing(own, own, interpolation="bilinear", name=f"to_{own}px_{k}")(x)
         member.name = f"member_{k}_{member.name}"
         answers.append(member(x))
     mean = keras.layers.Average(name="mean_probability")(answers)
