@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+# The ResNet50 teacher's model name: its stage's record, and an ensemble's member that later teacher runs start from.
+TEACHER_MODEL = "resnet50_teacher"
 MODEL_STAGES = {"teacher": "teacher", "student": "distill"}  # exported model -> the stage that trained it
 STAGE_COMMANDS = {
     "data": "make data  (python -m guitar_distill.dataset)",

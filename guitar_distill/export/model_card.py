@@ -20,6 +20,7 @@ import numpy as np
 from guitar_distill.common.artifacts import read_json, write_text
 from guitar_distill.common.config import MODELS_DIR, read_config
 from guitar_distill.common.errors import ToolkitError, run_cli
+from guitar_distill.common.layout import TEACHER_MODEL
 from guitar_distill.common.markdown import markdown_table
 
 RECORDS = ("data_summary", "accuracy", "robustness", "latency")
@@ -168,7 +169,7 @@ def training_section(records: dict) -> list[str]:
 
 
 # An ensemble member's run, by the model name its stage records.
-MEMBER_KINDS = {"resnet50_teacher": "ResNet50", "nin_student_no_kd": "NiN trained from labels alone"}
+MEMBER_KINDS = {TEACHER_MODEL: "ResNet50", "nin_student_no_kd": "NiN trained from labels alone"}
 
 
 def member_kind(member: dict) -> str:
@@ -207,7 +208,7 @@ def teacher_line(teacher: dict) -> str:
         return f"- Teacher: {resnet_text(tcfg, tm)}."
     parts = [
         resnet_text(tcfg, m)
-        if m.get("model") == "resnet50_teacher" and tcfg
+        if m.get("model") == TEACHER_MODEL and tcfg
         else f"{member_kind(m)}, {m.get('epochs_run', '?')} epochs at {m['image_size']} px"
         for m in tm["members"]
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from guitar_distill.common.config import Teacher, replace_field, resolve_project_path, training_config
 from guitar_distill.common.errors import ToolkitError, run_cli
+from guitar_distill.common.layout import TEACHER_MODEL
 from guitar_distill.common.quiet import quiet_start
 
 
@@ -48,7 +49,7 @@ def main(argv=None):
     run.finish(
         model,
         rows,
-        "resnet50_teacher",
+        TEACHER_MODEL,
         f"ResNet50 teacher ({cfg.name} preset)",
         extra={"weights": tcfg.weights, **({"started_from": started_from} if started_from else {})},
     )

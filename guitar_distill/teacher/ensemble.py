@@ -27,6 +27,7 @@ from guitar_distill.common.artifacts import copy_run_records, read_json, write_j
 from guitar_distill.common.config import project_relative, resolve_config, resolve_project_path, stage_parser
 from guitar_distill.common.errors import ToolkitError, run_cli
 from guitar_distill.common.layers import LogProbability
+from guitar_distill.common.layout import TEACHER_MODEL
 from guitar_distill.common.quiet import quiet_start
 
 
@@ -67,7 +68,6 @@ def shown(scores: dict) -> str:
 # What an ensemble's record keeps of each member's run (from the member folder's metrics.json): the release's
 # model card describes the teacher from them.
 MEMBER_RUN = ("model", "preset", "epochs_run", "best_epoch", "train_seconds", "started_from", "fixres")
-RESNET = "resnet50_teacher"  # the teacher stage's model name: the member later teacher runs start from
 
 
 def member_run(path: Path) -> dict:
@@ -117,9 +117,9 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     save_model(ensemble, args.out / "model.keras")
     write_labels(args.out, info.classes)
-    resnet = next((m for m in args.members if member_run(resolve_project_path(str(m))).get("model") == RESNET), None)
+    resnet = next((row for row in rows if row.get("model") == TEACHER_MODEL), None)
     if resnet:  # how the ResNet50 member was trained goes with it, as a FixRes copy's does
-        copy_run_records(resolve_project_path(str(resnet)).parent, args.out)
+        copy_run_records(resolve_project_path(resnet["file"]).parent, args.out)
     metrics = {
         "model": ensemble.name,
         "preset": cfg.name,

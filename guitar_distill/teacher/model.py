@@ -7,6 +7,7 @@ from pathlib import Path
 import keras
 
 from guitar_distill.common.layers import CaffePreprocess, with_training_layers
+from guitar_distill.common.layout import TEACHER_MODEL
 
 HEADS = ("flatten", "avg")
 
@@ -55,7 +56,7 @@ def build_teacher(
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     # Keras 3's batch norm trains in several element-wise passes, the fused kernel in one; oneDNN's strided
     # 1x1 convolutions are slow at odd map sizes, a subsample and a stride-1 one are not (common/layers.py).
-    return with_training_layers(keras.Model(inputs, outputs, name="resnet50_teacher"))
+    return with_training_layers(keras.Model(inputs, outputs, name=TEACHER_MODEL))
 
 
 LAST_CONV_LAYER = "conv5_block3_out"

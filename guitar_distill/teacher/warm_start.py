@@ -14,6 +14,7 @@ from pathlib import Path
 import keras
 
 from guitar_distill.common.config import project_relative
+from guitar_distill.common.layout import TEACHER_MODEL
 
 
 def is_teacher_file(weights) -> bool:
@@ -24,7 +25,7 @@ def resnet_member(model: keras.Model) -> keras.Model:
     """The ResNet50 teacher inside an ensemble teacher file (teacher/ensemble.py names it member_K_resnet50_teacher);
     any other model as it is."""
     nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    return next((m for m in nested if m.name.endswith("resnet50_teacher")), model)
+    return next((m for m in nested if m.name.endswith(TEACHER_MODEL)), model)
 
 
 def start_from_teacher(model: keras.Model, path: Path) -> dict:
