@@ -41,6 +41,21 @@ def test_an_ensemble_answers_the_mean_of_its_members_each_at_its_own_side(tmp_pa
         build_ensemble([small, build_nin_student(4, 32, (8, 16, 32), 0.25)])
 
 
+def test_a_flip_averaged_teacher_answers_the_mean_over_each_photo_and_its_mirror_in_every_format(tmp_path):
+    from guitar_distill.common.runtimes import open_classifier
+    from guitar_distill.export.convert import export_saved_model, tflite_from_saved_model
+
+    member = build_nin_student(3, 32, (8, 16, 32), 0.25)
+    x = np.random.default_rng(1).integers(0, 256, (4, 32, 32, 3)).astype(np.float32)
+    expected = (member.predict_on_batch(x) + member.predict_on_batch(x[:, :, ::-1])) / 2
+    assert np.abs(member.predict_on_batch(x) - expected).max() > 1e-4  # the mirror answers differently
+    flipped = load_model_file(save_model(build_ensemble([member], flip=True), tmp_path / "flip.keras"))
+    np.testing.assert_allclose(flipped.predict_on_batch(x), expected, atol=1e-6)
+    saved = export_saved_model(flipped, tmp_path / "sm")
+    (tmp_path / "flip.tflite").write_bytes(tflite_from_saved_model(saved, "fp32"))
+    np.testing.assert_allclose(open_classifier(tmp_path / "flip.tflite").predict(x), expected, atol=1e-5)
+
+
 @pytest.mark.slow  # a data stage and the command in a subprocess
 def test_the_ensemble_command_writes_a_teacher_folder_scored_on_every_split(tmp_path, photo_source):
     from conftest import run_stage
@@ -56,9 +71,10 @@ def test_the_ensemble_command_writes_a_teacher_folder_scored_on_every_split(tmp_
     (members[1].parent / "metrics.json").write_text(json.dumps({"model": "resnet50_teacher", "epochs_run": 3}))
     (members[1].parent / "history.csv").write_text("epoch,accuracy\n0,0.5\n")
     out = tmp_path / "ensemble"
-    run_stage("teacher.ensemble", *common, "--members", *map(str, members), "--out", str(out))
+    run_stage("teacher.ensemble", *common, "--members", *map(str, members), "--out", str(out), "--flip")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["image_size"] == 40 and [m["image_size"] for m in metrics["members"]] == [32, 40]
+    assert metrics["flip_averaged"] is True
     assert "model" not in metrics["members"][0] and metrics["members"][1]["epochs_run"] == 3
     assert (out / "history.csv").read_text() == (members[1].parent / "history.csv").read_text()
     assert {"train_accuracy", "val_accuracy", "test_accuracy"} <= set(metrics)

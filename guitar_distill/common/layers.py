@@ -39,6 +39,18 @@ class LogProbability(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="guitar_distill")
+class HorizontalFlip(keras.layers.Layer):
+    """The mirror image (width reversed), in every mode: a teacher's answers averaged over a photo and its
+    mirror (test-time flip averaging) are part of the file, so stored outputs and exports get them too."""
+
+    def call(self, inputs):
+        return keras.ops.flip(inputs, axis=2)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="guitar_distill")
 class FusedBatchNormalization(keras.layers.BatchNormalization):
     """BatchNormalization whose training step runs TensorFlow's fused kernel (FusedBatchNormV3).
 

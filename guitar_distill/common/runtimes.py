@@ -89,12 +89,13 @@ def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(probs, axis=1) == labels)) if len(labels) else float("nan")
 
 
-def split_probabilities(model, info, side: int | None = None) -> dict[str, np.ndarray]:
-    """{split: probabilities} on every split of the data stage with photos, decoded at `side` (None: the data's)."""
+def split_probabilities(model, info, side: int | None = None, predict=predict_all) -> dict[str, np.ndarray]:
+    """{split: probabilities} on every split of the data stage with photos, decoded at `side` (None: the data's),
+    answered by `predict(model, images)`."""
     from guitar_distill.common.cache import load_split
     from guitar_distill.common.manifest import SPLITS
 
-    return {s: predict_all(model, load_split(info, s, side)[0]) for s in SPLITS if info.split_rows(s)}
+    return {s: predict(model, load_split(info, s, side)[0]) for s in SPLITS if info.split_rows(s)}
 
 
 def split_accuracies(probs: dict[str, np.ndarray], info) -> dict[str, float]:
