@@ -146,9 +146,10 @@ def test_an_ensemble_teacher_is_described_by_its_members_each_with_its_own_run()
     assert "150 epochs at 80 px; 36,000 s of training; NiN trained from labels alone, 200 epochs at 112 px; " in card
     assert "distilled from the averaged probabilities of 3 networks (ResNet50, NiN trained from labels alone," in card
     # two label-trained networks and no ResNet50: no teacher run's config in the release, and none needed
-    students = {"metrics": {"val_accuracy": 0.9, "members": members[1:]}, "config": None}
+    students = {"metrics": {"val_accuracy": 0.9, "members": members[1:], "flip_averaged": True}, "config": None}
     card = render_model_card({**records, "training": {**records["training"], "teacher": students}})
-    assert "- Teacher: the mean of 2 networks' probabilities" in card and "ResNet50" not in card
+    assert "ResNet50" not in card
+    assert "- Teacher: the mean of 2 networks' probabilities, each on the photo and its mirror image (" in card
 
 
 def test_a_copy_of_the_released_bundle_works_where_it_ships(tmp_path, edge_python):

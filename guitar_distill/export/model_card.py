@@ -213,9 +213,10 @@ def teacher_line(teacher: dict) -> str:
         for m in tm["members"]
     ]
     scores = ", ".join(f"{m['val_accuracy']:.3f}" for m in tm["members"])
+    flipped = ", each on the photo and its mirror image" if tm.get("flip_averaged") else ""
     return (
-        f"- Teacher: the mean of {len(parts)} networks' probabilities (validation top-1 {tm['val_accuracy']:.3f}; "
-        f"the members' {scores}): " + "; ".join(parts) + "."
+        f"- Teacher: the mean of {len(parts)} networks' probabilities{flipped} (validation top-1 "
+        f"{tm['val_accuracy']:.3f}; the members' {scores}): " + "; ".join(parts) + "."
     )
 
 
