@@ -8,7 +8,7 @@ TEST_WORKERS ?= 2
 STAGE_ARGS = --preset $(PRESET) --artifacts $(ARTIFACTS)
 DEMO_ARGS = --preset demo --artifacts $(ARTIFACTS)/demo
 
-.PHONY: setup data teacher baseline student distill export bench demo cpu stretch release all pi-check web-check gpu-kit gpu-check audit lint test test-fast clean
+.PHONY: setup data teacher baseline student distill export bench demo cpu stretch patient release all pi-check web-check gpu-kit gpu-check audit lint test test-fast clean
 
 setup:            ## .venv in the project root with the dependencies' ranges (dev and jax extras)
 	python3 -m venv .venv
@@ -57,8 +57,29 @@ stretch:          ## a teacher stretch from the released teacher, then its stude
 	$(PYTHON) -m benchmarks.accuracy --preset stretch --artifacts $(ARTIFACTS)/stretch
 	$(PYTHON) -m benchmarks.robustness --preset stretch --artifacts $(ARTIFACTS)/stretch
 
-release:          ## copy the stretch run's student and float16 teacher into models/ (make stretch first)
-	$(PYTHON) -m guitar_distill.export.release --preset stretch --artifacts $(ARTIFACTS)/stretch
+# The run behind models/ (reports/teacher_recipe.md): three NiNs trained 200 epochs from labels (the first is the
+# no-KD baseline), their flip-averaged mean as the teacher, a student distilled from it for the same 200 epochs.
+PATIENT = $(ARTIFACTS)/patient
+PATIENT_SEEDS = 7 3
+PATIENT_ARGS = --preset patient --artifacts $(PATIENT)
+patient:          ## the run behind models/: an ensemble of 200-epoch NiNs distilled into one (hours on 2 cores, resumable)
+	$(PYTHON) -m guitar_distill.dataset $(PATIENT_ARGS)
+	$(PYTHON) -m guitar_distill.student $(PATIENT_ARGS)
+	set -e; for seed in $(PATIENT_SEEDS); do \
+	  mkdir -p $(PATIENT)/seed$$seed && { test -e $(PATIENT)/seed$$seed/data || ln -s ../data $(PATIENT)/seed$$seed/data; }; \
+	  $(PYTHON) -m guitar_distill.student --preset patient --artifacts $(PATIENT)/seed$$seed --set student.seed=$$seed; \
+	done
+	test -f $(PATIENT)/teacher/model.keras || $(PYTHON) -m guitar_distill.teacher.ensemble $(PATIENT_ARGS) --flip \
+	  --out $(PATIENT)/teacher --members $(PATIENT)/baseline/model.keras $(PATIENT_SEEDS:%=$(PATIENT)/seed%/baseline/model.keras)
+	$(PYTHON) -m guitar_distill.export.release $(PATIENT_ARGS) --import-teacher --teacher-file $(PATIENT)/teacher/model.keras
+	$(PYTHON) -m guitar_distill.distill $(PATIENT_ARGS)
+	$(PYTHON) -m guitar_distill.export $(PATIENT_ARGS) --models student
+	$(PYTHON) -m benchmarks.latency $(PATIENT_ARGS) --threads 1
+	$(PYTHON) -m benchmarks.accuracy $(PATIENT_ARGS)
+	$(PYTHON) -m benchmarks.robustness $(PATIENT_ARGS)
+
+release:          ## copy the patient run's student and teacher into models/ (make patient first)
+	$(PYTHON) -m guitar_distill.export.release $(PATIENT_ARGS)
 
 demo:             ## ~20 minutes on 2 CPU cores: a student distilled from the released teacher in models/
 	@start=$$(date +%s); set -ex; \
