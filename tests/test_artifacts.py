@@ -177,6 +177,10 @@ def test_a_run_may_grow_its_epoch_budget_and_nothing_else(tmp_path, capsys):
             )
     prepare_run_dir(tmp_path, "teacher", apply_overrides(longer, []), False, keys=("data", "teacher"), grows="teacher")
     assert len(json.loads((tmp_path / "teacher" / "config.json").read_text())["extended"]) == 1
+    # where a run started from and when this invocation stops are not what the run is: a resumed run restores its
+    # own weights (a run carried through git starts from its carry on the next machine)
+    moved = apply_overrides(longer, ["teacher.weights=runs/grow-teacher", "teacher.max_minutes=30"])
+    prepare_run_dir(tmp_path, "teacher", moved, False, keys=("data", "teacher"), grows="teacher")
 
 
 def test_distillation_may_grow_the_student_table_it_trains_from(tmp_path, capsys):

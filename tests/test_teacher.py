@@ -387,6 +387,26 @@ def test_a_teacher_grows_its_side_by_phase_and_is_kept_at_the_last(tmp_path, pho
     assert metrics["epochs_run"] == 2 and set(metrics) >= {"train_accuracy", "val_accuracy"}
 
 
+def test_a_carry_keeps_in_float32_what_float16_cannot_hold(tmp_path):
+    import h5py
+
+    from guitar_distill.common import carry
+
+    (tmp_path / "run" / "backup").mkdir(parents=True)
+    (tmp_path / "run" / "backup" / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
+    variance = np.array([87059.6, 2.5], np.float32)  # a first batch norm's variance over raw pixels
+    with h5py.File(tmp_path / "run" / "backup" / "latest.weights.h5", "w") as f:
+        f.create_dataset("layers/bn/vars/3", data=variance)
+        f.create_dataset("layers/conv/vars/0", data=np.full(4, 0.1, np.float32))
+        f.create_dataset("optimizer/vars/0", data=np.zeros(4, np.float32))
+    for name in carry.RUN_FILES:
+        (tmp_path / "run" / name).write_text("")
+    carry.save_carry(tmp_path / "run", tmp_path / "git")
+    with h5py.File(tmp_path / "git" / carry.WEIGHTS, "r") as f:
+        np.testing.assert_array_equal(f["layers/bn/vars/3"][()], variance)
+        assert f["layers/conv/vars/0"].dtype == np.float16 and "optimizer" not in f
+
+
 def test_a_run_carried_to_another_folder_goes_on_from_its_epoch(tmp_path, photos, monkeypatch):
     """common/carry.py: a run stopped after two epochs, carried (float16 weights, history, config) and restored
     elsewhere, trains epochs 3 and 4 of the same schedule from the carried weights."""

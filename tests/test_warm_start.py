@@ -1,5 +1,7 @@
 """A teacher run starts from a saved teacher: Flatten -> average-pooling heads, and the TFLite unfold."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -73,6 +75,29 @@ def test_an_ensemble_teacher_file_starts_a_run_from_its_resnet_member(tmp_path):
     assert info["source_image_size"] == 32 and info["source_head"] == "avg"
     x = np.random.default_rng(2).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(target.predict(x, verbose=0), resnet.predict(x, verbose=0), atol=2e-2)
+
+
+@pytest.mark.slow  # builds ResNet50s
+def test_a_run_carried_through_git_starts_a_teacher_run(tmp_path):
+    from guitar_distill.common import carry
+    from guitar_distill.common.config import as_dict, load_preset, replace_field
+
+    run = tmp_path / "run"
+    (run / "backup").mkdir(parents=True)
+    source = randomised_teacher(48, head="avg")
+    source.save_weights(run / "backup" / "latest.weights.h5")
+    (run / "backup" / "training_metadata.json").write_text('{"epoch": 7, "batch": 0}')
+    (run / "history.csv").write_text("epoch\n")
+    config = replace_field(replace_field(load_preset("smoke"), "teacher.head", "avg"), "data.image_size", 48)
+    (run / "config.json").write_text(json.dumps(as_dict(config)))
+    carry.save_carry(run, tmp_path / "git")
+    target = build_teacher(3, 32, None, head="avg")
+    info = start_from_teacher(target, tmp_path / "git")
+    assert info["source_image_size"] == 48 and info["source_head"] == "avg"
+    for a, b in zip(target.get_weights(), source.get_weights(), strict=True):  # every layer's, float16 in the carry
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="do not fit a 5-class ResNet50"):
+        start_from_teacher(build_teacher(5, 32, None, head="avg"), tmp_path / "git")
 
 
 @pytest.mark.slow  # builds ResNet50s

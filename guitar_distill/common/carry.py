@@ -9,8 +9,10 @@ not carried: the optimiser's momentum, which restarts from zero, and the average
 restarts from the carried weights (for an averaged run, those are the average: the backup is written
 with it swapped in).
 
-    python -m guitar_distill.common.carry save artifacts/grow/teacher models/carry/grow-teacher
-    python -m guitar_distill.common.carry restore models/carry/grow-teacher artifacts/grow/teacher
+    python -m guitar_distill.common.carry save artifacts/grow/teacher runs/grow-teacher
+    python -m guitar_distill.common.carry restore runs/grow-teacher artifacts/grow/teacher
+
+(runs/, not models/: a release replaces models/ whole.)
 """
 
 from __future__ import annotations
@@ -59,7 +61,14 @@ def copy_as_float16(src: h5py.Group, out: h5py.Group) -> None:
         else:
             data = item[()]
             is_float = isinstance(data, np.ndarray) and data.dtype == np.float32
-            out.create_dataset(name, data=data.astype(np.float16) if is_float else data)
+            # a value past float16's range stays float32: the first batch norm's variance over raw pixels can pass
+            # 65,504 and would load as inf
+            fits = is_float and (not data.size or np.abs(data).max() <= np.finfo(np.float16).max)
+            out.create_dataset(name, data=data.astype(np.float16) if fits else data)
+
+
+def is_carry(path: Path) -> bool:
+    return (Path(path) / RECORD).is_file()
 
 
 def restore_carry(carry: Path, run_dir: Path) -> dict:

@@ -13,8 +13,9 @@ from guitar_distill.common.errors import ToolkitError
 
 # A longer budget may continue a run: these fields of the stage's own table may grow on resume.
 EXTENDABLE = ("max_epochs", "patience")
-# A wall-clock cap says when this invocation stops, not what the run is: it may differ on resume.
-RUN_LIMITS = ("max_minutes",)
+# A wall-clock cap says when this invocation stops, and the weights a run started from say how its first
+# epoch began (a resumed run restores its own), not what the run is: they may differ on resume.
+RUN_LIMITS = ("max_minutes", "weights")
 
 
 def table_changes(old: Preset, cfg: Preset, table: str) -> list[str]:

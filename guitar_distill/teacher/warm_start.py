@@ -18,7 +18,11 @@ from guitar_distill.common.layout import TEACHER_MODEL
 
 
 def is_teacher_file(weights) -> bool:
-    return bool(weights) and Path(str(weights)).suffix == ".keras"
+    """A saved teacher of this project: a .keras file, or a run carried through git (common/carry.py)."""
+    from guitar_distill.common.carry import is_carry
+    from guitar_distill.common.config import resolve_project_path
+
+    return bool(weights) and (Path(str(weights)).suffix == ".keras" or is_carry(resolve_project_path(str(weights))))
 
 
 def resnet_member(model: keras.Model) -> keras.Model:
@@ -28,15 +32,35 @@ def resnet_member(model: keras.Model) -> keras.Model:
     return next((m for m in nested if m.name.endswith(TEACHER_MODEL)), model)
 
 
+def carried_resnet(carry: Path, num_classes: int) -> keras.Model:
+    """The ResNet50 of a run carried through git, at its carried epoch's weights (its run's head)."""
+    from guitar_distill.common.carry import WEIGHTS
+    from guitar_distill.common.config import read_config
+    from guitar_distill.teacher.model import build_teacher
+
+    cfg = read_config(carry / "config.json")
+    side = cfg.teacher.phases[-1].image_size if cfg.teacher.phases else cfg.data.image_size  # where it trained last
+    model = build_teacher(num_classes, side, head=cfg.teacher.head)
+    try:
+        model.load_weights(carry / WEIGHTS)
+    except ValueError as e:
+        raise ValueError(f"{carry}: its weights do not fit a {num_classes}-class ResNet50 teacher ({e})") from None
+    return model
+
+
 def start_from_teacher(model: keras.Model, path: Path) -> dict:
-    """Copy `path`'s weights (a ResNet50 teacher's, or an ensemble's ResNet50 member's) into `model` (a
-    build_teacher network); returns what was converted."""
+    """Copy `path`'s weights (a ResNet50 teacher's, an ensemble's ResNet50 member's, or a carried ResNet50
+    run's) into `model` (a build_teacher network); returns what was converted."""
+    from guitar_distill.common.carry import is_carry
     from guitar_distill.common.models import float32_copy, load_model_file
 
     path = Path(path)
-    if not path.is_file():
+    if is_carry(path):
+        source = carried_resnet(path, int(model.output_shape[-1]))
+    elif path.is_file():
+        source = resnet_member(float32_copy(load_model_file(path)))
+    else:
         raise FileNotFoundError(f"teacher file not found: {path}")
-    source = resnet_member(float32_copy(load_model_file(path)))
     names = {layer.name for layer in source.layers}
     missing = [
         layer.name
@@ -44,7 +68,12 @@ def start_from_teacher(model: keras.Model, path: Path) -> dict:
         if layer.weights and layer.name not in names and layer.name != "predictions"
     ]
     if missing:
-        raise ValueError(f"{path}: not a ResNet50 teacher of this project (no layers {', '.join(missing[:3])} ...)")
+        nested = [layer.name for layer in source.layers if isinstance(layer, keras.Model)]
+        lacks = f"an ensemble of {', '.join(nested)}" if nested else f"no layers {', '.join(missing[:3])} ..."
+        raise ValueError(
+            f"{path}: not a ResNet50 teacher of this project ({lacks}); start from a ResNet50 teacher file or a "
+            f"run carried through git (runs/grow-teacher)"
+        )
     for layer in model.layers:
         if layer.weights and layer.name != "predictions":
             layer.set_weights(source.get_layer(layer.name).get_weights())
