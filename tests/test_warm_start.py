@@ -98,6 +98,14 @@ def test_a_run_carried_through_git_starts_a_teacher_run(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
     with pytest.raises(ValueError, match="do not fit a 5-class ResNet50"):
         start_from_teacher(build_teacher(5, 32, None, head="avg"), tmp_path / "git")
+    # --import-teacher takes it too (the latency benchmark's ResNet50 reference): at its last side, or another
+    from guitar_distill.export.release import released_teacher
+
+    x = np.random.default_rng(3).uniform(0, 255, (2, 48, 48, 3)).astype(np.float32)
+    imported = released_teacher(tmp_path / "git", 3, 0)
+    assert imported.input_shape == (None, 48, 48, 3)
+    np.testing.assert_allclose(imported.predict(x, verbose=0), source.predict(x, verbose=0), atol=2e-2)
+    assert released_teacher(tmp_path / "git", 3, 32).input_shape == (None, 32, 32, 3)
 
 
 @pytest.mark.slow  # builds ResNet50s

@@ -194,16 +194,18 @@ def check(dest: Path, artifacts: Path) -> list[dict]:
 
 
 def released_teacher(source: Path, classes: int, image_size: int):
-    """A Keras teacher file (the released float16 one) as a float32 Keras network taking `image_size`
-    px photos: as it is (also for `image_size` 0: its own side, where it was released to test best), or rebuilt
-    at that size when its head is average pooling (which takes any)."""
+    """A Keras teacher file (the released float16 one), or a ResNet50 run carried through git, as a float32 Keras
+    network taking `image_size` px photos: as it is (also for `image_size` 0: its own side, where it was released
+    to test best, or a carried run's last), or rebuilt at that size when its head is average pooling (which takes
+    any)."""
     import keras
 
+    from guitar_distill.common.carry import is_carry
     from guitar_distill.common.models import float32_copy, load_model_file
     from guitar_distill.teacher.model import build_teacher
-    from guitar_distill.teacher.warm_start import start_from_teacher
+    from guitar_distill.teacher.warm_start import carried_resnet, start_from_teacher
 
-    model = float32_copy(load_model_file(source))
+    model = carried_resnet(source, classes) if is_carry(source) else float32_copy(load_model_file(source))
     if not image_size or int(model.input_shape[1]) == image_size:
         return model
     if any(isinstance(layer, keras.Model) for layer in model.layers):
@@ -271,7 +273,8 @@ def main(argv=None):
     parser.add_argument(
         "--teacher-file",
         type=Path,
-        help=f"with --import-teacher: another Keras teacher (default: DEST/{TEACHER.as_posix()})",
+        help=f"with --import-teacher: another Keras teacher, or a carried ResNet50 run such as runs/grow-teacher "
+        f"(default: DEST/{TEACHER.as_posix()})",
     )
     args = parser.parse_args(argv)
     cfg = resolve_config(args)
