@@ -387,6 +387,25 @@ def test_a_teacher_grows_its_side_by_phase_and_is_kept_at_the_last(tmp_path, pho
     assert metrics["epochs_run"] == 2 and set(metrics) >= {"train_accuracy", "val_accuracy"}
 
 
+def test_a_float16_copy_keeps_in_float32_a_layer_that_float16_cannot_hold():
+    from guitar_distill.common.models import retyped_copy
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.BatchNormalization(name="first_bn")(inputs)  # over raw pixels: a variance of tens of thousands
+    x = keras.layers.Conv2D(4, 3, name="conv")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    gamma, beta, mean, _ = model.get_layer("first_bn").get_weights()
+    model.get_layer("first_bn").set_weights([gamma, beta, mean + 120.0, np.full(3, 87059.6, np.float32)])
+    half = retyped_copy(model, "float16")
+    assert half.get_layer("first_bn").dtype_policy.name == "float32" and half.get_layer("conv").dtype == "float16"
+    x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
+    answers = keras.ops.convert_to_numpy(half(x)).astype(np.float32)
+    assert np.isfinite(answers).all()
+    np.testing.assert_allclose(answers, keras.ops.convert_to_numpy(model(x)), atol=2e-2)
+    with pytest.raises(ValueError, match="first_bn: values up to 8.71e\\+04 do not fit float16"):
+        retyped_copy(model, "float16", strict=True)
+
+
 def test_a_carry_keeps_in_float32_what_float16_cannot_hold(tmp_path):
     import h5py
 

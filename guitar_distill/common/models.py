@@ -80,35 +80,48 @@ def float32_copy(model: keras.Model) -> keras.Model:
 def retyped_copy(model: keras.Model, dtype: str, strict: bool = False) -> keras.Model:
     """The same network with every layer's variables and arithmetic in `dtype` ("float32" or "float16").
 
-    "float16" halves a released teacher's file (its weights are what later runs start from); with
-    `strict`, a weight past float16's range is an error naming it rather than an infinity.
+    "float16" halves a released teacher's file (its weights are what later runs start from). A layer holding a
+    weight past float16's range (a first batch norm's variance over raw pixels can be) stays float32 rather than
+    hold an infinity; with `strict`, such a weight is an error naming it.
     """
     if all(layer.dtype_policy.name == dtype for layer in model.layers):
         return model
-    if dtype == "float16" and strict:  # an infinite weight would load as NaN answers: refuse, naming it
-        limit = float(np.finfo(np.float16).max)
-        for layer in model.layers:
-            for w in layer.weights:
-                values = np.abs(keras.ops.convert_to_numpy(w))
-                big = float(values.max()) if values.size else 0.0
-                if big > limit:
-                    raise ValueError(
-                        f"{layer.name} {w.name}: values up to {big:.3g} do not fit float16 "
-                        f"(at most {limit:.0f}); keep this model in float32"
-                    )
+    too_big = float16_overflows(model) if dtype == "float16" else {}
+    if too_big and strict:  # e.g. activations that grow past float16 too: the whole model has to stay float32
+        name, big = next(iter(too_big.items()))
+        raise ValueError(
+            f"{name}: values up to {big:.3g} do not fit float16 (at most {np.finfo(np.float16).max:.0f}); "
+            f"keep this model in float32"
+        )
     config = model.get_config()
-    retype_layers(config, dtype)
+    retype_layers(config, dtype, keep=set(too_big))
     copy = model.__class__.from_config(config)
     copy.set_weights([np.asarray(w, dtype=np.float32) for w in model.get_weights()])
     return copy
 
 
-def retype_layers(config: dict, dtype: str) -> None:
-    """Every layer of a functional model's config in `dtype`, through the models nested in it (an ensemble's)."""
+def float16_overflows(model: keras.Model) -> dict[str, float]:
+    """{layer name: its largest magnitude} of the layers, nested ones too, holding a weight past float16's range."""
+    limit, found = float(np.finfo(np.float16).max), {}
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found.update(float16_overflows(layer))
+            continue
+        big = max(
+            (float(np.abs(keras.ops.convert_to_numpy(w)).max()) for w in layer.weights if np.prod(w.shape)), default=0.0
+        )
+        if big > limit:
+            found[layer.name] = big
+    return found
+
+
+def retype_layers(config: dict, dtype: str, keep: set[str] = frozenset()) -> None:
+    """Every layer of a functional model's config in `dtype` but those named in `keep`, through the models nested
+    in it (an ensemble's)."""
     for layer in config["layers"]:
         if "layers" in layer["config"]:
-            retype_layers(layer["config"], dtype)
-        else:
+            retype_layers(layer["config"], dtype, keep)
+        elif layer["config"]["name"] not in keep:
             layer["config"]["dtype"] = dtype
 
 
