@@ -46,7 +46,7 @@ cpu:              ## the CPU reference run behind models/ and reports/ (hours on
 	$(PYTHON) -m guitar_distill.export.release --preset cpu --artifacts $(ARTIFACTS) --import-teacher --teacher-file $(ARTIFACTS)/teacher/model.keras
 	$(MAKE) bench PRESET=cpu
 
-stretch:          ## a teacher stretch from the released teacher, then its students and benchmarks (presets/stretch.toml)
+stretch:          ## a ResNet50 stretch from the carried grow run (runs/grow-teacher), then its students and benchmarks
 	$(PYTHON) -m guitar_distill.dataset --preset stretch --artifacts $(ARTIFACTS)/stretch
 	$(PYTHON) -m teacher --preset stretch --artifacts $(ARTIFACTS)/stretch
 	$(PYTHON) -m guitar_distill.export.release --preset stretch --artifacts $(ARTIFACTS)/stretch --import-teacher --teacher-file $(ARTIFACTS)/stretch/teacher/model.keras
