@@ -8,7 +8,7 @@ TEST_WORKERS ?= 2
 STAGE_ARGS = --preset $(PRESET) --artifacts $(ARTIFACTS)
 DEMO_ARGS = --preset demo --artifacts $(ARTIFACTS)/demo
 
-.PHONY: setup data teacher baseline student distill export bench demo cpu stretch patient release all pi-check web-check gpu-kit gpu-check audit lint test test-fast clean
+.PHONY: setup data teacher baseline student distill export bench demo cpu stretch patient patient-carry release all pi-check web-check gpu-kit gpu-check audit lint test test-fast clean
 
 setup:            ## .venv in the project root with the dependencies' ranges (dev and jax extras)
 	python3 -m venv .venv
@@ -62,8 +62,10 @@ stretch:          ## a ResNet50 stretch from the carried grow run (runs/grow-tea
 PATIENT = $(ARTIFACTS)/patient
 PATIENT_SEEDS = 7 3
 PATIENT_ARGS = --preset patient --artifacts $(PATIENT)
+PATIENT_CARRY = runs/patient
 patient:          ## the run behind models/: an ensemble of 200-epoch NiNs distilled into one (hours on 2 cores, resumable)
 	$(PYTHON) -m guitar_distill.dataset $(PATIENT_ARGS)
+	test ! -d $(PATIENT_CARRY) || $(PYTHON) -m guitar_distill.common.carry restore-tree $(PATIENT_CARRY) $(PATIENT)
 	$(PYTHON) -m guitar_distill.student $(PATIENT_ARGS)
 	set -e; for seed in $(PATIENT_SEEDS); do \
 	  mkdir -p $(PATIENT)/seed$$seed && { test -e $(PATIENT)/seed$$seed/data || ln -s ../data $(PATIENT)/seed$$seed/data; }; \
@@ -77,6 +79,9 @@ patient:          ## the run behind models/: an ensemble of 200-epoch NiNs disti
 	$(PYTHON) -m benchmarks.latency $(PATIENT_ARGS) --threads 1
 	$(PYTHON) -m benchmarks.accuracy $(PATIENT_ARGS)
 	$(PYTHON) -m benchmarks.robustness $(PATIENT_ARGS)
+
+patient-carry:    ## carry the patient runs (finished and in progress) into runs/patient for git; make patient resumes them
+	$(PYTHON) -m guitar_distill.common.carry save-tree $(PATIENT) $(PATIENT_CARRY)
 
 release:          ## copy the patient run's student and teacher into models/ (make patient first)
 	$(PYTHON) -m guitar_distill.export.release $(PATIENT_ARGS)

@@ -457,3 +457,52 @@ def test_a_run_carried_to_another_folder_goes_on_from_its_epoch(tmp_path, photos
     # the carried weights are the run's (float16-rounded), not the fresh model's
     for carried, trained in zip(seen["weights"], first.get_weights()):
         np.testing.assert_allclose(carried, trained, rtol=2e-3, atol=1e-4)
+
+
+def test_a_chain_of_runs_carried_as_a_tree_goes_on_where_it_stopped(tmp_path, photos):
+    """common/carry.py save-tree/restore-tree: a finished run comes back finished (its best weights in float16,
+    its metrics; nothing left to train), a run in progress at its epoch; a folder with a run of its own is left."""
+    import shutil
+
+    import h5py
+
+    from guitar_distill.common import carry
+    from guitar_distill.common.resume import epochs_done
+
+    train = (photos[0].astype(np.uint8), photos[1])
+    val = (photos[0][::2].astype(np.uint8), photos[1][::2])
+    here = tmp_path / "here"
+    fit_recipe(_student(), train, val, replace(CFG, max_epochs=2), here / "a" / "baseline")
+    # what finish() leaves: metrics, and the resume state removed
+    (here / "a" / "baseline" / "metrics.json").write_text('{"val_accuracy": 0.5}')
+    shutil.rmtree(here / "a" / "baseline" / "backup")
+    (here / "a" / "data").symlink_to(here)  # a run's data link is not walked into
+    fit_recipe(_student(), train, val, replace(CFG, max_epochs=1), here / "b")  # its backup as a stop leaves it
+    for run in ("a/baseline", "b"):
+        (here / run / "config.json").write_text("{}")
+
+    saved = carry.save_tree(here, tmp_path / "git")
+    assert [(str(rel), r["epoch"], r["finished"]) for rel, r in saved] == [("a/baseline", 2, True), ("b", 1, False)]
+    with h5py.File(tmp_path / "git" / "a" / "baseline" / carry.BEST, "r") as f:
+        assert {f[n].dtype for n in _datasets(f)} == {np.dtype(np.float16)}
+
+    there = tmp_path / "there"
+    (there / "b").mkdir(parents=True)
+    (there / "b" / "history.csv").write_text("epoch\n1\n2\n")  # a run of its own, further along
+    seeded = carry.restore_tree(tmp_path / "git", there)
+    assert [(str(rel), r is not None) for rel, r in seeded] == [("a/baseline", True), ("b", False)]
+    assert (there / "a" / "baseline" / "metrics.json").read_text() == '{"val_accuracy": 0.5}'
+    assert epochs_done(_student(seed=5), there / "a" / "baseline", CFG.steps_per_epoch) == (2, True)
+    trained, restored = _student(), _student(seed=5)
+    trained.load_weights(here / "a" / "baseline" / carry.BEST)
+    restored.load_weights(there / "a" / "baseline" / carry.BEST)
+    for a, b in zip(restored.get_weights(), trained.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-4)
+    with pytest.raises(ToolkitError, match="neither a run in progress"):
+        carry.save_carry(there / "b", tmp_path / "elsewhere")
+
+
+def _datasets(group) -> list[str]:
+    names = []
+    group.visititems(lambda name, item: names.append(name) if hasattr(item, "dtype") else None)
+    return names

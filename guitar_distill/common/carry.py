@@ -9,8 +9,14 @@ not carried: the optimiser's momentum, which restarts from zero, and the average
 restarts from the carried weights (for an averaged run, those are the average: the backup is written
 with it swapped in).
 
+A finished run is carried too: its best weights in float16 and its metrics. The same training command
+then finishes it again (model.keras, scores) without training, so a chain of runs longer than one
+machine's stay (`make patient`: four runs of over an hour) goes on where it stopped. `save-tree` and
+`restore-tree` carry every run under a folder at the same relative paths.
+
     python -m guitar_distill.common.carry save artifacts/grow/teacher runs/grow-teacher
     python -m guitar_distill.common.carry restore runs/grow-teacher artifacts/grow/teacher
+    python -m guitar_distill.common.carry save-tree artifacts/patient runs/patient
 
 (runs/, not models/: a release replaces models/ whole.)
 """
@@ -18,6 +24,7 @@ with it swapped in).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 from pathlib import Path
 
@@ -26,30 +33,43 @@ import numpy as np
 
 from guitar_distill.common.artifacts import atomic_path, read_json, write_json
 from guitar_distill.common.errors import ToolkitError, run_cli
+from guitar_distill.common.history import read_history
 
 WEIGHTS = "carried.weights.h5"
+BEST = "best.weights.h5"  # a finished run's, under the name the training stage reads
 RECORD = "carry.json"
 RUN_FILES = ("history.csv", "config.json")
+METRICS = "metrics.json"
 
 
 def save_carry(run_dir: Path, dest: Path) -> dict:
-    """`dest/`: the run's last completed epoch as float16 weights, its history and config, and carry.json."""
+    """`dest/`: the run's last completed epoch (or a finished run's best) as float16 weights, its history and
+    config, and carry.json."""
     run_dir, dest = Path(run_dir), Path(dest)
     backup = run_dir / "backup"
-    if not (backup / "latest.weights.h5").exists():
-        raise ToolkitError(f"{backup}: no backup of a run in progress to carry (a finished run has its model.keras)")
-    epoch = int(read_json(backup / "training_metadata.json")["epoch"])
+    if (backup / "latest.weights.h5").exists():
+        epoch, weights, files = int(read_json(backup / "training_metadata.json")["epoch"]), WEIGHTS, RUN_FILES
+        source = backup / "latest.weights.h5"
+    elif is_finished(run_dir):
+        epoch, weights, files = len(read_history(run_dir / "history.csv")), BEST, (*RUN_FILES, METRICS)
+        source = run_dir / BEST
+    else:
+        raise ToolkitError(f"{run_dir}: neither a run in progress (backup/) nor a finished run ({METRICS}, {BEST})")
     dest.mkdir(parents=True, exist_ok=True)
-    with h5py.File(backup / "latest.weights.h5", "r") as src, atomic_path(dest / WEIGHTS) as tmp:
+    with h5py.File(source, "r") as src, atomic_path(dest / weights) as tmp:
         with h5py.File(tmp, "w") as out:
             for name in src:
                 if name != "optimizer":  # momentum and averages: 2x the weights, and rebuilt on the way
                     copy_as_float16(src[name], out.create_group(name))
-    for name in RUN_FILES:
+    for name in files:
         shutil.copy(run_dir / name, dest / name)
-    record = {"epoch": epoch, "from": str(run_dir)}
+    record = {"epoch": epoch, "finished": weights == BEST, "from": str(run_dir)}
     write_json(dest / RECORD, record)
     return record
+
+
+def is_finished(run_dir: Path) -> bool:
+    return (run_dir / METRICS).exists() and (run_dir / BEST).exists() and not (run_dir / "backup").exists()
 
 
 def copy_as_float16(src: h5py.Group, out: h5py.Group) -> None:
@@ -76,12 +96,44 @@ def restore_carry(carry: Path, run_dir: Path) -> dict:
     carry, run_dir = Path(carry), Path(run_dir)
     if not (carry / RECORD).exists():
         raise ToolkitError(f"{carry}: no {RECORD}: not a carried run (python -m guitar_distill.common.carry save)")
-    if (run_dir / "backup").exists() or (run_dir / "metrics.json").exists():
+    if (run_dir / "backup").exists() or (run_dir / METRICS).exists():
         raise ToolkitError(f"{run_dir} holds a run of its own; carry it into an empty folder")
+    record = read_json(carry / RECORD)
+    files = (BEST, METRICS) if record.get("finished") else (WEIGHTS,)
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name in (WEIGHTS, *RUN_FILES, RECORD):
+    for name in (*files, *RUN_FILES, RECORD):
         shutil.copy(carry / name, run_dir / name)
-    return read_json(carry / RECORD)
+    return record
+
+
+def carried_runs(root: Path, carries: bool) -> list[Path]:
+    """The run folders under `root` (relative paths): carries, or runs in progress or finished; symbolic links
+    (a run's data/) are not followed."""
+    root = Path(root)
+    found = []
+    for folder, dirs, _ in os.walk(root):
+        here = Path(folder)
+        dirs[:] = [d for d in dirs if d != "backup"]
+        is_run = (here / "config.json").exists() and (here / "history.csv").exists()
+        if is_carry(here) if carries else is_run and ((here / "backup").exists() or is_finished(here)):
+            found.append(here.relative_to(root))
+    return sorted(found)
+
+
+def save_tree(root: Path, dest: Path) -> list[tuple[Path, dict]]:
+    """Every run under `root` carried to the same relative path under `dest`."""
+    return [(rel, save_carry(Path(root) / rel, Path(dest) / rel)) for rel in carried_runs(root, carries=False)]
+
+
+def restore_tree(carries: Path, root: Path) -> list[tuple[Path, dict | None]]:
+    """Every carry under `carries` seeded at its relative path under `root`; a folder that already holds a run
+    (its own backup is exact) is left as it is (None)."""
+    done = []
+    for rel in carried_runs(carries, carries=True):
+        target = Path(root) / rel
+        has_run = (target / "history.csv").exists()
+        done.append((rel, None if has_run else restore_carry(Path(carries) / rel, target)))
+    return done
 
 
 def carried_epoch(run_dir: Path) -> int:
@@ -106,19 +158,41 @@ def resume_carried(model, run_dir: Path, steps_done: int) -> None:
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Carry a training run to another machine through git.")
     sub = parser.add_subparsers(dest="what", required=True)
-    save = sub.add_parser("save", help="a run in progress -> DEST (float16 weights, history, config)")
-    save.add_argument("run", type=Path)
-    save.add_argument("dest", type=Path)
-    restore = sub.add_parser("restore", help="a carry -> an empty run folder; then the same training command")
-    restore.add_argument("carry", type=Path)
-    restore.add_argument("run", type=Path)
+    for what, source, dest, text in (
+        ("save", "run", "dest", "a run in progress or finished -> DEST (float16 weights, history, config)"),
+        ("restore", "carry", "run", "a carry -> an empty run folder; then the same training command"),
+        ("save-tree", "root", "dest", "every run under ROOT -> the same paths under DEST"),
+        ("restore-tree", "carries", "root", "every carry under CARRIES -> the same paths under ROOT, where empty"),
+    ):
+        command = sub.add_parser(what, help=text)
+        command.add_argument(source, type=Path)
+        command.add_argument(dest, type=Path)
     args = parser.parse_args(argv)
     if args.what == "save":
-        record = save_carry(args.run, args.dest)
-        print(f"carried {args.run} at epoch {record['epoch']} into {args.dest}")
+        print_carried(args.run, save_carry(args.run, args.dest), f"into {args.dest}")
+    elif args.what == "restore":
+        print_carried(args.run, restore_carry(args.carry, args.run), "seeded: run the same training command")
+    elif args.what == "save-tree":
+        carried = save_tree(args.root, args.dest)
+        for rel, record in carried:
+            print_carried(args.root / rel, record, f"into {args.dest / rel}")
+        print(f"{len(carried)} runs carried into {args.dest}")
     else:
-        record = restore_carry(args.carry, args.run)
-        print(f"{args.run} seeded at epoch {record['epoch']}: run the same training command to go on from there")
+        seeded = restore_tree(args.carries, args.root)
+        for rel, record in seeded:
+            if record:
+                print_carried(args.root / rel, record, "seeded")
+            else:
+                print(f"{args.root / rel}: holds a run of its own, left as it is")
+        print(
+            f"{sum(r is not None for _, r in seeded)} of {len(seeded)} runs seeded from {args.carries}: the same "
+            "training commands go on from there"
+        )
+
+
+def print_carried(run: Path, record: dict, where: str) -> None:
+    state = "finished" if record.get("finished") else "in progress"
+    print(f"{run} ({state}, epoch {record['epoch']}) {where}")
 
 
 if __name__ == "__main__":
