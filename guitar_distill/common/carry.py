@@ -9,7 +9,7 @@ not carried: the optimiser's momentum, which restarts from zero, and the average
 restarts from the carried weights (for an averaged run, those are the average: the backup is written
 with it swapped in).
 
-A finished run is carried too: its best weights as they are (a NiN's: 2.4 MB) and its metrics. The same training command
+A finished run is carried too: its best weights unrounded (a NiN's: 2.4 MB) and its metrics. The same training command
 then finishes it again (model.keras, scores) without training, so a chain of runs longer than one
 machine's stay (`make patient`: four runs of over an hour) goes on where it stopped. `save-tree` and
 `restore-tree` carry every run under a folder at the same relative paths.
@@ -44,42 +44,48 @@ METRICS = "metrics.json"
 
 def save_carry(run_dir: Path, dest: Path) -> dict:
     """`dest/`: a run in progress as its last completed epoch's float16 weights, or a finished run as its best
-    weights as they are (its scores come back the same) and its metrics; the history, config and carry.json."""
+    weights unrounded (its scores come back the same) and its metrics; the history, config and carry.json."""
     run_dir, dest = Path(run_dir), Path(dest)
     backup = run_dir / "backup"
-    dest.mkdir(parents=True, exist_ok=True)
     if (backup / "latest.weights.h5").exists():
         epoch, files = int(read_json(backup / "training_metadata.json")["epoch"]), RUN_FILES
-        with h5py.File(backup / "latest.weights.h5", "r") as src, atomic_path(dest / WEIGHTS) as tmp:
-            with h5py.File(tmp, "w") as out:
-                for name in src:
-                    if name != "optimizer":  # momentum and averages: 2x the weights, and rebuilt on the way
-                        copy_as_float16(src[name], out.create_group(name))
+        copy_weights(backup / "latest.weights.h5", dest / WEIGHTS, float16=True)
     elif is_finished(run_dir):
-        epoch, files = len(read_history(run_dir / "history.csv")), (BEST, *RUN_FILES, METRICS)
+        epoch, files = len(read_history(run_dir / "history.csv")), (*RUN_FILES, METRICS)
+        copy_weights(run_dir / BEST, dest / BEST, float16=False)
     else:
         raise ToolkitError(f"{run_dir}: neither a run in progress (backup/) nor a finished run ({METRICS}, {BEST})")
     for name in files:
         with atomic_path(dest / name) as tmp:
             shutil.copy(run_dir / name, tmp)
-    record = {"epoch": epoch, "finished": BEST in files, "from": str(run_dir)}
+    record = {"epoch": epoch, "finished": METRICS in files, "from": str(run_dir)}
     write_json(dest / RECORD, record)
     return record
+
+
+def copy_weights(source: Path, dest: Path, float16: bool) -> None:
+    """The layers' weights of a Keras weights file, without the optimiser's (momentum and averages: 2x the
+    weights, and rebuilt on the way)."""
+    with h5py.File(source, "r") as src, atomic_path(dest) as tmp:
+        with h5py.File(tmp, "w") as out:
+            for name in src:
+                if name != "optimizer":
+                    copy_group(src[name], out.create_group(name), float16)
 
 
 def is_finished(run_dir: Path) -> bool:
     return (run_dir / METRICS).exists() and (run_dir / BEST).exists() and not (run_dir / "backup").exists()
 
 
-def copy_as_float16(src: h5py.Group, out: h5py.Group) -> None:
+def copy_group(src: h5py.Group, out: h5py.Group, float16: bool) -> None:
     for key, value in src.attrs.items():
         out.attrs[key] = value
     for name, item in src.items():
         if isinstance(item, h5py.Group):
-            copy_as_float16(item, out.create_group(name))
+            copy_group(item, out.create_group(name), float16)
         else:
             data = item[()]
-            is_float = isinstance(data, np.ndarray) and data.dtype == np.float32
+            is_float = float16 and isinstance(data, np.ndarray) and data.dtype == np.float32
             # a value past float16's range stays float32: the first batch norm's variance over raw pixels can pass
             # 65,504 and would load as inf
             fits = is_float and (not data.size or np.abs(data).max() <= np.finfo(np.float16).max)
