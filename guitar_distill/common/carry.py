@@ -164,7 +164,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Carry a training run to another machine through git.")
     sub = parser.add_subparsers(dest="what", required=True)
     for what, source, dest, text in (
-        ("save", "run", "dest", "a run in progress or finished -> DEST (float16 weights, history, config)"),
+        ("save", "run", "dest", "a run in progress (float16 weights) or finished (its best weights, metrics) -> DEST"),
         ("restore", "carry", "run", "a carry -> an empty run folder; then the same training command"),
         ("save-tree", "root", "dest", "every run under ROOT -> the same paths under DEST"),
         ("restore-tree", "carries", "root", "every carry under CARRIES -> the same paths under ROOT, where empty"),
