@@ -477,6 +477,7 @@ def test_a_chain_of_runs_carried_as_a_tree_goes_on_where_it_stopped(tmp_path, ph
     # what finish() leaves: metrics, and the resume state removed
     (here / "a" / "baseline" / "metrics.json").write_text('{"val_accuracy": 0.5}')
     shutil.rmtree(here / "a" / "baseline" / "backup")
+    (here / "a" / "baseline" / "backup").mkdir()  # emptied, not removed (a stop in between): still finished
     (here / "a" / "data").symlink_to(here)  # a run's data link is not walked into
     fit_recipe(_student(), train, val, replace(CFG, max_epochs=1), here / "b")  # its backup as a stop leaves it
     for run in ("a/baseline", "b"):

@@ -107,13 +107,12 @@ def epochs_done(model, out_dir: Path, steps: int) -> tuple[int, bool]:
     """(epochs already trained, whether the run is finished): from the backup, a finished run's history, or a
     run carried here from another machine (whose weights and schedule position then go into `model`)."""
     from guitar_distill.common.callbacks import completed_epochs
-    from guitar_distill.common.carry import carried_epoch, resume_carried
+    from guitar_distill.common.carry import carried_epoch, is_finished, resume_carried
     from guitar_distill.common.history import read_history
 
-    done = completed_epochs(out_dir / "backup")
-    # A finished run has no backup/ (its resume state is removed at the end): nothing left to train.
-    if not done and (out_dir / "metrics.json").exists() and (out_dir / "best.weights.h5").exists():
+    if is_finished(out_dir):
         return len(read_history(out_dir / "history.csv")), True
+    done = completed_epochs(out_dir / "backup")
     carried = carried_epoch(out_dir)
     if carried:
         resume_carried(model, out_dir, carried * steps)
