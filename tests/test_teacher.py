@@ -483,7 +483,9 @@ def test_a_chain_of_runs_carried_as_a_tree_goes_on_where_it_stopped(tmp_path, ph
     for run in ("a/baseline", "b"):
         (here / run / "config.json").write_text("{}")
 
+    carry.save_carry(here / "b", tmp_path / "git" / "a" / "baseline")  # as an earlier stop left it: in progress
     saved = carry.save_tree(here, tmp_path / "git")
+    assert not (tmp_path / "git" / "a" / "baseline" / carry.WEIGHTS).exists()
     assert [(str(rel), r["epoch"], r["finished"]) for rel, r in saved] == [("a/baseline", 2, True), ("b", 1, False)]
     with h5py.File(tmp_path / "git" / "b" / carry.WEIGHTS, "r") as f:
         assert {f[n].dtype for n in _datasets(f)} == {np.dtype(np.float16)}

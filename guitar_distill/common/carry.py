@@ -58,7 +58,12 @@ def save_carry(run_dir: Path, dest: Path) -> dict:
     for name in files:
         with atomic_path(dest / name) as tmp:
             shutil.copy(run_dir / name, tmp)
-    record = {"epoch": epoch, "finished": METRICS in files, "from": str(run_dir)}
+    finished = METRICS in files
+    # what an earlier carry of this run left that this kind of carry does not hold (its float16 weights, once
+    # the run has finished): restore would skip it, git would keep it
+    for name in (WEIGHTS,) if finished else (BEST, METRICS):
+        (dest / name).unlink(missing_ok=True)
+    record = {"epoch": epoch, "finished": finished, "from": str(run_dir)}
     write_json(dest / RECORD, record)
     return record
 
