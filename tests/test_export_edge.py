@@ -360,6 +360,21 @@ def test_released_bundle_on_aarch64_gives_the_x86_answers(tmp_path, capsys):
     assert out.count("selftest: 11 passed, 0 failed") == 2  # the int8 and the float32 file
 
 
+def test_the_web_check_waits_for_the_error_about_the_file_it_gave():
+    """A loaded machine: the page may still show the last file's error, then its own 'Reading', when polled."""
+    from guitar_distill.checks.web_check import page_status
+
+    class Page:
+        shown = iter(
+            [["notes.txt: not an image", "error"], ["Reading huge.png...", ""], ["huge.png: too many pixels", "error"]]
+        )
+
+        def execute_script(self, script):
+            return next(self.shown)
+
+    assert page_status(Page(), wait_for_error=True, about="huge.png", seconds=5) == ("huge.png: too many pixels", True)
+
+
 @pytest.mark.slow
 def test_web_page_in_a_real_browser_matches_python(tmp_path, capsys):
     """`make web-check`: the released student's page in headless Chromium vs edge/images.py + ONNX Runtime."""

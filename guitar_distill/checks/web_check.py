@@ -86,13 +86,17 @@ def open_page(chrome, url: str) -> bool:
     return chrome.execute_async_script("window.modelReady.then(arguments[0])")
 
 
-def page_status(chrome, wait_for_error: bool = False, seconds: float = 60) -> tuple[str, bool]:
-    """The status line's text and whether it is shown as an error (waiting until it is one, if asked)."""
+STATUS = "const s = document.getElementById('status'); return [s.textContent, s.className];"
+
+
+def page_status(chrome, wait_for_error: bool = False, about: str = "", seconds: float = 60) -> tuple[str, bool]:
+    """The status line's text and whether it is shown as an error (waiting until it is one, about `about` if
+    given, if asked). Text and class are read in one script: read apart, a slow page can change between them."""
     deadline = time.time() + seconds
     while True:
-        element = chrome.find_element("id", "status")
-        text, is_error = element.text, "error" in (element.get_attribute("class") or "")
-        if not wait_for_error or is_error or time.time() > deadline:
+        text, css = chrome.execute_script(STATUS)
+        is_error = "error" in (css or "")
+        if not wait_for_error or (is_error and about in text) or time.time() > deadline:
             return text, is_error
         time.sleep(0.2)
 
@@ -186,7 +190,8 @@ def bad_input_messages(chrome, base: str, site: Path) -> dict:
     bad = {}
     for name, path in (("not an image", site / "notes.txt"), ("too many pixels", site / "huge.png")):
         upload(chrome, path)
-        bad[name] = page_status(chrome, wait_for_error=True)
+        # the error about this file, not the last one still showing before the page has read it
+        bad[name] = page_status(chrome, wait_for_error=True, about=path.name)
     for name, folder in (("model fails to load", "broken"), ("runtime and model left out", "shipped")):
         open_page(chrome, f"{base}/{folder}/index.html")
         bad[name] = page_status(chrome, wait_for_error=True)
