@@ -80,8 +80,9 @@ def copy_weights(source: Path, dest: Path, float16: bool) -> None:
 
 def is_finished(run_dir: Path) -> bool:
     """Its metrics and best weights, and no completed epoch to resume (a run removes backup/ when it ends)."""
-    left = (Path(run_dir) / "backup" / "training_metadata.json").exists()
-    return (Path(run_dir) / METRICS).exists() and (Path(run_dir) / BEST).exists() and not left
+    run_dir = Path(run_dir)
+    left = (run_dir / "backup" / "training_metadata.json").exists()
+    return (run_dir / METRICS).exists() and (run_dir / BEST).exists() and not left
 
 
 def copy_group(src: h5py.Group, out: h5py.Group, float16: bool) -> None:
