@@ -63,6 +63,7 @@ PATIENT = $(ARTIFACTS)/patient
 PATIENT_SEEDS = 7 3
 PATIENT_ARGS = --preset patient --artifacts $(PATIENT)
 PATIENT_CARRY = runs/patient
+PATIENT_MIX = --set student.mix=mixup   # the student's MixUp: chosen on validation (reports/teacher_recipe.md)
 patient:          ## the run behind models/: an ensemble of 200-epoch NiNs distilled into one (hours on 2 cores, resumable)
 	$(PYTHON) -m guitar_distill.dataset $(PATIENT_ARGS)
 	test ! -d $(PATIENT_CARRY) || $(PYTHON) -m guitar_distill.common.carry restore-tree $(PATIENT_CARRY) $(PATIENT)
@@ -74,7 +75,7 @@ patient:          ## the run behind models/: an ensemble of 200-epoch NiNs disti
 	test -f $(PATIENT)/teacher/model.keras || $(PYTHON) -m guitar_distill.teacher.ensemble $(PATIENT_ARGS) --flip \
 	  --out $(PATIENT)/teacher --members $(PATIENT)/baseline/model.keras $(PATIENT_SEEDS:%=$(PATIENT)/seed%/baseline/model.keras)
 	$(PYTHON) -m guitar_distill.export.release $(PATIENT_ARGS) --import-teacher --teacher-file $(PATIENT)/teacher/model.keras
-	$(PYTHON) -m guitar_distill.distill $(PATIENT_ARGS)
+	$(PYTHON) -m guitar_distill.distill $(PATIENT_ARGS) $(PATIENT_MIX)
 	$(PYTHON) -m guitar_distill.export $(PATIENT_ARGS) --models student
 	$(PYTHON) -m benchmarks.latency $(PATIENT_ARGS) --threads 1
 	$(PYTHON) -m benchmarks.accuracy $(PATIENT_ARGS)

@@ -10,7 +10,14 @@ import numpy as np
 
 from guitar_distill.common.artifacts import read_json
 from guitar_distill.common.config import MODELS_DIR, PROJECT_ROOT, preset_from_dict
-from guitar_distill.export.model_card import confused_pairs, load_records, render_model_card, teacher_sides
+from guitar_distill.export.model_card import (
+    augmentation_text,
+    baseline_recipe,
+    confused_pairs,
+    load_records,
+    render_model_card,
+    teacher_sides,
+)
 
 MODELS = MODELS_DIR
 
@@ -32,6 +39,18 @@ def test_the_card_names_the_sides_a_teacher_trained_at_and_the_one_it_tests_at()
     assert teacher_sides(load_preset("grow"), fixed) == (
         "112 -> 128 -> 144 -> 160 px, tested at 176 px (batch-norm statistics re-estimated there, chosen on validation)"
     )
+
+
+def test_the_card_says_when_the_student_mixed_photos_and_its_baseline_did_not():
+    from guitar_distill.common.config import apply_overrides, load_preset
+
+    plain = load_preset("patient")
+    mixed = apply_overrides(plain, ["student.mix=mixup", "student.mix_alpha=0.2"])
+    assert augmentation_text(plain.student) == "crop_flip augmentation"
+    assert augmentation_text(mixed.student) == "crop_flip augmentation and MixUp at alpha 0.2"
+    assert baseline_recipe(plain, mixed.student) == "same recipe without MixUp"
+    assert baseline_recipe(mixed, plain.student) == "same recipe but crop_flip augmentation and MixUp at alpha 0.2"
+    assert baseline_recipe(mixed, mixed.student) == "same recipe"
 
 
 def test_committed_card_is_what_the_release_records_render_to():

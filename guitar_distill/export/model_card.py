@@ -142,6 +142,27 @@ def data_section(records: dict) -> list[str]:
     ]
 
 
+MIX_NAMES = {"mixup": "MixUp", "cutmix": "CutMix"}
+
+
+def augmentation_text(student) -> str:
+    """A student recipe's augmentation, with its MixUp or CutMix when it mixes photos."""
+    text = f"{student.augmentation} augmentation"
+    if student.mix != "none":
+        start = f" from epoch {student.mix_from_epoch}" if student.mix_from_epoch else ""
+        text += f" and {MIX_NAMES[student.mix]} at alpha {student.mix_alpha}{start}"
+    return text
+
+
+def baseline_recipe(baseline_cfg, student) -> str:
+    """How the baseline's recipe stands to the student's: the same, or the same but for mixing photos."""
+    if baseline_cfg is None or baseline_cfg.student.mix == student.mix:
+        return "same recipe"
+    if baseline_cfg.student.mix == "none":
+        return f"same recipe without {MIX_NAMES[student.mix]}"
+    return f"same recipe but {augmentation_text(baseline_cfg.student)}"
+
+
 def training_section(records: dict) -> list[str]:
     training, bundle = records["training"], records["bundle"]
     scfg = training["student"]["config"]
@@ -154,8 +175,9 @@ def training_section(records: dict) -> list[str]:
         f"- Student: distilled offline from the teacher's stored logits (T = {scfg.distill.temperature}, "
         f"hard {scfg.distill.hard_weight} / soft {scfg.distill.soft_weight}), "
         f"{scfg.student.optimizer} {scfg.student.schedule}, {sm['epochs_run']} epochs, "
-        f"{scfg.student.augmentation} augmentation (the teacher saw the same crops).",
-        f"- Baseline: the same network from labels alone, {bm['epochs_run']} epochs, same recipe.",
+        f"{augmentation_text(scfg.student)} (the teacher saw the same crops).",
+        f"- Baseline: the same network from labels alone, {bm['epochs_run']} epochs, "
+        f"{baseline_recipe(training['baseline']['config'], scfg.student)}.",
         f"- int8: post-training or quantisation-aware, whichever is the more accurate of those agreeing "
         f"with the Keras student on at least 98 % of validation photos; this bundle holds "
         f"`{bundle['format']}`.",
