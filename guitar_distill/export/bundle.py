@@ -31,14 +31,14 @@ class BundleText:
 
 
 def stage_text(source: Path, student: str) -> BundleText:
-    """The export stage's bundle text: the data's own title, the student distilled from ResNet50."""
+    """The export stage's bundle text: the data's own title, the student distilled (its teacher: the card)."""
     from guitar_distill.dataset.scan import source_title
 
     title = source_title(source)
     title = title[:1].lower() + title[1:]
     return BundleText(
         title=f"guitar-student: a classifier of {title} for a Raspberry Pi or a phone",
-        about=f"A {student} student distilled from a ResNet50 teacher, quantised to int8 (uint8 input).",
+        about=f"A {student} student distilled from a larger teacher, quantised to int8 (uint8 input).",
         hint=f"A classifier of {title}: take a photo, or pick one.",
         web_help="from the project, `guitar-distill web models/student/guitar-student --onnx "
         "models/student/onnx_int8/model.onnx` adds them",
