@@ -155,8 +155,8 @@ def augmentation_text(student) -> str:
 
 
 def baseline_recipe(baseline_cfg, student) -> str:
-    """How the baseline's recipe stands to the student's: the same, or the same but for mixing photos."""
-    if baseline_cfg is None or baseline_cfg.student.mix == student.mix:
+    """How the baseline's recipe stands to the student's: the same, or the same but for its augmentation."""
+    if baseline_cfg is None or augmentation_text(baseline_cfg.student) == augmentation_text(student):
         return "same recipe"
     if baseline_cfg.student.mix == "none":
         return f"same recipe without {MIX_NAMES[student.mix]}"
