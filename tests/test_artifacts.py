@@ -78,7 +78,8 @@ def test_presets_inherit_and_state_only_their_changes(tmp_path):
     assert stretch.teacher.head == "avg" and stretch.teacher.batch_size == 64 and full.teacher.head == "flatten"
     demo = load_preset("demo")  # three levels: demo -> stretch -> cpu -> full
     assert demo.data.image_size == stretch.data.image_size == 112 and demo.teacher.zero_init_residual is True
-    assert (demo.student.max_epochs, stretch.student.max_epochs, demo.distill.stored_epochs) == (26, 30, 4)
+    assert (demo.student.max_epochs, stretch.student.max_epochs, demo.distill.stored_epochs) == (30, 30, 4)
+    assert (demo.student.mixed_precision, stretch.student.mixed_precision) == ("bfloat16", False)
     assert demo.student.widths == stretch.student.widths and demo.distill.temperature == full.distill.temperature
     assert demo.export.qat_steps_per_epoch == 40
     smoke = load_preset("smoke")
