@@ -87,7 +87,7 @@ patient-carry:    ## carry the patient runs (finished and in progress) into runs
 release:          ## copy the patient run's student and teacher into models/ (make patient first)
 	$(PYTHON) -m guitar_distill.export.release $(PATIENT_ARGS)
 
-demo:             ## ~16 minutes on 2 CPU cores: a student distilled from the released teacher in models/
+demo:             ## ~16 minutes on 2 CPU cores with AMX: a student distilled from the released teacher in models/
 	@start=$$(date +%s); set -ex; \
 	$(PYTHON) -m guitar_distill.dataset $(DEMO_ARGS); \
 	$(PYTHON) -m guitar_distill.export.release $(DEMO_ARGS) --import-teacher; \
